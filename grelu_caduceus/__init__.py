@@ -1,0 +1,1 @@
+"""Caduceus for gReLU."""

@@ -1,0 +1,90 @@
+"""Selective-scan backends behind one function.
+
+Every backend computes the same thing as :func:`selective_scan_reference` and takes the same
+arguments as mamba-ssm's ``selective_scan_fn``. ``backend="auto"`` picks, in order: mamba-ssm's CUDA
+kernel (if importable and the tensors are on CUDA), the Triton kernel (CUDA), the compiled numba
+kernel (CPU), and the pure-PyTorch loop (anything else).
+"""
+
+import functools
+import importlib.util
+import os
+
+import torch
+
+from .reference import selective_scan_reference
+
+BACKENDS = ("auto", "mamba_ssm", "triton", "cpu", "torch", "reference")
+
+
+@functools.lru_cache(maxsize=None)
+def _importable(name):
+    return importlib.util.find_spec(name) is not None
+
+
+def available_backends(device="cpu"):
+    """Backends that can run on ``device`` here, fastest first."""
+    device = torch.device(device)
+    found = []
+    if device.type == "cuda":
+        if _importable("mamba_ssm") and _importable("selective_scan_cuda"):
+            found.append("mamba_ssm")
+        if _importable("triton"):
+            found.append("triton")
+    if device.type == "cpu" and _importable("numba"):
+        found.append("cpu")
+    found += ["torch", "reference"]
+    return found
+
+
+def resolve_backend(backend, device):
+    """Turn ``"auto"`` (or the GRELU_CADUCEUS_SCAN environment variable) into a concrete backend."""
+    backend = backend or os.environ.get("GRELU_CADUCEUS_SCAN", "auto")
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown scan backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    if backend == "auto":
+        return available_backends(device)[0]
+    return backend
+
+
+def selective_scan(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="auto"
+):
+    """Mamba's selective scan with a real diagonal A.
+
+    Args:
+        u: (batch, d_inner, L) input.
+        delta: (batch, d_inner, L) step sizes (before ``delta_bias`` and softplus).
+        A: (d_inner, d_state) real, negative.
+        B, C: (batch, d_state, L).
+        D: (d_inner,) skip weight, optional.
+        z: (batch, d_inner, L) gate, optional: ``y * silu(z)``.
+        delta_bias: (d_inner,) added before the softplus, optional.
+        delta_softplus: apply softplus to ``delta + delta_bias``.
+        backend: one of ``BACKENDS``.
+
+    Returns:
+        (batch, d_inner, L) tensor in u's dtype.
+    """
+    backend = resolve_backend(backend, u.device)
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if backend == "reference":
+        return selective_scan_reference(*args)
+    if backend == "torch":
+        from .torch_scan import selective_scan_torch
+
+        return selective_scan_torch(*args)
+    if backend == "cpu":
+        from .cpu import selective_scan_cpu
+
+        return selective_scan_cpu(*args)
+    if backend == "triton":
+        from .triton_scan import selective_scan_triton
+
+        return selective_scan_triton(*args)
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    return selective_scan_fn(*args)
+
+
+__all__ = ["selective_scan", "selective_scan_reference", "available_backends", "BACKENDS"]
