@@ -540,14 +540,14 @@ def selective_scan_triton(
     if not HAVE_TRITON:
         raise ImportError("The Triton scan needs the 'triton' package: pip install triton (Linux + CUDA).")
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if torch.float64 in {t.dtype for t in (u, delta, A, B, C)}:
+        raise TypeError("The Triton scan computes in float32; use backend='torch' or 'reference' for float64.")
     if u.device.type != "cuda" and not INTERPRETED:
         raise RuntimeError(
             f"The Triton scan runs on CUDA tensors; got {u.device}. Use backend='torch' or 'cpu' here, "
             "or set TRITON_INTERPRET=1 before triton is first imported to run Triton's (slow) CPU "
             "interpreter."
         )
-    if torch.float64 in {t.dtype for t in (u, delta, A, B, C)}:
-        raise TypeError("The Triton scan computes in float32; use backend='torch' or 'reference' for float64.")
     tensors = [t.contiguous() if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)]
     return _SelectiveScanTriton.apply(*tensors, bool(delta_softplus), block_l, block_d)
 

@@ -1,0 +1,138 @@
+"""The Triton selective scan against the float64 reference: outputs and all gradients.
+
+On a machine with CUDA the kernels run on the GPU in this process. Without one they run in Triton's
+CPU interpreter, which must be switched on before Triton is first imported (Lightning imports it
+too), so the cases run in one subprocess started with TRITON_INTERPRET=1: this file is also that
+subprocess's script (it prints the measured errors as JSON).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_scan_torch import make_inputs, relative_errors  # noqa: E402
+
+# name: (input spec, selective_scan_triton options, module settings to override)
+CASES = {
+    "fp32_n16_all_options": (dict(batch=2, dim=8, L=300, N=16), dict(block_l=64, block_d=4), {}),
+    "fp32_n64_skip_only_L70": (
+        dict(batch=2, dim=8, L=70, N=64, z=False, bias=False, softplus=False), dict(block_l=32, block_d=8), {}),
+    "fp32_n12_ragged_channels_gate": (dict(batch=2, dim=6, L=130, N=12, D=False), dict(block_l=32, block_d=4), {}),
+    # 13 chunks carried 4 at a time; backward as one channel group looping over 4 channel blocks.
+    "fp32_many_chunks_one_group": (
+        dict(batch=1, dim=8, L=200, N=16), dict(block_l=16, block_d=2), dict(_CARRY_BLOCK=4, _TARGET_PROGRAMS=1)),
+    "bf16_n16_all_options": (dict(batch=2, dim=8, L=150, N=16, dtype=torch.bfloat16), dict(block_l=64, block_d=8), {}),
+}
+TOLERANCE = {"fp32": 1e-5, "bf16": 1e-2}
+
+
+def run_cases(device):
+    """Errors for every case, plus checks of the dispatcher and of run-to-run determinism."""
+    from grelu_caduceus.core.scan import selective_scan, triton_scan
+
+    results = {}
+    for name, (spec, options, settings) in CASES.items():
+        saved = {key: getattr(triton_scan, key) for key in settings}
+        for key, value in settings.items():
+            setattr(triton_scan, key, value)
+        try:
+            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in make_inputs(**spec).items()}
+            scan = lambda **kw: triton_scan.selective_scan_triton(**kw, **options)  # noqa: E731
+            results[name] = relative_errors(scan, inputs)
+            if name == "fp32_many_chunks_one_group":
+                results["determinism"] = _max_rerun_difference(scan, inputs)
+        finally:
+            for key, value in saved.items():
+                setattr(triton_scan, key, value)
+    inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in make_inputs(1, 4, 40, 16).items()}
+    results["dispatcher"] = (
+        selective_scan(**inputs, backend="triton") - triton_scan.selective_scan_triton(**inputs)
+    ).abs().max().item()
+    return results
+
+
+def _max_rerun_difference(scan, inputs):
+    """Largest difference between two identical forward+backward runs (0 when deterministic)."""
+    runs = []
+    for _ in range(2):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items() if torch.is_tensor(v)}
+        y = scan(**{**inputs, **leaves})
+        grads = torch.autograd.grad(y, list(leaves.values()), torch.ones_like(y))
+        runs.append([y.detach(), *grads])
+    return max((a - b).abs().max().item() for a, b in zip(*runs))
+
+
+@pytest.fixture(scope="module")
+def results():
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        return run_cases("cuda")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"interpreter run failed:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_float64_reference(results, case):
+    tolerance = TOLERANCE[case[:4]]
+    errors = results[case]
+    assert set(errors) >= {"y", "du", "ddelta", "dA", "dB", "dC"}
+    bad = {k: v for k, v in errors.items() if not v <= tolerance}
+    assert not bad, f"relative errors above {tolerance}: {bad}"
+
+
+def test_backward_is_deterministic(results):
+    assert results["determinism"] == 0.0
+
+
+def test_dispatcher_routes_to_triton(results):
+    assert results["dispatcher"] == 0.0
+
+
+def test_imports_and_explains_without_triton():
+    """The module must import where triton is missing and say how to get it when called."""
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import torch\n"
+        "from grelu_caduceus.core.scan import triton_scan\n"
+        "assert not triton_scan.HAVE_TRITON\n"
+        "x = torch.zeros(1, 2, 3)\n"
+        "try:\n"
+        "    triton_scan.selective_scan_triton(x, x, torch.zeros(2, 4), torch.zeros(1, 4, 3), torch.zeros(1, 4, 3))\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pip install triton" in done.stdout
+
+
+def test_refuses_float64_with_a_pointer_to_other_backends():
+    triton_scan = pytest.importorskip("grelu_caduceus.core.scan.triton_scan")
+    if not triton_scan.HAVE_TRITON:
+        pytest.skip("triton not installed")
+    inputs = make_inputs(1, 2, 8, 4, dtype=torch.float64)
+    with pytest.raises(TypeError, match="backend='torch'"):
+        triton_scan.selective_scan_triton(**inputs)
+
+
+def test_refuses_cpu_tensors_unless_interpreted():
+    triton_scan = pytest.importorskip("grelu_caduceus.core.scan.triton_scan")
+    if not triton_scan.HAVE_TRITON or triton_scan.INTERPRETED:
+        pytest.skip("needs triton imported for the GPU")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        triton_scan.selective_scan_triton(**make_inputs(1, 2, 8, 4))
+
+
+if __name__ == "__main__":
+    from grelu_caduceus.core.scan import triton_scan as _module
+
+    assert _module.INTERPRETED, "run with TRITON_INTERPRET=1 set"
+    print(json.dumps(run_cases("cpu")))
