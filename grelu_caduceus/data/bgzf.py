@@ -116,7 +116,8 @@ def write_bgzip_fasta(
         for name, sequence in records:
             header = f">{name}\n".encode()
             offset += len(header)
-            fai_lines.append(f"{name}\t{len(sequence)}\t{offset}\t{line_width}\t{line_width + 1}\n")
+            bases_per_line = min(line_width, len(sequence)) or line_width  # as samtools: the first line's length
+            fai_lines.append(f"{name}\t{len(sequence)}\t{offset}\t{bases_per_line}\t{bases_per_line + 1}\n")
             for line in _fasta_lines(name, sequence, line_width):
                 writer.write(line)
             offset += len(sequence) + -(-len(sequence) // line_width)  # bases + one newline per line

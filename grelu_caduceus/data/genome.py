@@ -1,0 +1,697 @@
+"""A lazy genome window dataset: one-hot windows read from a FASTA file on demand.
+
+Nothing is loaded up front: the dataset stores interval arithmetic (which windows exist) and reads
+each window through pyfaidx when it is asked for, so memory does not grow with the genome, and
+windows of 131,072 bp or more cost only their own size.
+
+Windows come from one of three sources:
+
+* ``intervals``: a BED file or DataFrame; each interval, resized around its centre to ``seq_len``,
+  is one item (parts outside the chromosome read as N).
+* sliding windows (the default): every ``stride`` bp over the chosen chromosomes or ``regions``.
+* random windows: ``n_random`` windows per epoch, uniformly over all valid window positions.
+
+Items are float32 one-hot tensors of shape (4, seq_len) in gReLU's layout: rows A, C, G, T; any
+other base (N, IUPAC codes) is an all-zero column; lower-case (soft-masked) bases count as normal.
+
+Example::
+
+    ds = GenomeWindowDataset("hg19.fa.gz", seq_len=131_072, chroms=["chr20"], stride=65_536,
+                             splits={"val": ["chr20"]}, split="val", max_n_frac=0.1, rc_prob=0.5)
+    x = ds[0]  # torch.float32, (4, 131072)
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+IntervalSource = Union[str, os.PathLike, pd.DataFrame]
+SPLIT_NAMES = ("train", "val", "test")
+SCAN_CHUNK = 1 << 20  # bases read at a time when looking for N runs
+
+
+class GenomeDataError(ValueError):
+    """A user mistake with genome data (missing file, wrong chromosome name, bad interval ...)."""
+
+
+# --------------------------------------------------------------------------- one-hot encoding
+# Byte -> index: A/a=0, C/c=1, G/g=2, T/t=3, anything else 4 (an all-zero column).
+_BASE_INDEX = np.full(256, 4, dtype=np.uint8)
+for _i, _base in enumerate("ACGT"):
+    _BASE_INDEX[ord(_base)] = _BASE_INDEX[ord(_base.lower())] = _i
+_ONE_HOT_ROWS = np.eye(5, 4, dtype=np.float32)  # row 4 (N) is all zero
+
+
+def one_hot_encode(sequence: str) -> torch.Tensor:
+    """DNA string (length L) -> float32 tensor (4, L), rows A, C, G, T; N and others all-zero."""
+    indices = _BASE_INDEX[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
+    return torch.from_numpy(np.ascontiguousarray(_ONE_HOT_ROWS[indices].T))
+
+
+# --------------------------------------------------------------------------- interval input
+def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFrame:
+    """A BED file (plain or .gz, with or without header) or DataFrame -> chrom, start, end[, split].
+
+    Only the first three columns of a header-less BED are used (plus a ``split`` column when a
+    DataFrame or a headed file has one). Coordinates are 0-based, end-exclusive.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame = source.copy()
+        if not {"chrom", "start", "end"} <= set(frame.columns):
+            raise GenomeDataError(
+                f"{what} DataFrame needs columns chrom, start, end (0-based, end-exclusive); "
+                f"it has {list(frame.columns)}. Rename the columns, e.g. df.rename(columns={{...}})."
+            )
+    else:
+        frame = _read_bed_file(Path(source), what)
+    columns = ["chrom", "start", "end"] + (["split"] if "split" in frame.columns else [])
+    frame = frame[columns].reset_index(drop=True)
+    try:
+        frame["start"] = frame["start"].astype(np.int64)
+        frame["end"] = frame["end"].astype(np.int64)
+    except (TypeError, ValueError) as err:
+        raise GenomeDataError(f"{what}: start and end must be integers ({err}).") from err
+    frame["chrom"] = frame["chrom"].astype(str)
+    return frame
+
+
+def _read_bed_file(path: Path, what: str) -> pd.DataFrame:
+    """Read a BED-like file: skips track/browser/# lines; a header row names the columns."""
+    if not path.exists():
+        raise GenomeDataError(f"{what} file not found: {path}. Pass an existing BED file or a DataFrame.")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    n_skip, header = 0, None
+    with opener(path, "rt") as f:
+        for line in f:
+            if line.startswith(("track", "browser", "#")) or not line.strip():
+                n_skip += 1
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 3:
+                raise GenomeDataError(f"{what} file {path} needs tab-separated chrom, start, end; got {line!r}.")
+            if not fields[1].strip().lstrip("-").isdigit():
+                header = fields
+                n_skip += 1
+            break
+    if header is not None and {"chrom", "start", "end"} <= set(header):
+        names = header
+    else:
+        names = None
+    frame = pd.read_csv(path, sep="\t", header=None, skiprows=n_skip, dtype=str, comment="#", names=names,
+                        usecols=None if names else [0, 1, 2])
+    if names is None:
+        frame.columns = ["chrom", "start", "end"]
+    return frame
+
+
+# --------------------------------------------------------------------------- FASTA access
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _is_bgzf(path: Path) -> bool:
+    """BGZF = gzip whose first member carries the 'BC' extra subfield."""
+    with open(path, "rb") as f:
+        head = f.read(18)
+    return len(head) == 18 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
+def default_index_cache() -> Path:
+    """Folder for FASTA indexes that cannot be written beside the FASTA."""
+    root = os.environ.get("GRELU_CADUCEUS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "grelu_caduceus"
+    )
+    return Path(root) / "fasta_index"
+
+
+class FastaGenome:
+    """Random access to a FASTA (plain or bgzip) through pyfaidx, opened lazily per process.
+
+    The index (.fai, plus .gzi for bgzip) is used or built beside the FASTA; when that folder is
+    not writable it goes to ``index_dir`` (default: :func:`default_index_cache`). Only chromosome
+    sizes are kept in memory. The pyfaidx handle is opened on first use in each process, so a
+    copy sent to a DataLoader worker opens its own file.
+    """
+
+    def __init__(self, fasta: str | os.PathLike, index_dir: str | os.PathLike | None = None):
+        self.path = Path(fasta).expanduser().absolute()
+        if not self.path.is_file():
+            raise GenomeDataError(
+                f"FASTA file not found: {self.path}. Pass the path of an existing .fa / .fa.gz "
+                "(bgzip) file; the bundled demo genome is grelu_caduceus.data.demo_genome_fasta()."
+            )
+        self.bgzf = _is_bgzf(self.path)
+        if not self.bgzf and _is_gzip(self.path):
+            raise GenomeDataError(
+                f"{self.path} is gzip-compressed but not with bgzip, so it cannot be read by random "
+                "access. Recompress it: `gunzip -c X.fa.gz | bgzip > X.fa.gz` (htslib), or "
+                "grelu_caduceus.data.bgzf.bgzip_fasta(src, dst)."
+            )
+        if self.bgzf and not self.path.name.endswith((".gz", ".bgz")):
+            raise GenomeDataError(
+                f"{self.path} is bgzip-compressed but its name does not end in .gz or .bgz, which "
+                "pyfaidx needs to decompress it: rename it (e.g. genome.fa.gz)."
+            )
+        self._index_paths = self._prepare_index(Path(index_dir) if index_dir is not None else None)
+        self.sizes = self._read_sizes(self._index_paths[0])
+        self._faidx = None
+        self._pid = None
+        self._n_run_cache: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    # ---- index
+    def _open(self, fai: Path, gzi: Path | None, rebuild: bool):
+        from pyfaidx import Faidx
+
+        kwargs = {"indexname": str(fai), "rebuild": rebuild, "as_raw": True}
+        if self.bgzf:
+            kwargs["gzi_indexname"] = str(gzi)
+        return Faidx(str(self.path), **kwargs)
+
+    def _index_is_fresh(self, fai: Path, gzi: Path | None) -> bool:
+        mtime = self.path.stat().st_mtime
+        paths = [fai] + ([gzi] if self.bgzf else [])
+        return all(p.exists() and p.stat().st_mtime >= mtime for p in paths)
+
+    def _try_build(self, fai: Path, gzi: Path | None) -> bool:
+        """Open once so pyfaidx writes a missing or stale index; False if it cannot write there."""
+        from pyfaidx import FastaIndexingError
+
+        try:
+            self._open(fai, gzi, rebuild=True).close()
+        except FastaIndexingError as err:
+            raise GenomeDataError(
+                f"{self.path} is not a valid FASTA for indexing: {err} Every sequence line of a "
+                "record must have the same length (except the last); reformat it, e.g. "
+                "`seqkit seq -w 60`."
+            ) from err
+        except OSError:
+            for partial in (fai, gzi):
+                if partial is not None and partial.exists() and not self._index_is_fresh(fai, gzi):
+                    try:
+                        partial.unlink()
+                    except OSError:
+                        pass
+            return False
+        return True
+
+    def _prepare_index(self, index_dir: Path | None) -> tuple[Path, Path | None]:
+        """Pick (fai, gzi) paths and make sure the index exists there."""
+        name = self.path.name
+        if index_dir is None:
+            beside = (Path(f"{self.path}.fai"), Path(f"{self.path}.gzi") if self.bgzf else None)
+            if self._index_is_fresh(*beside):
+                return beside
+            if os.access(self.path.parent, os.W_OK) and self._try_build(*beside):
+                return beside
+            # Key the cache by path, size and mtime so a changed FASTA gets a new index.
+            stat = self.path.stat()
+            key = hashlib.sha1(f"{self.path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+            index_dir = default_index_cache() / key
+            where = f"beside the FASTA ({self.path.parent} is not writable) nor in the cache folder {index_dir}"
+        else:
+            where = f"in index_dir={index_dir}"
+        paths = (index_dir / f"{name}.fai", index_dir / f"{name}.gzi" if self.bgzf else None)
+        try:
+            index_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            ok = False
+        else:
+            ok = self._index_is_fresh(*paths) or self._try_build(*paths)
+        if not ok:
+            raise GenomeDataError(
+                f"Cannot write the FASTA index (.fai{' and .gzi' if self.bgzf else ''}) for {self.path} "
+                f"{where}. Pass index_dir= a writable folder (or set GRELU_CADUCEUS_CACHE), or "
+                f"create the index once where you can write, e.g. `samtools faidx {self.path}`."
+            )
+        return paths
+
+    @staticmethod
+    def _read_sizes(fai: Path) -> dict[str, int]:
+        sizes = {}
+        with open(fai) as f:
+            for line in f:
+                fields = line.rstrip("\n").split("\t")
+                sizes[fields[0]] = int(fields[1])
+        return sizes
+
+    # ---- per-process handle
+    def _handle(self):
+        if self._faidx is None or self._pid != os.getpid():
+            # A handle inherited through fork shares its file offset with the parent: reopen.
+            self._faidx = self._open(*self._index_paths, rebuild=False)
+            self._pid = os.getpid()
+        return self._faidx
+
+    def close(self) -> None:
+        if self._faidx is not None and self._pid == os.getpid():
+            self._faidx.close()
+        self._faidx = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_faidx"], state["_pid"] = None, None  # file handles do not pickle (spawn workers)
+        return state
+
+    # ---- names
+    def check_chrom(self, chrom: str) -> None:
+        """Raise GenomeDataError naming the closest spelling when ``chrom`` is not in the FASTA."""
+        if chrom in self.sizes:
+            return
+        names = list(self.sizes)
+        toggled = chrom[3:] if chrom.startswith("chr") else "chr" + chrom
+        if toggled in self.sizes:
+            guess = f"Did you mean '{toggled}'? This FASTA names chromosomes {'with' if toggled.startswith('chr') else 'without'} the 'chr' prefix; rename yours to match."
+        else:
+            close = difflib.get_close_matches(chrom, names, n=3)
+            guess = f"Did you mean {', '.join(repr(c) for c in close)}?" if close else "Use names from the FASTA."
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        raise GenomeDataError(f"Chromosome '{chrom}' is not in {self.path.name} (it has {shown}). {guess}")
+
+    # ---- reading
+    def fetch(self, chrom: str, start: int, end: int) -> str:
+        """Sequence of [start, end) (0-based); positions outside the chromosome read as N."""
+        size = self.sizes[chrom]
+        lo, hi = max(start, 0), min(end, size)
+        body = self._handle().from_file(chrom, lo + 1, hi) if hi > lo else ""
+        return "N" * (min(lo, end) - start) + body + "N" * (end - max(hi, start))
+
+    def n_runs(self, chrom: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Runs of non-ACGT bases in [start, end): (starts, ends) int64 arrays, sorted, merged.
+
+        Reads the span in chunks of SCAN_CHUNK bases, so memory is bounded by the chunk and the
+        number of runs, not the span. Results are cached per span.
+        """
+        key = (chrom, start, end)
+        if key not in self._n_run_cache:
+            run_starts, run_ends = [], []
+            for chunk_start in range(start, end, SCAN_CHUNK):
+                chunk_end = min(chunk_start + SCAN_CHUNK, end)
+                codes = _BASE_INDEX[np.frombuffer(self.fetch(chrom, chunk_start, chunk_end).encode("ascii"), np.uint8)]
+                is_n = np.concatenate([[False], codes == 4, [False]])
+                edges = np.flatnonzero(np.diff(is_n.view(np.int8)))
+                run_starts.append(edges[0::2] + chunk_start)
+                run_ends.append(edges[1::2] + chunk_start)
+            starts = np.concatenate(run_starts) if run_starts else np.zeros(0, np.int64)
+            ends = np.concatenate(run_ends) if run_ends else np.zeros(0, np.int64)
+            self._n_run_cache[key] = _merge_touching(starts.astype(np.int64), ends.astype(np.int64))
+        return self._n_run_cache[key]
+
+
+def _merge_touching(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge sorted intervals that overlap or touch (runs split at chunk edges)."""
+    if len(starts) < 2:
+        return starts, ends
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    running_end = np.maximum.accumulate(ends)
+    new_group = np.concatenate([[True], starts[1:] > running_end[:-1]])
+    group = np.cumsum(new_group) - 1
+    merged_ends = np.zeros(group[-1] + 1, np.int64)
+    np.maximum.at(merged_ends, group, ends)
+    return starts[new_group], merged_ends
+
+
+# --------------------------------------------------------------------------- N arithmetic
+def n_count(run_starts: np.ndarray, run_ends: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Number of N bases in each [starts[i], ends[i]) given sorted, disjoint N runs."""
+    cumulative = np.concatenate([[0], np.cumsum(run_ends - run_starts)])
+
+    def n_before(x: np.ndarray) -> np.ndarray:  # N bases in [0, x)
+        k = np.searchsorted(run_ends, x, side="right")  # runs entirely before x
+        partial = np.zeros_like(x)
+        inside = (k < len(run_starts))
+        partial[inside] = np.clip(x[inside] - run_starts[k[inside]], 0, None)
+        return cumulative[k] + partial
+
+    return n_before(np.asarray(ends, np.int64)) - n_before(np.asarray(starts, np.int64))
+
+
+def bad_window_starts(
+    run_starts: np.ndarray, run_ends: np.ndarray, lo: int, hi: int, seq_len: int, max_n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Starts s in [lo, hi] whose window [s, s + seq_len) has more than ``max_n`` N bases.
+
+    Returned as half-open intervals (starts, ends) of start positions. The N count of a window is
+    piecewise linear in s with slope -1, 0 or +1, changing only where s or s + seq_len crosses a
+    run edge, so it is evaluated at those breakpoints only: cost O(runs), not O(positions).
+    """
+    if len(run_starts) == 0 or hi < lo:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    points = np.concatenate([run_starts, run_ends, run_starts - seq_len, run_ends - seq_len, [lo, hi + 1]])
+    points = np.unique(np.clip(points, lo, hi + 1))
+    seg_lo, seg_hi = points[:-1], points[1:]  # segments [seg_lo, seg_hi) of constant slope
+    f0 = n_count(run_starts, run_ends, seg_lo, seg_lo + seq_len)
+    f1 = n_count(run_starts, run_ends, seg_lo + 1, seg_lo + 1 + seq_len)
+    slope = np.where(seg_hi - seg_lo > 1, f1 - f0, 0)
+    bad_lo = np.where(slope > 0, seg_lo + np.maximum(max_n - f0 + 1, 0), seg_lo)
+    bad_hi = np.where(slope < 0, np.minimum(seg_hi, seg_lo + np.maximum(f0 - max_n, 0)), seg_hi)
+    bad_lo = np.where((slope == 0) & (f0 <= max_n), seg_hi, bad_lo)  # flat and fine: empty
+    keep = bad_hi > bad_lo
+    return _merge_touching(bad_lo[keep].astype(np.int64), bad_hi[keep].astype(np.int64))
+
+
+def subtract_intervals(lo: int, hi: int, cut_starts: np.ndarray, cut_ends: np.ndarray):
+    """[lo, hi) minus sorted disjoint cuts -> list of (start, end) pieces."""
+    pieces, cursor = [], lo
+    for a, b in zip(cut_starts.tolist(), cut_ends.tolist()):
+        if a > cursor:
+            pieces.append((cursor, min(a, hi)))
+        cursor = max(cursor, b)
+        if cursor >= hi:
+            break
+    if cursor < hi:
+        pieces.append((cursor, hi))
+    return [(a, b) for a, b in pieces if b > a]
+
+
+# --------------------------------------------------------------------------- window sets
+@dataclass
+class WindowSegments:
+    """Window starts stored as arithmetic runs: segment k holds ``count[k]`` windows on
+    chromosome ``chrom[k]`` starting at ``first[k], first[k] + step, ...``.
+
+    Memory grows with the number of segments (regions and N gaps), never with the genome size.
+    """
+
+    chrom: np.ndarray  # (n_segments,) int32 index into chrom_names
+    first: np.ndarray  # (n_segments,) int64
+    count: np.ndarray  # (n_segments,) int64
+    step: int
+    chrom_names: list[str]
+
+    def __post_init__(self):
+        self.offsets = np.concatenate([[0], np.cumsum(self.count)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[str, int]:
+        """(chromosome, window start) of window ``index``."""
+        k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.chrom_names[self.chrom[k]], int(self.first[k] + (index - self.offsets[k]) * self.step)
+
+
+def _grid_segment(region_start: int, a: int, b: int, step: int) -> tuple[int, int]:
+    """First grid point (region_start + k * step) in [a, b) and how many there are."""
+    first = region_start + -(-(a - region_start) // step) * step
+    count = 0 if first >= b else (b - 1 - first) // step + 1
+    return first, count
+
+
+# --------------------------------------------------------------------------- splits
+def _split_filter(splits, split: str | None, genome: FastaGenome):
+    """Allowed territory for ``split``: None (everything), a set of chromosomes, or a
+    DataFrame of regions (chrom, start, end)."""
+    if splits is None:
+        if split is not None:
+            raise GenomeDataError(
+                f"split={split!r} needs splits=: a dict of chromosomes per split (e.g. "
+                "{'val': ['chr8'], 'test': ['chr9']}) or a BED/DataFrame of regions with a split column."
+            )
+        return None
+    if split is None:
+        raise GenomeDataError("splits= is given but split= is not: choose the split to load, e.g. split='train'.")
+    if isinstance(splits, Mapping):
+        unknown = set(splits) - set(SPLIT_NAMES)
+        if unknown:
+            raise GenomeDataError(f"unknown split names {sorted(unknown)} in splits=: use {list(SPLIT_NAMES)}.")
+        listed = {c: name for name, chroms in splits.items() for c in chroms}
+        for chrom in listed:
+            genome.check_chrom(chrom)
+        if split in splits:
+            return set(splits[split])
+        if split == "train":  # train = every chromosome not held out
+            return set(genome.sizes) - set(listed)
+        raise GenomeDataError(f"split={split!r} is not in splits= (it has {sorted(splits)}).")
+    regions = read_intervals(splits, "splits")
+    if "split" not in regions.columns:
+        raise GenomeDataError("splits= regions need a 'split' column (train / val / test).")
+    if split not in set(regions.split):
+        raise GenomeDataError(f"split={split!r} has no region in splits= (it has {sorted(set(regions.split))}).")
+    return regions[regions.split == split][["chrom", "start", "end"]]
+
+
+def _intersect_regions(regions: pd.DataFrame, allowed: pd.DataFrame) -> pd.DataFrame:
+    """Pieces of ``regions`` that lie inside ``allowed`` (both chrom, start, end)."""
+    pieces = []
+    for chrom, group in regions.groupby("chrom", sort=False):
+        mine = allowed[allowed.chrom == chrom]
+        starts, ends = _merge_touching(mine.start.to_numpy(np.int64), mine.end.to_numpy(np.int64))
+        for a, b in zip(group.start.tolist(), group.end.tolist()):
+            lo_k = np.searchsorted(ends, a, side="right")
+            for s, e in zip(starts[lo_k:].tolist(), ends[lo_k:].tolist()):
+                if s >= b:
+                    break
+                pieces.append((chrom, max(a, s), min(b, e)))
+    return pd.DataFrame(pieces, columns=["chrom", "start", "end"])
+
+
+# --------------------------------------------------------------------------- the dataset
+class GenomeWindowDataset(Dataset):
+    """Lazy one-hot windows of a genome: items are float32 tensors (4, seq_len).
+
+    Args:
+        fasta: FASTA path, plain or bgzip (.fa.gz with .gzi); the index is built if needed.
+        seq_len: window length in bp (any size; 131,072 and beyond are fine). With ``intervals``
+            it may be None when all intervals have the same length.
+        intervals: BED path or DataFrame (chrom, start, end): one item per interval, resized
+            around its centre to ``seq_len``; bases outside the chromosome read as N.
+        regions: BED path or DataFrame of regions to tile or sample (default: whole chromosomes).
+        chroms: restrict to these chromosomes (default: all in the FASTA).
+        stride: step of the sliding windows (default ``seq_len``: no overlap).
+        n_random: if given, draw this many random windows per epoch instead of sliding windows,
+            uniformly over all valid positions.
+        splits: hold-out definition, either {"val": [chroms], "test": [chroms]} (train = the
+            other chromosomes unless "train" is given) or a BED/DataFrame of regions with a
+            ``split`` column. Windows must lie wholly inside a region of the chosen split.
+        split: which split to load ("train", "val" or "test"); needs ``splits``.
+        max_n_frac: drop windows whose fraction of non-ACGT bases exceeds this (None: keep all).
+        rc_prob: probability of reverse-complementing an item (``x.flip(0, 1)``).
+        max_shift: shift each window by a random offset in [-max_shift, max_shift] bp.
+        seed: seed for random windows, shifts and RC. Item i of epoch e then always gets the same
+            draw (call :meth:`set_epoch` each epoch for new draws). None: use torch's RNG (seeded
+            per DataLoader worker), so draws differ every epoch.
+        index_dir: folder for the .fai/.gzi index when it cannot be written beside the FASTA.
+    """
+
+    def __init__(
+        self,
+        fasta: str | os.PathLike,
+        seq_len: int | None,
+        *,
+        intervals: IntervalSource | None = None,
+        regions: IntervalSource | None = None,
+        chroms: Sequence[str] | None = None,
+        stride: int | None = None,
+        n_random: int | None = None,
+        splits: Mapping[str, Sequence[str]] | IntervalSource | None = None,
+        split: str | None = None,
+        max_n_frac: float | None = None,
+        rc_prob: float = 0.0,
+        max_shift: int = 0,
+        seed: int | None = 0,
+        index_dir: str | os.PathLike | None = None,
+    ):
+        if intervals is not None and (regions is not None or n_random is not None or stride is not None):
+            raise GenomeDataError("intervals= gives the windows itself: do not combine it with regions=, stride= or n_random=.")
+        if not 0.0 <= rc_prob <= 1.0:
+            raise GenomeDataError(f"rc_prob must be in [0, 1], got {rc_prob}.")
+        if max_shift < 0:
+            raise GenomeDataError(f"max_shift must be >= 0, got {max_shift}.")
+        if max_n_frac is not None and not 0.0 <= max_n_frac <= 1.0:
+            raise GenomeDataError(f"max_n_frac must be in [0, 1] or None, got {max_n_frac}.")
+        self.genome = FastaGenome(fasta, index_dir)
+        self.rc_prob, self.max_shift, self.seed = float(rc_prob), int(max_shift), seed
+        self.max_n_frac = max_n_frac
+        self.n_random = n_random
+        self.epoch = 0
+        allowed = _split_filter(splits, split, self.genome)
+        chrom_set = self._chosen_chroms(chroms)
+        if isinstance(allowed, set):
+            chrom_set = [c for c in chrom_set if c in allowed]
+            allowed = None
+        if intervals is not None:
+            self.seq_len = self._build_from_intervals(intervals, seq_len, chrom_set, allowed)
+        else:
+            if seq_len is None or seq_len < 1:
+                raise GenomeDataError(f"seq_len must be a positive number of bases, got {seq_len}.")
+            self.seq_len = int(seq_len)
+            if stride is not None and stride < 1:
+                raise GenomeDataError(f"stride must be >= 1, got {stride}.")
+            step = 1 if n_random is not None else int(stride or seq_len)
+            self.windows = self._build_segments(regions, chrom_set, explicit=chroms is not None or regions is not None,
+                                                allowed=allowed, step=step)
+        if len(self.windows) == 0:
+            raise GenomeDataError(
+                "No window is left after filtering (chromosomes, regions, split, max_n_frac): "
+                "check that they overlap and that seq_len fits inside the regions."
+            )
+
+    # ---- construction helpers
+    def _chosen_chroms(self, chroms: Sequence[str] | None) -> list[str]:
+        if chroms is None:
+            return list(self.genome.sizes)
+        if isinstance(chroms, str):
+            chroms = [chroms]
+        for chrom in chroms:
+            self.genome.check_chrom(chrom)
+        return list(chroms)
+
+    def _max_n(self, length: int) -> int | None:
+        return None if self.max_n_frac is None else int(np.floor(self.max_n_frac * length + 1e-9))
+
+    def _build_segments(self, regions, chrom_set, explicit, allowed, step) -> WindowSegments:
+        L = self.seq_len
+        if regions is None:
+            too_short = [c for c in chrom_set if self.genome.sizes[c] < L]
+            if too_short and explicit:
+                raise GenomeDataError(
+                    f"seq_len={L} is longer than chromosome(s) "
+                    + ", ".join(f"{c} ({self.genome.sizes[c]} bp)" for c in too_short[:5])
+                    + ": use a shorter seq_len or leave those chromosomes out of chroms=."
+                )
+            region_frame = pd.DataFrame({"chrom": chrom_set, "start": 0,
+                                         "end": [self.genome.sizes[c] for c in chrom_set]})
+        else:
+            region_frame = read_intervals(regions, "regions")
+            self._check_bounds(region_frame, "regions")
+            region_frame = region_frame[region_frame.chrom.isin(set(chrom_set))]
+        if allowed is not None:
+            region_frame = _intersect_regions(region_frame, allowed)
+        names = list(self.genome.sizes)
+        code = {c: i for i, c in enumerate(names)}
+        max_n = self._max_n(L)
+        seg_chrom, seg_first, seg_count = [], [], []
+        for chrom, start, end in region_frame[["chrom", "start", "end"]].itertuples(index=False):
+            last_start = end - L  # valid window starts are [start, last_start]
+            if last_start < start:
+                continue
+            pieces = [(start, last_start + 1)]
+            if max_n is not None and max_n < L:
+                runs = self.genome.n_runs(chrom, start, end)
+                bad = bad_window_starts(*runs, start, last_start, L, max_n)
+                pieces = subtract_intervals(start, last_start + 1, *bad)
+            for a, b in pieces:
+                first, count = _grid_segment(start, a, b, step)
+                if count:
+                    seg_chrom.append(code[chrom]); seg_first.append(first); seg_count.append(count)
+        return WindowSegments(np.array(seg_chrom, np.int32), np.array(seg_first, np.int64),
+                              np.array(seg_count, np.int64), step, names)
+
+    def _check_bounds(self, frame: pd.DataFrame, what: str) -> None:
+        for chrom in frame.chrom.unique():
+            self.genome.check_chrom(chrom)
+        sizes = frame.chrom.map(self.genome.sizes)
+        bad = frame[(frame.start < 0) | (frame.end > sizes) | (frame.start >= frame.end)]
+        if len(bad):
+            rows = "; ".join(f"{r.chrom}:{r.start}-{r.end} (chromosome length {self.genome.sizes[r.chrom]})"
+                             for r in bad.head(3).itertuples())
+            raise GenomeDataError(
+                f"{len(bad)} {what} lie outside their chromosome or are empty, e.g. {rows}. Check that "
+                "the BED uses the same assembly as the FASTA (hg19 vs hg38) and 0-based, end-exclusive "
+                "coordinates."
+            )
+
+    def _build_from_intervals(self, intervals, seq_len, chrom_set, allowed) -> int:
+        frame = read_intervals(intervals, "intervals")
+        self._check_bounds(frame, "intervals")
+        lengths = (frame.end - frame.start).to_numpy()
+        if seq_len is None:
+            if len(set(lengths.tolist())) > 1:
+                raise GenomeDataError(
+                    f"intervals have different lengths ({lengths.min()}-{lengths.max()} bp): pass "
+                    "seq_len= to resize them all around their centres."
+                )
+            seq_len = int(lengths[0]) if len(lengths) else 1
+        seq_len = int(seq_len)
+        too_long = [c for c in frame.chrom.unique() if self.genome.sizes[c] < seq_len]
+        if too_long:
+            raise GenomeDataError(
+                f"seq_len={seq_len} is longer than chromosome(s) {', '.join(too_long[:5])}: use a "
+                "shorter seq_len or drop intervals on those chromosomes."
+            )
+        starts = (frame.start.to_numpy(np.int64) + frame.end.to_numpy(np.int64)) // 2 - seq_len // 2
+        keep = frame.chrom.isin(set(chrom_set)).to_numpy()
+        if allowed is not None:
+            keep &= self._inside(frame.chrom.to_numpy(), starts, starts + seq_len, allowed)
+        max_n = self._max_n(seq_len)
+        if max_n is not None:
+            for chrom in np.unique(frame.chrom.to_numpy()[keep]):
+                rows = keep & (frame.chrom.to_numpy() == chrom)
+                lo, hi = max(int(starts[rows].min()), 0), min(int(starts[rows].max()) + seq_len, self.genome.sizes[chrom])
+                runs = self.genome.n_runs(chrom, lo, hi)
+                s = starts[rows]
+                outside = np.clip(-s, 0, None) + np.clip(s + seq_len - self.genome.sizes[chrom], 0, None)
+                counts = n_count(*runs, np.clip(s, lo, hi), np.clip(s + seq_len, lo, hi)) + outside
+                keep[np.flatnonzero(rows)[counts > max_n]] = False
+        names = list(self.genome.sizes)
+        code = {c: i for i, c in enumerate(names)}
+        chrom_codes = frame.chrom.map(code).to_numpy(np.int32)[keep]
+        self.windows = WindowSegments(chrom_codes, starts[keep], np.ones(int(keep.sum()), np.int64), 1, names)
+        return seq_len
+
+    @staticmethod
+    def _inside(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, allowed: pd.DataFrame) -> np.ndarray:
+        """Which windows lie wholly inside one merged allowed region."""
+        inside = np.zeros(len(starts), bool)
+        for chrom in np.unique(chroms):
+            rows = chroms == chrom
+            mine = allowed[allowed.chrom == chrom]
+            a, b = _merge_touching(mine.start.to_numpy(np.int64), mine.end.to_numpy(np.int64))
+            k = np.searchsorted(a, starts[rows], side="right") - 1
+            ok = k >= 0
+            ok[ok] &= ends[rows][ok] <= b[k[ok]]
+            inside[rows] = ok
+        return inside
+
+    # ---- epochs and randomness
+    def set_epoch(self, epoch: int) -> None:
+        """Use the draws of ``epoch`` (random windows, shifts, RC) when ``seed`` is set."""
+        self.epoch = int(epoch)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.seed is None:
+            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        return np.random.default_rng([int(self.seed), self.epoch, int(index)])
+
+    # ---- items
+    def __len__(self) -> int:
+        return int(self.n_random) if self.n_random is not None else len(self.windows)
+
+    def window(self, index: int, rng: np.random.Generator | None = None) -> tuple[str, int, int]:
+        """(chrom, start, end) of item ``index`` before shift and RC (random windows need ``rng``)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} windows")
+        index %= len(self)
+        if self.n_random is not None:
+            rng = rng or self._rng(index)
+            index = int(rng.integers(len(self.windows)))
+        chrom, start = self.windows.locate(index)
+        return chrom, start, start + self.seq_len
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """One-hot window, float32 (4, seq_len)."""
+        rng = self._rng(index)
+        chrom, start, end = self.window(index, rng)
+        if self.max_shift:
+            shift = int(rng.integers(-self.max_shift, self.max_shift + 1))
+            size = self.genome.sizes[chrom]
+            if 0 <= start and end <= size:  # a window inside the chromosome stays inside
+                shift = int(np.clip(shift, -start, size - end))
+            start, end = start + shift, end + shift
+        x = one_hot_encode(self.genome.fetch(chrom, start, end))
+        if self.rc_prob and rng.random() < self.rc_prob:
+            x = x.flip(0, 1)  # reverse complement in A,C,G,T row order
+        return x
