@@ -35,7 +35,7 @@ tells which mode this import got. The tests and the benchmark's ``--dry-run`` do
 subprocess.
 """
 
-import math
+from dataclasses import dataclass
 
 import torch
 
@@ -65,25 +65,39 @@ def _next_pow2(n):
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
-def launch_config(d_state, block_l=None, block_d=None):
-    """Tile sizes for a given d_state: (block_l, forward block_d, backward block_d, N_PAD).
+@dataclass(frozen=True)
+class TileConfig:
+    """Tile sizes and warps of the per-chunk kernels.
 
-    A program holds (block_d, N_PAD, block_l) float32 tiles in registers; these sizes keep a
-    forward tile at about 4096 elements and a backward tile (which holds more live tiles) at
-    about 2048.
+    A program holds (block_d, n_pad, block_l) float32 tiles in registers. The forward kernels keep
+    about 4096 elements per tile, the backward kernel (more live tiles) about 2048; 8 warps then
+    keep both under ~180 registers per thread for d_state 16 (sm_90, Triton 3.9).
     """
+
+    block_l: int  # positions per chunk (shared by forward and backward)
+    fwd_d: int  # channels per forward program
+    bwd_d: int  # channels per backward program
+    n_pad: int  # d_state padded to a power of two
+    fwd_warps: int
+    bwd_warps: int
+
+
+def launch_config(d_state, block_l=None, block_d=None, num_warps=None):
+    """Default :class:`TileConfig` for ``d_state``; any of the three sizes can be overridden."""
     n_pad = max(2, _next_pow2(d_state))
     if block_l is None:
         block_l = 128 if n_pad <= 16 else 64
-    if block_l & (block_l - 1):
-        raise ValueError(f"block_l must be a power of two; got {block_l}.")
-    fwd_d = block_d or max(1, 4096 // (n_pad * block_l))
-    bwd_d = block_d or max(1, 2048 // (n_pad * block_l))
-    return block_l, _next_pow2(fwd_d), _next_pow2(bwd_d), n_pad
+    if block_l < 2 or block_l & (block_l - 1):
+        raise ValueError(f"block_l must be a power of two >= 2; got {block_l}.")
+    if block_d is not None and block_d & (block_d - 1):
+        raise ValueError(f"block_d must be a power of two; got {block_d}.")
+    fwd_d = block_d or _next_pow2(max(1, 4096 // (n_pad * block_l)))
+    bwd_d = block_d or _next_pow2(max(1, 2048 // (n_pad * block_l)))
 
+    def warps(tile_elements):
+        return num_warps or (8 if tile_elements >= 2048 else 4)
 
-def _num_warps(tile_elements):
-    return 8 if tile_elements >= 8192 else 4
+    return TileConfig(block_l, fwd_d, bwd_d, n_pad, warps(fwd_d * n_pad * block_l), warps(bwd_d * n_pad * block_l))
 
 
 if HAVE_TRITON:
@@ -409,11 +423,11 @@ def _dummy(ref):
     return ref
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, block_l, block_d):
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg):
     """Launch the three forward kernels; returns y, the chunk-entering states and the chunk dt sums."""
     batch, dim, L = u.shape
     N = A.shape[1]
-    block_l, fwd_d, _, n_pad = launch_config(N, block_l, block_d)
+    block_l, fwd_d, n_pad, warps = cfg.block_l, cfg.fwd_d, cfg.n_pad, cfg.fwd_warps
     n_chunks = triton.cdiv(L, block_l)
     f32 = dict(device=u.device, dtype=torch.float32)
     end_state = torch.empty(batch, n_chunks, dim, N, **f32)
@@ -422,7 +436,6 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, block_l, block_d):
     y = torch.empty_like(u)
     flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus))
     bias = delta_bias if delta_bias is not None else _dummy(A)
-    warps = _num_warps(fwd_d * n_pad * block_l)
     grid = (n_chunks, triton.cdiv(dim, fwd_d), batch)
     _fwd_chunk_end_state[grid](
         u, delta, A, B, bias, end_state, dt_sum, dim, N, L, n_chunks,
@@ -449,10 +462,11 @@ def _backward_groups(batch, n_chunks, dim, bwd_d, N, L):
     return max(1, min(groups, _MAX_PARTIAL_BYTES // max(per_group, 1)))
 
 
-def _backward(dy, u, delta, A, B, C, D, z, delta_bias, softplus, start_state, dt_sum, block_l, block_d):
+def _backward(dy, u, delta, A, B, C, D, z, delta_bias, softplus, start_state, dt_sum, cfg):
+    """Launch the three backward kernels; returns the gradients in argument order (None where absent)."""
     batch, dim, L = u.shape
     N = A.shape[1]
-    block_l, fwd_d, bwd_d, n_pad = launch_config(N, block_l, block_d)
+    block_l, fwd_d, bwd_d, n_pad = cfg.block_l, cfg.fwd_d, cfg.bwd_d, cfg.n_pad
     n_chunks = start_state.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
     flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus))
@@ -463,7 +477,7 @@ def _backward(dy, u, delta, A, B, C, D, z, delta_bias, softplus, start_state, dt
     _bwd_chunk_start_adjoint[(n_chunks, triton.cdiv(dim, fwd_d), batch)](
         delta, A, C, z_arg, bias, dy, start_adjoint, dim, N, L, n_chunks,
         HAS_Z=z is not None, BLOCK_D=fwd_d, N_PAD=n_pad, BLOCK_L=block_l,
-        num_warps=_num_warps(fwd_d * n_pad * block_l), **flags)
+        num_warps=cfg.fwd_warps, **flags)
     end_adjoint = torch.empty_like(start_adjoint)
     carry_d = max(1, 512 // (n_pad * _CARRY_BLOCK))
     _bwd_chunk_carry[(triton.cdiv(dim, carry_d), batch)](
@@ -489,7 +503,7 @@ def _backward(dy, u, delta, A, B, C, D, z, delta_bias, softplus, start_state, dt
         dB_part, dC_part,
         dim, N, L, n_chunks, groups, batch,
         HAS_D=D is not None, HAS_Z=z is not None, BLOCK_D=bwd_d, N_PAD=n_pad, BLOCK_L=block_l,
-        num_warps=_num_warps(bwd_d * n_pad * block_l * 2), **flags)
+        num_warps=cfg.bwd_warps, **flags)
 
     dA = dA_part.sum(0).to(A.dtype)
     dD = dD_part.sum(0).to(D.dtype) if D is not None else None
@@ -503,22 +517,23 @@ class _SelectiveScanTriton(torch.autograd.Function):
     """autograd wrapper: keeps the inputs plus (batch, n_chunks, d_inner, d_state) chunk states."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, block_l, block_d):
-        y, start_state, dt_sum = _forward(u, delta, A, B, C, D, z, delta_bias, softplus, block_l, block_d)
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, cfg):
+        y, start_state, dt_sum = _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, start_state, dt_sum)
-        ctx.softplus, ctx.block_l, ctx.block_d = softplus, block_l, block_d
+        ctx.softplus, ctx.cfg = softplus, cfg
         return y
 
     @staticmethod
     def backward(ctx, dy):
         u, delta, A, B, C, D, z, delta_bias, start_state, dt_sum = ctx.saved_tensors
         grads = _backward(dy.contiguous(), u, delta, A, B, C, D, z, delta_bias, ctx.softplus,
-                          start_state, dt_sum, ctx.block_l, ctx.block_d)
-        return (*grads, None, None, None)
+                          start_state, dt_sum, ctx.cfg)
+        return (*grads, None, None)
 
 
 def selective_scan_triton(
-    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, block_l=None, block_d=None
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
+    block_l=None, block_d=None, num_warps=None,
 ):
     """Mamba's selective scan with real diagonal A, as Triton kernels (forward and backward).
 
@@ -533,6 +548,7 @@ def selective_scan_triton(
         delta_softplus: apply softplus to ``delta + delta_bias``.
         block_l: positions per chunk (power of two); default by d_state.
         block_d: channels per program; default by d_state (tests use small tiles).
+        num_warps: warps of the per-chunk kernels; default by tile size.
 
     Returns:
         (batch, d_inner, L) tensor in u's dtype; differentiable in every tensor argument.
@@ -549,7 +565,8 @@ def selective_scan_triton(
             "interpreter."
         )
     tensors = [t.contiguous() if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)]
-    return _SelectiveScanTriton.apply(*tensors, bool(delta_softplus), block_l, block_d)
+    cfg = launch_config(A.shape[1], block_l, block_d, num_warps)
+    return _SelectiveScanTriton.apply(*tensors, bool(delta_softplus), cfg)
 
 
 def _vectorize_interpreter_scans():
@@ -586,4 +603,4 @@ def _vectorize_interpreter_scans():
 if INTERPRETED:
     _vectorize_interpreter_scans()
 
-__all__ = ["selective_scan_triton", "launch_config", "HAVE_TRITON", "INTERPRETED"]
+__all__ = ["selective_scan_triton", "launch_config", "TileConfig", "HAVE_TRITON", "INTERPRETED"]

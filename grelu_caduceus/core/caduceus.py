@@ -1,0 +1,228 @@
+"""Caduceus backbone and masked LM, Ph (``rcps=False``) and RC-equivariant PS (``rcps=True``).
+
+Module and parameter names follow the released checkpoints, so that ``state_dict()`` keys match them
+(see ``shared/docs/caduceus-architecture.md``). Shapes: B batch, L length, d = d_model,
+H = hidden channels (d, or 2d for PS), V = padded vocabulary (16).
+"""
+
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .bimamba import BiMamba
+from .config import CaduceusConfig
+from .rcps import RCPSEmbedding, RCPSLMHead, RCPSMixer, flipped_norm
+from .tokens import complement_index, embed_onehot
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm over the last axis, weight only (computed in float32)."""
+
+    def __init__(self, d, eps=1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
+
+    def forward(self, x, weight=None):
+        w = self.weight if weight is None else weight
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * w.float()).to(x.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm whose forward accepts a replacement weight (for the RC strand's flipped weight)."""
+
+    def forward(self, x, weight=None, bias=None):
+        w = self.weight if weight is None else weight
+        b = self.bias if bias is None else bias
+        return F.layer_norm(x.float(), self.normalized_shape, w.float(), b.float(), self.eps).to(x.dtype)
+
+
+class Embeddings(nn.Module):
+    """Token (or one-hot) embedding. Input ids (B, L) or one-hot (B, 4|5, L) -> (B, L, H)."""
+
+    def __init__(self, config: CaduceusConfig, device=None, dtype=None):
+        super().__init__()
+        V, d = config.padded_vocab_size, config.d_model
+        if config.rcps:
+            self.word_embeddings = RCPSEmbedding(V, d, config.complement_map, device=device, dtype=dtype)
+        else:
+            self.word_embeddings = nn.Embedding(V, d, device=device, dtype=dtype)
+
+    def forward(self, x):
+        if isinstance(self.word_embeddings, RCPSEmbedding):
+            return self.word_embeddings(x)
+        if x.is_floating_point():
+            return embed_onehot(x, self.word_embeddings.weight)
+        return self.word_embeddings(x)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block, "add then norm": (hidden, residual) -> (mixer(norm(h + r)), h + r).
+
+    For PS, the 2d-channel stream is split in halves [s1, s2]; the block normalises the second half
+    as the forward strand and the first as the RC strand, and the carried residual becomes [s2, s1]
+    (the released checkpoints' ordering: the halves trade places at every block).
+    """
+
+    def __init__(self, config: CaduceusConfig, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.rcps = config.rcps
+        self.residual_in_fp32 = config.residual_in_fp32
+        norm_cls = RMSNorm if config.rms_norm else LayerNorm
+        self.norm = norm_cls(config.d_model, eps=config.norm_epsilon, **kw)
+        bimamba = BiMamba(
+            config.d_model,
+            bidirectional=config.bidirectional,
+            strategy=config.bidirectional_strategy,
+            weight_tie=config.bidirectional_weight_tie,
+            **config.ssm_cfg,
+            **kw,
+        )
+        self.mixer = RCPSMixer(bimamba) if config.rcps else bimamba
+
+    def forward(self, hidden, residual=None):
+        """hidden, residual: (B, L, H) -> (hidden, residual), both (B, L, H)."""
+        summed = hidden if residual is None else hidden.to(residual.dtype) + residual
+        if self.rcps:
+            s1, s2 = summed.chunk(2, dim=-1)
+            normed = torch.cat([self.norm(s2), flipped_norm(self.norm, s1)], dim=-1)
+            residual = torch.cat([s2, s1], dim=-1)
+        else:
+            normed, residual = self.norm(summed), summed
+        if self.residual_in_fp32:
+            residual = residual.float()
+        return self.mixer(normed.to(hidden.dtype)), residual
+
+
+class CaduceusBackbone(nn.Module):
+    """Embedding, ``n_layer`` blocks and the final norm.
+
+    forward(x): token ids (B, L) long, or one-hot (B, 4, L) float in A,C,G,T order (all-zero column =
+    N; an optional 5th row marks MASK), differentiable w.r.t. the one-hot. Returns (B, L, H): the
+    final normalised hidden states.
+    """
+
+    def __init__(self, config: CaduceusConfig, device=None, dtype=None):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config, device=device, dtype=dtype)
+        self.layers = nn.ModuleList(Block(config, device=device, dtype=dtype) for _ in range(config.n_layer))
+        norm_cls = RMSNorm if config.rms_norm else LayerNorm
+        self.norm_f = norm_cls(config.d_model, eps=config.norm_epsilon, device=device, dtype=dtype)
+        self.gradient_checkpointing = False
+
+    def forward(self, x, output_hidden_states=False):
+        _check_input(x)
+        hidden, residual = self.embeddings(x), None
+        all_hidden = []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden.append(hidden)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
+            else:
+                hidden, residual = layer(hidden, residual)
+        summed = hidden if residual is None else hidden.to(residual.dtype) + residual
+        if self.config.rcps:
+            s1, s2 = summed.chunk(2, dim=-1)
+            out = torch.cat([self.norm_f(s1), flipped_norm(self.norm_f, s2)], dim=-1)
+        else:
+            out = self.norm_f(summed)
+        out = out.to(hidden.dtype)
+        return (out, all_hidden + [out]) if output_hidden_states else out
+
+
+class Caduceus(nn.Module):
+    """Holds the backbone under the name used by the released checkpoints (``caduceus.backbone``)."""
+
+    def __init__(self, config: CaduceusConfig, device=None, dtype=None):
+        super().__init__()
+        self.config = config
+        self.backbone = CaduceusBackbone(config, device=device, dtype=dtype)
+
+    def forward(self, x, output_hidden_states=False):
+        return self.backbone(x, output_hidden_states=output_hidden_states)
+
+
+class CaduceusForMaskedLM(nn.Module):
+    """Caduceus with its tied masked-LM head.
+
+    ``model(x)`` returns logits (B, L, V); ``model.backbone(x)`` the final hidden states (B, L, H).
+    PS logits are RC-equivariant: ``model(rc(x)) == model(x).flip(1)[..., complement]``.
+    """
+
+    def __init__(self, config: CaduceusConfig, device=None, dtype=None, init_weights=True):
+        super().__init__()
+        self.config = config
+        self.caduceus = Caduceus(config, device=device, dtype=dtype)
+        emb = self.caduceus.backbone.embeddings.word_embeddings
+        if config.rcps:
+            self.lm_head = RCPSLMHead(emb.embedding.weight, config.complement_map)
+        else:
+            self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False, device=device, dtype=dtype)
+            self.lm_head.weight = emb.weight  # tied, as in the released models
+        if init_weights:
+            self.apply(partial(init_weights_, n_layer=config.n_layer, **(config.initializer_cfg or {})))
+
+    @property
+    def backbone(self) -> CaduceusBackbone:
+        return self.caduceus.backbone
+
+    def forward(self, x, return_hidden=False):
+        hidden = self.backbone(x)
+        logits = self.lm_head(hidden).float()
+        return (logits, hidden) if return_hidden else logits
+
+    def complement_index(self) -> torch.Tensor:
+        """(V,) long: the complement of every token id, for RC-ing logits along the token axis."""
+        return complement_index(self.config.padded_vocab_size, self.config.complement_map)
+
+    def set_scan_backend(self, backend: str) -> "CaduceusForMaskedLM":
+        set_scan_backend(self, backend)
+        return self
+
+    def gradient_checkpointing_enable(self, enable: bool = True) -> None:
+        self.backbone.gradient_checkpointing = enable
+
+
+def set_scan_backend(module: nn.Module, backend: str) -> None:
+    """Select the selective-scan backend of every Mamba mixer inside ``module``."""
+    from .mamba import Mamba
+    from .scan import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown scan backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    for m in module.modules():
+        if isinstance(m, Mamba):
+            m.scan_backend = backend
+
+
+def init_weights_(module, n_layer, initializer_range=0.02, rescale_prenorm_residual=True, n_residuals_per_layer=1):
+    """Mamba/GPT-2 style initialisation for training from scratch (leaves the SSM's own init alone)."""
+    if isinstance(module, nn.Linear):
+        if module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=initializer_range)
+    if rescale_prenorm_residual:
+        for name, p in module.named_parameters(recurse=False):
+            if name == "weight" and getattr(module, "_is_out_proj", False):
+                nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+                with torch.no_grad():
+                    p /= math.sqrt(n_residuals_per_layer * n_layer)
+
+
+def _check_input(x):
+    ok_ids = not x.is_floating_point() and x.dim() == 2
+    ok_onehot = x.is_floating_point() and x.dim() == 3 and x.shape[1] in (4, 5)
+    if not (ok_ids or ok_onehot):
+        raise ValueError(
+            f"Caduceus takes token ids (batch, length) as integers or a one-hot (batch, 4, length) float "
+            f"tensor; got shape {tuple(x.shape)} of dtype {x.dtype}."
+        )

@@ -1,0 +1,100 @@
+"""The Mamba mixer (Gu & Dao, 2023) with the parameter names and shapes of mamba-ssm's ``Mamba``."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .conv import causal_conv1d
+from .scan import selective_scan
+
+
+class Mamba(nn.Module):
+    """Selective state-space mixer.
+
+    Args:
+        d_model: width of the input and output.
+        d_state: state size per channel (N).
+        d_conv: width of the causal depthwise convolution.
+        expand: d_inner = expand * d_model.
+        dt_rank: rank of the step-size projection; "auto" = ceil(d_model / 16).
+        dt_min, dt_max, dt_init_floor, dt_scale, dt_init: step-size initialisation (Mamba's).
+        conv_bias, bias: biases of the convolution and of in_proj/out_proj.
+        scan_backend: see ``grelu_caduceus.core.scan.BACKENDS``; "auto" picks the fastest available.
+
+    Shapes: input (B, L, d_model) -> output (B, L, d_model).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank="auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        scan_backend: str = "auto",
+        device=None,
+        dtype=None,
+        **unused,
+    ):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.scan_backend = scan_backend
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias, **kw)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias, **kw
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **kw)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **kw)
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state, device=device, dtype=torch.float32))
+        self.D = nn.Parameter(torch.empty(self.d_inner, device=device, dtype=torch.float32))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **kw)
+        self.out_proj._is_out_proj = True  # rescaled by 1/sqrt(n_layer) at init, as in Mamba
+        for p in (self.A_log, self.D, self.dt_proj.bias):
+            p._no_weight_decay = True
+        self._init_ssm(dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
+
+    @torch.no_grad()
+    def _init_ssm(self, dt_min, dt_max, dt_init, dt_scale, dt_init_floor):
+        """Mamba's initialisation: S4D-real A, unit D, softplus(dt bias) log-uniform in [dt_min, dt_max]."""
+        std = self.dt_rank**-0.5 * dt_scale
+        if dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        self.dt_proj.bias._no_reinit = True
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log.copy_(torch.log(A))
+        self.D.fill_(1.0)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden: (B, L, d_model) -> (B, L, d_model).
+
+        Computed channels-last, (B, L, channels), the layout the linear layers produce; the scan
+        receives (B, channels, L) transposed views, which the CPU and GPU kernels read in place.
+        """
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner) each
+        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu")  # a new tensor
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # (B, L, d_inner); the bias is added in the scan
+        y = selective_scan(
+            x.transpose(1, 2), delta.transpose(1, 2), -torch.exp(self.A_log.float()),
+            B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z.transpose(1, 2),
+            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
+        )
+        return self.out_proj(y.transpose(1, 2))

@@ -1,0 +1,391 @@
+"""Compiled CPU kernels (numba): the selective scan and the causal depthwise convolution + SiLU.
+
+Both work in channels-last layout, (batch, L, d_inner), the layout the mixer's linear layers produce,
+so no transposes are needed and the innermost loop runs over a block of ``LANES`` contiguous channels:
+it vectorises without horizontal reductions. The scan state (d_state x LANES floats) stays in cache
+and is never written out for the whole sequence: the forward pass stores it only at chunk boundaries
+(every ``CHUNK`` positions) when gradients are needed, and the backward pass recomputes each chunk
+from its boundary state and runs the adjoint recurrence in reverse.
+
+exp() is a vectorisable polynomial (relative error ~1e-7): LLVM cannot vectorise libm's exp without
+a vector math library, and it is the inner loop's main cost.
+"""
+
+import numba as nb
+import numpy as np
+import torch
+import torch.nn.functional as F
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+CHUNK = 128
+LANES = 16
+_JIT = dict(nogil=True, fastmath=True, cache=True)
+_ONE = np.float32(1.0)
+
+
+@intrinsic
+def _int32_bits_as_float32(typingctx, bits):
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@nb.njit(inline="always", **_JIT)
+def _exp(x):
+    """float32 exp(x) for x <= 88 as 2^k * p(r), r = x - k ln2 in [-ln2/2, ln2/2], degree-7 Taylor."""
+    x = max(x, np.float32(-87.0))
+    k = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = x - k * np.float32(0.693145751953125) - k * np.float32(1.428606765330187e-06)
+    p = np.float32(1.0 / 5040.0)
+    p = p * r + np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + _ONE
+    p = p * r + _ONE
+    return p * _int32_bits_as_float32(np.int32((np.int32(k) + 127) << 23))
+
+
+@nb.njit(inline="always", **_JIT)
+def _sigmoid(x):
+    return _ONE / (_ONE + _exp(-x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Selective scan. Arrays: u, dt, z, y: (B, L, D) contiguous; At: (N, D); Bm, Cm: (B, L, N);
+# states: (B, n_chunks, N, D). dt is already softplus(delta + bias).
+# ----------------------------------------------------------------------------------------------
+
+
+@nb.njit(parallel=True, **_JIT)
+def _scan_fwd(u, dt, At, Bm, Cm, Dskip, z, has_z, save_states, y, states):
+    n_batch, L, nd = u.shape
+    N = At.shape[0]
+    n_blocks = (nd + LANES - 1) // LANES
+    for task in nb.prange(n_batch * n_blocks):
+        b = task // n_blocks
+        c0 = (task % n_blocks) * LANES
+        h = np.zeros((N, LANES), dtype=np.float32)
+        if save_states:
+            states[b, 0, :, c0 : c0 + LANES] = h
+        a = At[:, c0 : c0 + LANES].copy()
+        dlane = Dskip[c0 : c0 + LANES]  # zeros when there is no D
+        dtv = np.empty(LANES, dtype=np.float32)
+        dtu = np.empty(LANES, dtype=np.float32)
+        acc = np.empty(LANES, dtype=np.float32)
+        for t in range(L):
+            urow = u[b, t, c0 : c0 + LANES]
+            dtrow = dt[b, t, c0 : c0 + LANES]
+            for j in range(LANES):
+                dtv[j] = dtrow[j]
+                dtu[j] = dtrow[j] * urow[j]
+                acc[j] = dlane[j] * urow[j]
+            brow = Bm[b, t]
+            crow = Cm[b, t]
+            for n in range(N):
+                bn = brow[n]
+                cn = crow[n]
+                for j in range(LANES):
+                    h[n, j] = _exp(dtv[j] * a[n, j]) * h[n, j] + dtu[j] * bn
+                    acc[j] += h[n, j] * cn
+            yrow = y[b, t, c0 : c0 + LANES]
+            for j in range(LANES):
+                yrow[j] = acc[j]
+            if save_states and (t + 1) % CHUNK == 0 and t + 1 < L:
+                states[b, (t + 1) // CHUNK, :, c0 : c0 + LANES] = h
+        if has_z:  # a separate pass: a branch inside the scan loop stops it vectorising
+            for t in range(L):
+                yrow = y[b, t, c0 : c0 + LANES]
+                zrow = z[b, t, c0 : c0 + LANES]
+                for j in range(LANES):
+                    yrow[j] *= zrow[j] * _sigmoid(zrow[j])
+
+
+@nb.njit(parallel=True, **_JIT)
+def _scan_bwd(u, dt, At, Bm, Cm, Dskip, states, dout, du_out, ddt, dAt, dB_part, dC_part, dD, n_groups):
+    """Adjoint of _scan_fwd. Channels are split into ``n_groups`` contiguous groups, one task each,
+    so per-channel gradients (dA, dD) need no atomics; dB and dC, which sum over channels, go to the
+    group's own partial buffer (n_groups, B, L, N), summed by the caller."""
+    n_batch, L, nd = u.shape
+    N = At.shape[0]
+    n_blocks = (nd + LANES - 1) // LANES
+    per = (n_blocks + n_groups - 1) // n_groups
+    n_chunks = (L + CHUNK - 1) // CHUNK
+    for g in nb.prange(n_groups):
+        hs = np.empty((CHUNK + 1, N, LANES), dtype=np.float32)  # states inside one chunk
+        decay = np.empty((CHUNK, N, LANES), dtype=np.float32)
+        dh = np.empty((N, LANES), dtype=np.float32)
+        da = np.zeros((N, LANES), dtype=np.float32)
+        ddlane = np.zeros(LANES, dtype=np.float32)
+        uv = np.empty(LANES, dtype=np.float32)
+        dtv = np.empty(LANES, dtype=np.float32)
+        dtu = np.empty(LANES, dtype=np.float32)
+        gy = np.empty(LANES, dtype=np.float32)
+        gdt = np.empty(LANES, dtype=np.float32)
+        gdtu = np.empty(LANES, dtype=np.float32)
+        for blk in range(g * per, min(n_blocks, (g + 1) * per)):
+            c0 = blk * LANES
+            a = At[:, c0 : c0 + LANES].copy()
+            dlane = Dskip[c0 : c0 + LANES]  # zeros when there is no D
+            da[:] = 0.0
+            ddlane[:] = 0.0
+            for b in range(n_batch):
+                dh[:] = 0.0
+                for k in range(n_chunks - 1, -1, -1):
+                    t0 = k * CHUNK
+                    t1 = min(L, t0 + CHUNK)
+                    hs[0] = states[b, k, :, c0 : c0 + LANES]
+                    for t in range(t0, t1):  # recompute this chunk's states and decays
+                        i = t - t0
+                        urow = u[b, t, c0 : c0 + LANES]
+                        dtrow = dt[b, t, c0 : c0 + LANES]
+                        for j in range(LANES):
+                            dtu[j] = dtrow[j] * urow[j]
+                        brow = Bm[b, t]
+                        for n in range(N):
+                            bn = brow[n]
+                            for j in range(LANES):
+                                d = _exp(dtrow[j] * a[n, j])
+                                decay[i, n, j] = d
+                                hs[i + 1, n, j] = d * hs[i, n, j] + dtu[j] * bn
+                    for t in range(t1 - 1, t0 - 1, -1):
+                        i = t - t0
+                        urow = u[b, t, c0 : c0 + LANES]
+                        dtrow = dt[b, t, c0 : c0 + LANES]
+                        gorow = dout[b, t, c0 : c0 + LANES]
+                        for j in range(LANES):
+                            uv[j] = urow[j]
+                            dtv[j] = dtrow[j]
+                            gy[j] = gorow[j]
+                        brow = Bm[b, t]
+                        crow = Cm[b, t]
+                        for j in range(LANES):
+                            ddlane[j] += gy[j] * uv[j]
+                            dtu[j] = dtv[j] * uv[j]
+                            gdt[j] = 0.0
+                            gdtu[j] = 0.0
+                        for n in range(N):
+                            bn = brow[n]
+                            cn = crow[n]
+                            acc_b = np.float32(0.0)
+                            acc_c = np.float32(0.0)
+                            for j in range(LANES):
+                                acc_c += gy[j] * hs[i + 1, n, j]
+                                dhn = dh[n, j] + gy[j] * cn
+                                g_dec = dhn * hs[i, n, j] * decay[i, n, j]
+                                gdt[j] += g_dec * a[n, j]
+                                da[n, j] += g_dec * dtv[j]
+                                gdtu[j] += dhn * bn
+                                acc_b += dhn * dtu[j]
+                                dh[n, j] = dhn * decay[i, n, j]
+                            dB_part[g, b, t, n] += acc_b
+                            dC_part[g, b, t, n] += acc_c
+                        ddtrow = ddt[b, t, c0 : c0 + LANES]
+                        durow = du_out[b, t, c0 : c0 + LANES]
+                        for j in range(LANES):
+                            ddtrow[j] = gdt[j] + gdtu[j] * uv[j]
+                            durow[j] = dlane[j] * gy[j] + gdtu[j] * dtv[j]
+            dAt[:, c0 : c0 + LANES] = da
+            dD[c0 : c0 + LANES] = ddlane
+
+
+def _n_groups(n_blocks):
+    return max(1, min(n_blocks, 2 * nb.get_num_threads()))
+
+
+def _channels_last(t, pad):
+    """(B, C, L) tensor -> contiguous float32 (B, L, C + pad) tensor (no copy if already so and pad=0)."""
+    t = t.detach().transpose(1, 2).to(torch.float32)
+    return F.pad(t, (0, pad)) if pad else t.contiguous()
+
+
+def _pad_last(t, pad):
+    t = t.detach().to(torch.float32)
+    return F.pad(t, (0, pad)) if pad else t.contiguous()
+
+
+class _CpuScan(torch.autograd.Function):
+    """Scan on softplus'ed step sizes; delta bias and softplus are applied by the caller in torch,
+    and so is the z gate when gradients are needed (the kernel fuses it only for inference).
+
+    Channels are zero-padded to a multiple of LANES (padded lanes have zero input and no effect)."""
+
+    @staticmethod
+    def forward(ctx, u, dt, A, B, C, D, z):
+        batch, d_inner, L = u.shape
+        pad = -d_inner % LANES
+        ul, dtl = _channels_last(u, pad), _channels_last(dt, pad)
+        Bl, Cl = _channels_last(B, 0), _channels_last(C, 0)
+        At = _pad_last(A.t(), pad)
+        Dt = _pad_last(D, pad) if D is not None else torch.zeros(d_inner + pad)
+        zl = torch.zeros(1, 1, 1)
+        if z is not None:  # the gate is read in a separate pass, so a strided view costs no speed
+            zl = z.detach().transpose(1, 2)
+            zl = zl if zl.dtype == torch.float32 and zl.stride(-1) == 1 and not pad else _channels_last(z, pad)
+        save = any(ctx.needs_input_grad)
+        states = torch.empty(batch, (L + CHUNK - 1) // CHUNK if save else 1, A.shape[1], d_inner + pad)
+        y = torch.empty(batch, L, d_inner + pad)
+        _scan_fwd(ul.numpy(), dtl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), zl.numpy(),
+                  z is not None, save, y.numpy(), states.numpy())
+        if save:
+            ctx.save_for_backward(ul, dtl, At, Bl, Cl, Dt, states)
+            ctx.has_D = D is not None
+            ctx.dtypes = tuple(None if t is None else t.dtype for t in (u, dt, A, B, C, D))
+        return y[..., :d_inner].transpose(1, 2).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        ul, dtl, At, Bl, Cl, Dt, states = ctx.saved_tensors
+        batch, L, d_pad = ul.shape
+        d_inner = dout.shape[1]
+        N = At.shape[0]
+        G = _n_groups(d_pad // LANES)
+        du, ddt = torch.empty_like(ul), torch.empty_like(dtl)
+        dAt, dD = torch.zeros_like(At), torch.zeros(d_pad)
+        dB, dC = torch.zeros(G, batch, L, N), torch.zeros(G, batch, L, N)
+        _scan_bwd(ul.numpy(), dtl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), states.numpy(),
+                  _channels_last(dout, d_pad - d_inner).numpy(),
+                  du.numpy(), ddt.numpy(), dAt.numpy(), dB.numpy(), dC.numpy(), dD.numpy(), G)
+        c = slice(0, d_inner)
+        grads = [du[..., c].transpose(1, 2), ddt[..., c].transpose(1, 2), dAt[:, c].t(),
+                 dB.sum(0).transpose(1, 2), dC.sum(0).transpose(1, 2), dD[c] if ctx.has_D else None]
+        return tuple(g if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)) + (None,)
+
+
+def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Compiled CPU selective scan; arguments and shapes as ``grelu_caduceus.core.scan.selective_scan``.
+
+    Fastest when u, delta, z are channels-last views (``u.transpose(1, 2).is_contiguous()``); the
+    output is returned as such a view.
+    """
+    if u.device.type != "cpu":
+        raise ValueError("The 'cpu' scan backend needs CPU tensors; use backend='auto' on other devices.")
+    if delta_bias is not None:
+        delta = delta + delta_bias[:, None].to(delta.dtype)
+    if delta_softplus:
+        delta = F.softplus(delta)
+    tensors = (u, delta, A, B, C, D, z)
+    if z is not None and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _CpuScan.apply(u, delta, A, B, C, D, None) * F.silu(z)
+    return _CpuScan.apply(*tensors)
+
+
+# ----------------------------------------------------------------------------------------------
+# Causal depthwise convolution + SiLU, channels-last: x, out: (B, L, D); wT: (K, D); bias: (D,).
+# ----------------------------------------------------------------------------------------------
+T_BLOCK = 512
+
+
+@nb.njit(inline="always", **_JIT)
+def _conv_row(x, wT, bias, b, t, acc):
+    """acc[:] = bias + sum_k wT[k] * x[b, t - K + 1 + k] (pre-activation of output position t)."""
+    K = wT.shape[0]
+    acc[:] = bias
+    for k in range(K):
+        s = t - K + 1 + k
+        if s >= 0:
+            xrow = x[b, s]
+            wrow = wT[k]
+            for c in range(acc.shape[0]):
+                acc[c] += wrow[c] * xrow[c]
+
+
+@nb.njit(parallel=True, **_JIT)
+def _conv_silu_fwd(x, wT, bias, apply_silu, out):
+    n_batch, L, nd = x.shape
+    n_tb = (L + T_BLOCK - 1) // T_BLOCK
+    for task in nb.prange(n_batch * n_tb):
+        b, t0 = task // n_tb, (task % n_tb) * T_BLOCK
+        acc = np.empty(nd, dtype=np.float32)
+        for t in range(t0, min(L, t0 + T_BLOCK)):
+            _conv_row(x, wT, bias, b, t, acc)
+            orow = out[b, t]
+            if apply_silu:
+                for c in range(nd):
+                    orow[c] = acc[c] * _sigmoid(acc[c])
+            else:
+                orow[:] = acc
+
+
+@nb.njit(parallel=True, **_JIT)
+def _conv_silu_bwd(x, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
+    """gw_part (tasks, K, D) and gb_part (tasks, D): per-task partial sums, reduced by the caller."""
+    n_batch, L, nd = x.shape
+    K = wT.shape[0]
+    n_tb = (L + T_BLOCK - 1) // T_BLOCK
+    for task in nb.prange(n_batch * n_tb):
+        b, t0 = task // n_tb, (task % n_tb) * T_BLOCK
+        t1 = min(L, t0 + T_BLOCK)
+        gpre = np.zeros((t1 - t0 + K - 1, nd), dtype=np.float32)  # also the K-1 positions after t1
+        acc = np.empty(nd, dtype=np.float32)
+        for t in range(t0, min(L, t1 + K - 1)):
+            grow = gout[b, t]
+            prow = gpre[t - t0]
+            if apply_silu:
+                _conv_row(x, wT, bias, b, t, acc)
+                for c in range(nd):
+                    sg = _sigmoid(acc[c])
+                    prow[c] = grow[c] * sg * (_ONE + acc[c] * (_ONE - sg))
+            else:
+                prow[:] = grow
+        gw = gw_part[task]
+        gb = gb_part[task]
+        for t in range(t0, t1):
+            prow = gpre[t - t0]
+            for c in range(nd):
+                gb[c] += prow[c]
+            for k in range(K):
+                s = t - K + 1 + k
+                if s >= 0:
+                    xrow = x[b, s]
+                    for c in range(nd):
+                        gw[k, c] += prow[c] * xrow[c]
+            gxrow = gx[b, t]
+            gxrow[:] = 0.0
+            for m in range(K):  # output t + m used x[t] with weight K - 1 - m
+                wrow = wT[K - 1 - m]
+                qrow = gpre[t - t0 + m]
+                for c in range(nd):
+                    gxrow[c] += wrow[c] * qrow[c]
+
+
+class _CpuConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, apply_silu):
+        xl = x.detach().to(torch.float32).contiguous()
+        wT = weight.detach().reshape(weight.shape[0], -1).t().float().contiguous()  # (K, D)
+        b = bias.detach().float().contiguous() if bias is not None else torch.zeros(wT.shape[1])
+        out = torch.empty_like(xl)
+        _conv_silu_fwd(xl.numpy(), wT.numpy(), b.numpy(), apply_silu, out.numpy())
+        ctx.save_for_backward(xl, wT, b)
+        ctx.apply_silu, ctx.has_bias, ctx.wshape, ctx.dtype = apply_silu, bias is not None, weight.shape, x.dtype
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, gout):
+        xl, wT, b = ctx.saved_tensors
+        n_batch, L, nd = xl.shape
+        tasks = n_batch * ((L + T_BLOCK - 1) // T_BLOCK)
+        gx = torch.empty_like(xl)
+        gw, gb = torch.zeros(tasks, *wT.shape), torch.zeros(tasks, nd)
+        _conv_silu_bwd(xl.numpy(), wT.numpy(), b.numpy(), ctx.apply_silu, gout.float().contiguous().numpy(),
+                       gx.numpy(), gw.numpy(), gb.numpy())
+        gweight = gw.sum(0).t().reshape(ctx.wshape)
+        return gx.to(ctx.dtype), gweight, gb.sum(0) if ctx.has_bias else None, None
+
+
+def causal_conv1d_cpu(x, weight, bias=None, activation="silu"):
+    """Causal depthwise convolution (+ SiLU) on channels-last input.
+
+    Args:
+        x: (B, L, D). weight: (D, 1, K) or (D, K). bias: (D,) or None. activation: "silu" or None.
+    Returns:
+        (B, L, D): ``out[t] = act(bias + sum_k weight[:, k] * x[t - K + 1 + k])``.
+    """
+    return _CpuConv.apply(x, weight, bias, activation == "silu")
