@@ -85,8 +85,8 @@ class TileConfig:
 def launch_config(d_state, block_l=None, block_d=None, num_warps=None):
     """Default :class:`TileConfig` for ``d_state``; any of the three sizes can be overridden."""
     n_pad = max(2, _next_pow2(d_state))
-    if block_l is None:
-        block_l = 128 if n_pad <= 16 else 64
+    if block_l is None:  # keep a backward tile at 2048 elements: 128 positions for d_state 16
+        block_l = max(32, min(128, 2048 // n_pad))
     if block_l < 2 or block_l & (block_l - 1):
         raise ValueError(f"block_l must be a power of two >= 2; got {block_l}.")
     if block_d is not None and block_d & (block_d - 1):
