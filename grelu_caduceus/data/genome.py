@@ -436,6 +436,8 @@ def _split_filter(splits, split: str | None, genome: FastaGenome):
             return set(genome.sizes) - set(listed)
         raise GenomeDataError(f"split={split!r} is not in splits= (it has {sorted(splits)}).")
     regions = read_intervals(splits, "splits")
+    for chrom in regions.chrom.unique():
+        genome.check_chrom(chrom)
     if "split" not in regions.columns:
         raise GenomeDataError("splits= regions need a 'split' column (train / val / test).")
     if split not in set(regions.split):
