@@ -1,0 +1,83 @@
+"""The compiled CPU scan and convolution kernels against float64 references."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import rel_err
+
+from grelu_caduceus.core.scan import available_backends, resolve_backend, selective_scan, selective_scan_reference
+from grelu_caduceus.core.scan.cpu import CHUNK, LANES, causal_conv1d_cpu
+
+
+def scan_inputs(g, batch, d_inner, L, N, channels_last=False):
+    def r(*s, scale=1.0):
+        return torch.randn(*s, generator=g) * scale
+
+    u, delta, z = r(batch, d_inner, L), r(batch, d_inner, L, scale=0.5), r(batch, d_inner, L)
+    if channels_last:  # the layout the Mamba mixer passes: transposed views of (B, L, D) tensors
+        u, delta, z = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (u, delta, z))
+    A = -(torch.rand(d_inner, N, generator=g) * 2 + 0.1)
+    B, C = r(batch, N, L), r(batch, N, L)
+    return dict(u=u, delta=delta, A=A, B=B, C=C, D=r(d_inner), z=z, delta_bias=r(d_inner, scale=0.3))
+
+
+SHAPES = [(2, 5, 300, 16), (1, 3, CHUNK * 2 + 7, 8), (2, LANES + 3, 70, 16), (1, 32, CHUNK, 4)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("optional", ["all", "none"])
+def test_cpu_scan_matches_reference(rng, shape, optional):
+    inp = scan_inputs(rng, *shape, channels_last=shape[1] == LANES + 3)
+    if optional == "none":
+        inp.update(D=None, z=None, delta_bias=None)
+    leaves = {k: v.requires_grad_() for k, v in inp.items() if v is not None}
+    y = selective_scan(**inp, delta_softplus=optional == "all", backend="cpu")
+    y_ref = selective_scan_reference(**{k: v.double() if v is not None else None for k, v in inp.items()},
+                                     delta_softplus=optional == "all")
+    assert y.dtype == torch.float32 and y.shape == y_ref.shape
+    assert rel_err(y, y_ref) < 1e-5
+    g = torch.randn(y.shape, generator=rng)
+    grads = torch.autograd.grad(y, list(leaves.values()), g)
+    grads_ref = torch.autograd.grad(y_ref, list(leaves.values()), g.double())
+    for name, a, b in zip(leaves, grads, grads_ref):
+        assert rel_err(a, b) < 1e-5, name
+
+
+def test_inference_path_fuses_gate_like_training_path(rng):
+    inp = scan_inputs(rng, 1, 20, 150, 16, channels_last=True)
+    with torch.no_grad():
+        fused = selective_scan(**inp, delta_softplus=True, backend="cpu")
+    unfused = selective_scan(**{k: v.requires_grad_() for k, v in inp.items()}, delta_softplus=True, backend="cpu")
+    assert rel_err(fused, unfused.detach()) < 1e-6
+
+
+def test_bfloat16_inputs(rng):
+    inp = scan_inputs(rng, 1, 8, 100, 16)
+    y = selective_scan(**{k: v.bfloat16() if k != "A" else v for k, v in inp.items()}, delta_softplus=True,
+                       backend="cpu")
+    y_ref = selective_scan_reference(**{k: v.bfloat16().double() if k != "A" else v.double() for k, v in inp.items()},
+                                     delta_softplus=True)
+    assert y.dtype == torch.bfloat16 and rel_err(y, y_ref) < 1e-2
+
+
+@pytest.mark.parametrize("K", [4, 3])
+def test_causal_conv_matches_conv1d(rng, K):
+    x = torch.randn(2, 1100, 24, generator=rng, dtype=torch.float64)
+    w = torch.randn(24, 1, K, generator=rng, dtype=torch.float64)
+    b = torch.randn(24, generator=rng, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = F.silu(F.conv1d(leaves[0].transpose(1, 2), leaves[1], leaves[2], padding=K - 1, groups=24)[..., :1100])
+    ref = ref.transpose(1, 2)
+    got_leaves = [t.float().requires_grad_() for t in (x, w, b)]
+    got = causal_conv1d_cpu(*got_leaves)
+    assert rel_err(got, ref) < 1e-6
+    g = torch.randn(ref.shape, generator=rng, dtype=torch.float64)
+    for a, c in zip(torch.autograd.grad(got, got_leaves, g.float()), torch.autograd.grad(ref, leaves, g)):
+        assert rel_err(a, c) < 1e-5
+
+
+def test_backend_selection():
+    assert available_backends("cpu")[0] == "cpu"
+    assert resolve_backend("auto", torch.device("cpu")) == "cpu"
+    with pytest.raises(ValueError, match="choose one of"):
+        resolve_backend("cuda_magic", torch.device("cpu"))
