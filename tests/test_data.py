@@ -427,3 +427,12 @@ def test_checksum_mismatch_and_missing_member_are_clear_errors(tmp_path):
         check_sha256(path, "0" * 64, "test archive")
     with pytest.raises(SourceFetchError, match="not found inside x.tar.gz"):
         extract_member(path, "a/b.txt", tmp_path / "b.txt")
+
+
+def test_unseeded_draws_follow_torch_seed(small_fasta):
+    ds = GenomeWindowDataset(small_fasta, seq_len=100, n_random=20, rc_prob=0.5)  # seed=None
+    torch.manual_seed(0)
+    first = [ds.window(i) for i in range(20)]
+    torch.manual_seed(0)
+    assert [ds.window(i) for i in range(20)] == first
+    assert [ds.window(i) for i in range(20)] != first  # the next "epoch" draws again

@@ -1,5 +1,6 @@
 """Genome data for grelu-caduceus: bundled real data, a lazy genome window dataset, BGZF tools."""
 
+from .genome import FastaGenome, GenomeDataError, GenomeWindowDataset, one_hot_encode, read_intervals
 from .bundled import (
     demo_genome_contig,
     demo_genome_fasta,
@@ -11,6 +12,11 @@ from .bundled import (
 )
 
 __all__ = [
+    "FastaGenome",
+    "GenomeDataError",
+    "GenomeWindowDataset",
+    "one_hot_encode",
+    "read_intervals",
     "demo_genome_contig",
     "demo_genome_fasta",
     "demo_genome_offset",

@@ -16,9 +16,12 @@ other base (N, IUPAC codes) is an all-zero column; lower-case (soft-masked) base
 
 Example::
 
-    ds = GenomeWindowDataset("hg19.fa.gz", seq_len=131_072, chroms=["chr20"], stride=65_536,
-                             splits={"val": ["chr20"]}, split="val", max_n_frac=0.1, rc_prob=0.5)
-    x = ds[0]  # torch.float32, (4, 131072)
+    train = GenomeWindowDataset("hg19.fa.gz", seq_len=131_072, n_random=10_000, max_n_frac=0.1,
+                                splits={"val": ["chr8"], "test": ["chr9"]}, split="train",
+                                rc_prob=0.5, max_shift=64)
+    val = GenomeWindowDataset("hg19.fa.gz", seq_len=131_072, stride=131_072, max_n_frac=0.1,
+                              splits={"val": ["chr8"], "test": ["chr9"]}, split="val")
+    x = train[0]  # torch.float32, (4, 131072)
 """
 
 from __future__ import annotations
@@ -482,9 +485,10 @@ class GenomeWindowDataset(Dataset):
         max_n_frac: drop windows whose fraction of non-ACGT bases exceeds this (None: keep all).
         rc_prob: probability of reverse-complementing an item (``x.flip(0, 1)``).
         max_shift: shift each window by a random offset in [-max_shift, max_shift] bp.
-        seed: seed for random windows, shifts and RC. Item i of epoch e then always gets the same
-            draw (call :meth:`set_epoch` each epoch for new draws). None: use torch's RNG (seeded
-            per DataLoader worker), so draws differ every epoch.
+        seed: None (default): random windows, shifts and RC use torch's RNG, so they differ every
+            epoch and follow ``torch.manual_seed`` / Lightning's ``seed_everything(workers=True)``.
+            An int: item i of epoch e always gets the same draws (fixed validation sets); call
+            :meth:`set_epoch` for new draws.
         index_dir: folder for the .fai/.gzi index when it cannot be written beside the FASTA.
     """
 
@@ -503,7 +507,7 @@ class GenomeWindowDataset(Dataset):
         max_n_frac: float | None = None,
         rc_prob: float = 0.0,
         max_shift: int = 0,
-        seed: int | None = 0,
+        seed: int | None = None,
         index_dir: str | os.PathLike | None = None,
     ):
         if intervals is not None and (regions is not None or n_random is not None or stride is not None):
@@ -685,7 +689,8 @@ class GenomeWindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """One-hot window, float32 (4, seq_len)."""
-        rng = self._rng(index)
+        random = self.n_random is not None or self.max_shift or self.rc_prob
+        rng = self._rng(index) if random else None
         chrom, start, end = self.window(index, rng)
         if self.max_shift:
             shift = int(rng.integers(-self.max_shift, self.max_shift + 1))
