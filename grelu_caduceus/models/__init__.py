@@ -1,0 +1,1 @@
+"""gReLU-facing model classes (import gReLU); registered on grelu.model.models by grelu_caduceus."""

@@ -1,0 +1,206 @@
+"""Caduceus as gReLU models: a trunk on gReLU's one-hot input plus gReLU's ConvHead.
+
+``LightningModel(model_params={"model_type": "CaduceusModel", "n_tasks": 1, ...})`` builds
+:class:`CaduceusModel`; :class:`CaduceusPretrainedModel` starts from pretrained weights, like
+gReLU's ``EnformerPretrainedModel``.
+"""
+
+from pathlib import Path
+
+import torch
+from grelu.model.heads import ConvHead
+from grelu.model.models import BaseModel
+from torch import nn
+
+from ..core import CaduceusBackbone, CaduceusConfig, load_pretrained, set_scan_backend
+from ..core.tokens import rc_onehot
+from .common import CropAndBin
+
+_DTYPES = {None: None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype):
+    """Accept a torch dtype or its name (names keep checkpoints' hyper-parameters plain)."""
+    if isinstance(dtype, torch.dtype) or dtype is None:
+        return dtype
+    name = str(dtype).replace("torch.", "")
+    if name not in _DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; use one of float32, bfloat16, float16.")
+    return _DTYPES[name]
+
+
+class CaduceusTrunk(nn.Module):
+    """One-hot (N, 4, L) -> strand-symmetric features (N, d_model, L_out).
+
+    PS: the two halves of the equivariant stream are combined as ``(a + flip_channels(b)) / 2``, so
+    features of the reverse complement are the features flipped along length: pooled predictions
+    are exactly RC-invariant and per-position ones flip. Ph with ``conjoin``: features of x and of
+    its reverse complement (flipped back) are averaged, which has the same property.
+
+    Args:
+        backbone: a CaduceusBackbone.
+        conjoin: average with the reverse-complement pass (post-hoc conjoining, Caduceus-Ph).
+        crop_len, bin_size: see CropAndBin.
+    """
+
+    def __init__(self, backbone: CaduceusBackbone, conjoin=False, crop_len=0, bin_size=1):
+        super().__init__()
+        self.backbone = backbone
+        self.conjoin = conjoin
+        self.crop_bin = CropAndBin(crop_len, bin_size)
+        self.out_channels = backbone.config.d_model
+
+    def features(self, x):
+        """(N, 4, L) -> (N, L, d_model)."""
+        h = self.backbone(x.to(self.backbone.norm_f.weight.dtype))
+        if self.backbone.config.rcps:
+            a, b = h.chunk(2, dim=-1)
+            h = (a + b.flip(-1)) / 2
+        return h
+
+    def forward(self, x):
+        h = self.features(x)
+        if self.conjoin:
+            h = (h + self.features(rc_onehot(x)).flip(1)) / 2
+        return self.crop_bin(h.transpose(1, 2))
+
+
+class CaduceusModel(BaseModel):
+    """Caduceus trained from scratch inside gReLU.
+
+    Args:
+        n_tasks: number of output tracks.
+        d_model, n_layer: width and depth.
+        rcps: RC-equivariant Caduceus-PS (True) or Caduceus-Ph (False).
+        bidirectional, bidirectional_strategy, bidirectional_weight_tie: BiMamba options.
+        d_state, d_conv, expand: Mamba mixer sizes.
+        final_pool_func: "avg" or "max" pool over length, or None for per-position/per-bin output.
+        final_act_func: activation of the head (None: gReLU applies the task's own at prediction).
+        crop_len: positions cropped from each end before pooling or binning.
+        bin_size: average the output over non-overlapping bins (128 for Enformer-like profiles).
+        conjoin: also run the reverse complement and average (post-hoc conjoining for Ph).
+        dtype: "float32" or "bfloat16" weights.
+        gradient_checkpointing: recompute each layer in the backward pass to save memory.
+        scan_backend: selective-scan backend ("auto", "cpu", "triton", "mamba_ssm", "torch").
+
+    Input (N, 4, L) one-hot; output (N, n_tasks, 1) when pooled, else (N, n_tasks, L_out).
+    """
+
+    def __init__(
+        self,
+        n_tasks: int,
+        d_model: int = 128,
+        n_layer: int = 4,
+        rcps: bool = True,
+        bidirectional: bool = True,
+        bidirectional_strategy: str = "add",
+        bidirectional_weight_tie: bool = True,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        final_pool_func="avg",
+        final_act_func=None,
+        crop_len: int = 0,
+        bin_size: int = 1,
+        conjoin: bool = False,
+        dtype=None,
+        device=None,
+        gradient_checkpointing: bool = False,
+        scan_backend: str = "auto",
+    ):
+        config = CaduceusConfig(
+            d_model=d_model,
+            n_layer=n_layer,
+            rcps=rcps,
+            bidirectional=bidirectional,
+            bidirectional_strategy=bidirectional_strategy,
+            bidirectional_weight_tie=bidirectional_weight_tie,
+            ssm_cfg=dict(d_state=d_state, d_conv=d_conv, expand=expand),
+        )
+        from ..core.caduceus import CaduceusForMaskedLM
+
+        # Build through the masked LM so the backbone gets Mamba's initialisation, then keep the backbone.
+        backbone = CaduceusForMaskedLM(config).backbone
+        super().__init__(*_trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len,
+                                          bin_size, conjoin, dtype, device, gradient_checkpointing, scan_backend))
+
+
+class CaduceusPretrainedModel(BaseModel):
+    """A pretrained Caduceus backbone with a new head (like gReLU's EnformerPretrainedModel).
+
+    Args:
+        n_tasks: number of output tracks.
+        pretrained_path: an HF-format folder (config.json + weights, e.g. a released checkpoint) or a
+            masked-LM checkpoint (.ckpt) trained with grelu-caduceus.
+        n_layers: keep only the first n layers of the backbone (None: all).
+        freeze: freeze the backbone so only the head trains.
+        conjoin: average with the reverse-complement pass; default True for Ph models, False for PS.
+        final_pool_func, final_act_func, crop_len, bin_size, dtype, device, gradient_checkpointing,
+        scan_backend: as in CaduceusModel.
+
+    Reloading a fine-tuned gReLU checkpoint reads ``pretrained_path`` again for the architecture;
+    the weights then come from the checkpoint.
+    """
+
+    def __init__(
+        self,
+        n_tasks: int,
+        pretrained_path: str,
+        n_layers=None,
+        freeze: bool = False,
+        conjoin=None,
+        final_pool_func="avg",
+        final_act_func=None,
+        crop_len: int = 0,
+        bin_size: int = 1,
+        dtype=None,
+        device=None,
+        gradient_checkpointing: bool = False,
+        scan_backend: str = "auto",
+    ):
+        backbone = load_backbone(pretrained_path)
+        if n_layers is not None:
+            if not 1 <= n_layers <= len(backbone.layers):
+                raise ValueError(f"n_layers must be between 1 and {len(backbone.layers)}, got {n_layers}.")
+            backbone.layers = backbone.layers[:n_layers]
+            backbone.config.n_layer = n_layers
+        if freeze:
+            backbone.requires_grad_(False)
+        conjoin = (not backbone.config.rcps) if conjoin is None else conjoin
+        backbone.train()
+        super().__init__(*_trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len,
+                                          bin_size, conjoin, dtype, device, gradient_checkpointing, scan_backend))
+
+
+def load_backbone(path) -> CaduceusBackbone:
+    """The backbone of an HF-format folder or of one of our masked-LM Lightning checkpoints (.ckpt)."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".ckpt":
+        from ..tasks.mlm import MLMLightningModel
+
+        return MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).model.backbone
+    if not path.exists():
+        raise FileNotFoundError(
+            f"Pretrained model {path} not found: give an HF-format Caduceus folder (config.json + weights) "
+            "or a masked-LM .ckpt written by `grelu-caduceus train task=mlm`."
+        )
+    return load_pretrained(path).backbone
+
+
+def _trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len, bin_size, conjoin, dtype,
+                    device, gradient_checkpointing, scan_backend):
+    dtype = resolve_dtype(dtype)
+    if final_pool_func not in ("avg", "max", None):
+        raise ValueError(f"final_pool_func must be 'avg', 'max' or None, got {final_pool_func!r}.")
+    backbone.gradient_checkpointing = gradient_checkpointing
+    set_scan_backend(backbone, scan_backend)
+    trunk = CaduceusTrunk(backbone, conjoin=conjoin, crop_len=crop_len, bin_size=bin_size)
+    head = ConvHead(n_tasks=n_tasks, in_channels=trunk.out_channels, act_func=final_act_func,
+                    pool_func=final_pool_func)
+    trunk.to(device=device, dtype=dtype)
+    head.to(device=device, dtype=dtype)
+    # A_log and D stay float32 (as in Mamba): the scan's decay is sensitive to their precision.
+    for name, p in trunk.named_parameters():
+        if name.endswith(("A_log", ".D")):
+            p.data = p.data.float()
+    return trunk, head
