@@ -28,7 +28,21 @@ CASES = {
     "fp32_many_chunks_one_group": (
         dict(batch=1, dim=8, L=200, N=16), dict(block_l=16, block_d=2), dict(_CARRY_BLOCK=4, _TARGET_PROGRAMS=1)),
     "bf16_n16_all_options": (dict(batch=2, dim=8, L=150, N=16, dtype=torch.bfloat16), dict(block_l=64, block_d=8), {}),
+    # Strided inputs as the Mamba mixer passes them (see as_mixer_views).
+    "fp32_mixer_layout_views": (dict(batch=2, dim=8, L=100, N=16), dict(block_l=32, block_d=4, views=True), {}),
 }
+
+
+def as_mixer_views(u, delta, B, C, z, **rest):
+    """The same values laid out as in the Mamba mixer: channels-last activations seen through
+    (batch, channels, L) transposes; z one half of a wider projection, B and C slices of another
+    (so they have gaps). Differentiable, so gradients flow back to the original tensors."""
+    u_z = torch.cat([u.transpose(1, 2), z.transpose(1, 2)], dim=-1)  # (batch, L, 2 * dim)
+    u_view, z_view = (t.transpose(1, 2) for t in u_z.chunk(2, dim=-1))
+    u_view = u_view.contiguous().transpose(1, 2).transpose(1, 2)  # dense, channels-last
+    proj = torch.cat([delta.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2)], dim=-1)
+    delta_view, B_view, C_view = (t.transpose(1, 2) for t in proj.split([u.shape[1], B.shape[1], C.shape[1]], -1))
+    return dict(u=u_view, delta=delta_view, B=B_view, C=C_view, z=z_view, **rest)
 TOLERANCE = {"fp32": 1e-5, "bf16": 1e-2}
 
 
@@ -43,7 +57,12 @@ def run_cases(device):
             setattr(triton_scan, key, value)
         try:
             inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in make_inputs(**spec).items()}
-            scan = lambda **kw: triton_scan.selective_scan_triton(**kw, **options)  # noqa: E731
+            options = dict(options)
+            views = options.pop("views", False)
+
+            def scan(**kw):
+                return triton_scan.selective_scan_triton(**(as_mixer_views(**kw) if views else kw), **options)
+
             results[name] = relative_errors(scan, inputs)
             if name == "fp32_many_chunks_one_group":
                 results["determinism"] = _max_rerun_difference(scan, inputs)

@@ -129,6 +129,11 @@ if HAVE_TRITON:
         return bias
 
     @triton.jit
+    def _offsets(b, rows, t, stride_b, stride_row, stride_l):
+        """(rows, block_l) element offsets of a (batch, rows, L) tensor with any strides."""
+        return b * stride_b + rows[:, None].to(tl.int64) * stride_row + t[None, :].to(tl.int64) * stride_l
+
+    @triton.jit
     def _load_dt(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
         """(block_d, block_l) step sizes in float32 and the pre-softplus values; 0 where masked."""
         raw = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -142,16 +147,16 @@ if HAVE_TRITON:
 
     @triton.jit
     def _fwd_chunk_end_state(
-        u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr,
-        end_state_ptr, dt_sum_ptr,
+        u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr, end_state_ptr, dt_sum_ptr,
         DIM, N, L, N_CHUNKS,
+        su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sB_b, sB_n, sB_l,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Per chunk: end state from a zero start, (batch, chunk, d, n); and sum of dt, (batch, chunk, d)."""
-        chunk = tl.program_id(0)
+        d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+        chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
-        d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         n = tl.arange(0, N_PAD)
         t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
         d_ok, n_ok, t_ok = d < DIM, n < N, t < L
@@ -160,10 +165,9 @@ if HAVE_TRITON:
 
         A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
         bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-        ud_offs = b * DIM * L + d[:, None].to(tl.int64) * L + t[None, :]
-        dt, _ = _load_dt(delta_ptr, ud_offs, dt_mask, bias, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
-        Bm = tl.load(B_ptr + b * N * L + n[:, None] * L + t[None, :], mask=n_ok[:, None] & t_ok[None, :],
+        dt, _ = _load_dt(delta_ptr, _offsets(b, d, t, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + _offsets(b, d, t, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
+        Bm = tl.load(B_ptr + _offsets(b, n, t, sB_b, sB_n, sB_l), mask=n_ok[:, None] & t_ok[None, :],
                      other=0.0).to(tl.float32)
 
         # Decay from just after position t to the chunk end: exp(A * sum_{s > t} dt[s]).
@@ -214,13 +218,15 @@ if HAVE_TRITON:
     def _fwd_chunk_output(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, start_state_ptr, y_ptr,
         DIM, N, L, N_CHUNKS,
+        su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sB_b, sB_n, sB_l, sC_b, sC_n, sC_l,
+        sy_b, sy_d, sy_l,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """y for one (batch, channel block, chunk), scanning from the chunk's entering state."""
-        chunk = tl.program_id(0)
+        """y for one (channel block, chunk, batch), scanning from the chunk's entering state."""
+        d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+        chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
-        d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         n = tl.arange(0, N_PAD)
         t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
         d_ok, n_ok, t_ok = d < DIM, n < N, t < L
@@ -230,12 +236,10 @@ if HAVE_TRITON:
 
         A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
         bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-        ud_offs = b * DIM * L + d[:, None].to(tl.int64) * L + t[None, :]
-        dt, _ = _load_dt(delta_ptr, ud_offs, dt_mask, bias, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
-        bc_offs = b * N * L + n[:, None] * L + t[None, :]
-        Bm = tl.load(B_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
-        Cm = tl.load(C_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(delta_ptr, _offsets(b, d, t, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + _offsets(b, d, t, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
+        Bm = tl.load(B_ptr + _offsets(b, n, t, sB_b, sB_n, sB_l), mask=nt_mask, other=0.0).to(tl.float32)
+        Cm = tl.load(C_ptr + _offsets(b, n, t, sC_b, sC_n, sC_l), mask=nt_mask, other=0.0).to(tl.float32)
         h0 = tl.load(start_state_ptr + ((b * N_CHUNKS + chunk) * DIM + d[:, None]) * N + n[None, :],
                      mask=dn_ok, other=0.0)
 
@@ -247,22 +251,23 @@ if HAVE_TRITON:
         if HAS_D:
             y = y + tl.load(D_ptr + d, mask=d_ok, other=0.0).to(tl.float32)[:, None] * u
         if HAS_Z:
-            zv = tl.load(z_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
+            zv = tl.load(z_ptr + _offsets(b, d, t, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
             y = y * zv * _sigmoid(zv)
-        tl.store(y_ptr + ud_offs, y.to(y_ptr.dtype.element_ty), mask=dt_mask)
+        tl.store(y_ptr + _offsets(b, d, t, sy_b, sy_d, sy_l), y.to(y_ptr.dtype.element_ty), mask=dt_mask)
 
     @triton.jit
     def _bwd_chunk_start_adjoint(
         delta_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, dy_ptr, start_adjoint_ptr,
         DIM, N, L, N_CHUNKS,
+        sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sC_b, sC_n, sC_l, sdy_b, sdy_d, sdy_l,
         HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Per chunk, with no adjoint flowing in from the right: the adjoint that leaves the chunk
         through its first position, sum_t exp(A * sum_{s <= t} dt[s]) * C[t] * dy_ssm[t]."""
-        chunk = tl.program_id(0)
+        d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+        chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
-        d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         n = tl.arange(0, N_PAD)
         t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
         d_ok, n_ok, t_ok = d < DIM, n < N, t < L
@@ -271,13 +276,12 @@ if HAVE_TRITON:
 
         A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
         bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-        ud_offs = b * DIM * L + d[:, None].to(tl.int64) * L + t[None, :]
-        dt, _ = _load_dt(delta_ptr, ud_offs, dt_mask, bias, HAS_BIAS, SOFTPLUS)
-        dy = tl.load(dy_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(delta_ptr, _offsets(b, d, t, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
+        dy = tl.load(dy_ptr + _offsets(b, d, t, sdy_b, sdy_d, sdy_l), mask=dt_mask, other=0.0).to(tl.float32)
         if HAS_Z:
-            zv = tl.load(z_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
+            zv = tl.load(z_ptr + _offsets(b, d, t, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
             dy = dy * zv * _sigmoid(zv)
-        Cm = tl.load(C_ptr + b * N * L + n[:, None] * L + t[None, :], mask=n_ok[:, None] & t_ok[None, :],
+        Cm = tl.load(C_ptr + _offsets(b, n, t, sC_b, sC_n, sC_l), mask=n_ok[:, None] & t_ok[None, :],
                      other=0.0).to(tl.float32)
 
         weight = tl.exp(A[:, :, None] * tl.cumsum(dt, axis=1)[:, None, :])
@@ -328,6 +332,8 @@ if HAVE_TRITON:
         start_state_ptr, end_adjoint_ptr,
         du_ptr, ddelta_ptr, dz_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr, dB_part_ptr, dC_part_ptr,
         DIM, N, L, N_CHUNKS, N_GROUPS, BATCH,
+        su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sB_b, sB_n, sB_l, sC_b, sC_n, sC_l,
+        sdy_b, sdy_d, sdy_l, sdu_b, sdu_d, sdu_l, sddt_b, sddt_d, sddt_l, sdz_b, sdz_d, sdz_l,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
@@ -336,8 +342,8 @@ if HAVE_TRITON:
         Recomputes h inside the chunk from its entering state, runs the adjoint backwards from the
         adjoint entering at the right, and reduces dB/dC over this group's channels in registers.
         """
-        chunk = tl.program_id(0)
-        group = tl.program_id(1)
+        group = tl.program_id(0)
+        chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
         n = tl.arange(0, N_PAD)
         t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -345,9 +351,8 @@ if HAVE_TRITON:
         nt_mask = n_ok[:, None] & t_ok[None, :]
         # dt at t + 1 inside this chunk gives the decay the adjoint picks up stepping from t + 1 to t.
         t_next_ok = ((t + 1) < L) & (tl.arange(0, BLOCK_L) < BLOCK_L - 1)
-        bc_offs = b * N * L + n[:, None] * L + t[None, :]
-        Bm = tl.load(B_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
-        Cm = tl.load(C_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
+        Bm = tl.load(B_ptr + _offsets(b, n, t, sB_b, sB_n, sB_l), mask=nt_mask, other=0.0).to(tl.float32)
+        Cm = tl.load(C_ptr + _offsets(b, n, t, sC_b, sC_n, sC_l), mask=nt_mask, other=0.0).to(tl.float32)
         dB_acc = tl.zeros((N_PAD, BLOCK_L), dtype=tl.float32)
         dC_acc = tl.zeros((N_PAD, BLOCK_L), dtype=tl.float32)
         row = b * N_CHUNKS + chunk
@@ -360,12 +365,12 @@ if HAVE_TRITON:
             dt_mask = d_ok[:, None] & t_ok[None, :]
             A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
             bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-            ud_offs = b * DIM * L + d[:, None].to(tl.int64) * L + t[None, :]
-            dt, dt_raw = _load_dt(delta_ptr, ud_offs, dt_mask, bias, HAS_BIAS, SOFTPLUS)
-            dt_next, _ = _load_dt(delta_ptr, ud_offs + 1, d_ok[:, None] & t_next_ok[None, :], bias,
+            dt_offs = _offsets(b, d, t, sdt_b, sdt_d, sdt_l)
+            dt, dt_raw = _load_dt(delta_ptr, dt_offs, dt_mask, bias, HAS_BIAS, SOFTPLUS)
+            dt_next, _ = _load_dt(delta_ptr, dt_offs + sdt_l, d_ok[:, None] & t_next_ok[None, :], bias,
                                   HAS_BIAS, SOFTPLUS)
-            u = tl.load(u_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
-            dy = tl.load(dy_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
+            u = tl.load(u_ptr + _offsets(b, d, t, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_ptr + _offsets(b, d, t, sdy_b, sdy_d, sdy_l), mask=dt_mask, other=0.0).to(tl.float32)
             state_offs = (row * DIM + d[:, None]) * N + n[None, :]
             h0 = tl.load(start_state_ptr + state_offs, mask=dn_ok, other=0.0)
             g_in = tl.load(end_adjoint_ptr + state_offs, mask=dn_ok, other=0.0)
@@ -380,13 +385,14 @@ if HAVE_TRITON:
             if HAS_D:
                 Dv = tl.load(D_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
             if HAS_Z:
-                zv = tl.load(z_ptr + ud_offs, mask=dt_mask, other=0.0).to(tl.float32)
+                zv = tl.load(z_ptr + _offsets(b, d, t, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
                 sig = _sigmoid(zv)
                 y_pre = tl.sum(h * Cm[None, :, :], axis=1)
                 if HAS_D:
                     y_pre = y_pre + Dv[:, None] * u
                 dz = dy * y_pre * sig * (1.0 + zv * (1.0 - sig))
-                tl.store(dz_ptr + ud_offs, dz.to(dz_ptr.dtype.element_ty), mask=dt_mask)
+                tl.store(dz_ptr + _offsets(b, d, t, sdz_b, sdz_d, sdz_l), dz.to(dz_ptr.dtype.element_ty),
+                         mask=dt_mask)
                 dy = dy * zv * sig
 
             # Adjoint: g[t] = C[t] dy[t] + exp(A dt[t+1]) g[t+1], entering with g_in at the chunk end.
@@ -405,8 +411,9 @@ if HAVE_TRITON:
             if SOFTPLUS:
                 ddt = ddt * _sigmoid(dt_raw)
             ddt = tl.where(dt_mask, ddt, 0.0)
-            tl.store(du_ptr + ud_offs, du.to(du_ptr.dtype.element_ty), mask=dt_mask)
-            tl.store(ddelta_ptr + ud_offs, ddt.to(ddelta_ptr.dtype.element_ty), mask=dt_mask)
+            tl.store(du_ptr + _offsets(b, d, t, sdu_b, sdu_d, sdu_l), du.to(du_ptr.dtype.element_ty), mask=dt_mask)
+            tl.store(ddelta_ptr + _offsets(b, d, t, sddt_b, sddt_d, sddt_l), ddt.to(ddelta_ptr.dtype.element_ty),
+                     mask=dt_mask)
             if HAS_BIAS:
                 tl.store(dbias_part_ptr + row * DIM + d, tl.sum(ddt, axis=1), mask=d_ok)
             tl.store(dA_part_ptr + state_offs, tl.sum(g_dt * decayed_prev, axis=2), mask=dn_ok)
@@ -418,38 +425,45 @@ if HAVE_TRITON:
         tl.store(dC_part_ptr + part_offs, dC_acc, mask=nt_mask)
 
 
-def _dummy(ref):
-    """Placeholder pointer for an absent optional tensor (never read: its HAS_* flag is off)."""
-    return ref
+def _like(t):
+    """An empty tensor shaped like t whose memory order follows t's strides (so a transposed
+    channels-last input gets a transposed channels-last output), without t's gaps if it has any."""
+    order = sorted(range(t.dim()), key=lambda i: -t.stride(i))  # outermost dimension first
+    out = torch.empty([t.shape[i] for i in order], dtype=t.dtype, device=t.device)
+    return out.permute([order.index(i) for i in range(t.dim())])
+
+
+def _strides(t, fallback):
+    return (t if t is not None else fallback).stride()
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg):
     """Launch the three forward kernels; returns y, the chunk-entering states and the chunk dt sums."""
     batch, dim, L = u.shape
     N = A.shape[1]
-    block_l, fwd_d, n_pad, warps = cfg.block_l, cfg.fwd_d, cfg.n_pad, cfg.fwd_warps
-    n_chunks = triton.cdiv(L, block_l)
+    n_chunks = triton.cdiv(L, cfg.block_l)
     f32 = dict(device=u.device, dtype=torch.float32)
     end_state = torch.empty(batch, n_chunks, dim, N, **f32)
     dt_sum = torch.empty(batch, n_chunks, dim, **f32)
     start_state = torch.empty(batch, n_chunks, dim, N, **f32)
-    y = torch.empty_like(u)
+    y = _like(u)
     flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus))
-    bias = delta_bias if delta_bias is not None else _dummy(A)
-    grid = (n_chunks, triton.cdiv(dim, fwd_d), batch)
+    sizes = dict(BLOCK_D=cfg.fwd_d, N_PAD=cfg.n_pad, BLOCK_L=cfg.block_l, num_warps=cfg.fwd_warps)
+    bias = delta_bias if delta_bias is not None else A
+    grid = (triton.cdiv(dim, cfg.fwd_d), n_chunks, batch)
     _fwd_chunk_end_state[grid](
         u, delta, A, B, bias, end_state, dt_sum, dim, N, L, n_chunks,
-        BLOCK_D=fwd_d, N_PAD=n_pad, BLOCK_L=block_l, num_warps=warps, **flags)
-    carry_d = max(1, 512 // (n_pad * _CARRY_BLOCK))
+        *u.stride(), *delta.stride(), *B.stride(), **sizes, **flags)
+    carry_d = max(1, 512 // (cfg.n_pad * _CARRY_BLOCK))
     _fwd_chunk_carry[(triton.cdiv(dim, carry_d), batch)](
         A, end_state, dt_sum, start_state, dim, N, n_chunks,
-        BLOCK_D=carry_d, N_PAD=n_pad, BLOCK_C=_CARRY_BLOCK, num_warps=4)
+        BLOCK_D=carry_d, N_PAD=cfg.n_pad, BLOCK_C=_CARRY_BLOCK, num_warps=4)
     del end_state
     _fwd_chunk_output[grid](
-        u, delta, A, B, C, D if D is not None else _dummy(A), z if z is not None else _dummy(u), bias,
-        start_state, y, dim, N, L, n_chunks,
-        HAS_D=D is not None, HAS_Z=z is not None, BLOCK_D=fwd_d, N_PAD=n_pad, BLOCK_L=block_l,
-        num_warps=warps, **flags)
+        u, delta, A, B, C, D if D is not None else A, z if z is not None else u, bias, start_state, y,
+        dim, N, L, n_chunks,
+        *u.stride(), *delta.stride(), *_strides(z, u), *B.stride(), *C.stride(), *y.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, **sizes, **flags)
     return y, start_state, dt_sum
 
 
@@ -466,45 +480,47 @@ def _backward(dy, u, delta, A, B, C, D, z, delta_bias, softplus, start_state, dt
     """Launch the three backward kernels; returns the gradients in argument order (None where absent)."""
     batch, dim, L = u.shape
     N = A.shape[1]
-    block_l, fwd_d, bwd_d, n_pad = cfg.block_l, cfg.fwd_d, cfg.bwd_d, cfg.n_pad
     n_chunks = start_state.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
     flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus))
-    bias = delta_bias if delta_bias is not None else _dummy(A)
-    z_arg = z if z is not None else _dummy(u)
+    bias = delta_bias if delta_bias is not None else A
+    z_arg = z if z is not None else u
 
     start_adjoint = torch.empty(batch, n_chunks, dim, N, **f32)
-    _bwd_chunk_start_adjoint[(n_chunks, triton.cdiv(dim, fwd_d), batch)](
+    _bwd_chunk_start_adjoint[(triton.cdiv(dim, cfg.fwd_d), n_chunks, batch)](
         delta, A, C, z_arg, bias, dy, start_adjoint, dim, N, L, n_chunks,
-        HAS_Z=z is not None, BLOCK_D=fwd_d, N_PAD=n_pad, BLOCK_L=block_l,
+        *delta.stride(), *_strides(z, u), *C.stride(), *dy.stride(),
+        HAS_Z=z is not None, BLOCK_D=cfg.fwd_d, N_PAD=cfg.n_pad, BLOCK_L=cfg.block_l,
         num_warps=cfg.fwd_warps, **flags)
     end_adjoint = torch.empty_like(start_adjoint)
-    carry_d = max(1, 512 // (n_pad * _CARRY_BLOCK))
+    carry_d = max(1, 512 // (cfg.n_pad * _CARRY_BLOCK))
     _bwd_chunk_carry[(triton.cdiv(dim, carry_d), batch)](
         A, start_adjoint, dt_sum, end_adjoint, dim, N, n_chunks,
-        BLOCK_D=carry_d, N_PAD=n_pad, BLOCK_C=_CARRY_BLOCK, num_warps=4)
+        BLOCK_D=carry_d, N_PAD=cfg.n_pad, BLOCK_C=_CARRY_BLOCK, num_warps=4)
     del start_adjoint
 
-    groups = _backward_groups(batch, n_chunks, dim, bwd_d, N, L)
-    du = torch.empty_like(u)
-    ddelta = torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
+    groups = _backward_groups(batch, n_chunks, dim, cfg.bwd_d, N, L)
+    du, ddelta = _like(u), _like(delta)
+    dz = _like(z) if z is not None else None
     rows = batch * n_chunks
     dA_part = torch.empty(rows, dim, N, **f32)
     dD_part = torch.empty(rows, dim, **f32) if D is not None else None
     dbias_part = torch.empty(rows, dim, **f32) if delta_bias is not None else None
     dB_part = torch.empty(groups, batch, N, L, **f32)
     dC_part = torch.empty(groups, batch, N, L, **f32)
-    _bwd_chunk_grads[(n_chunks, groups, batch)](
-        u, delta, A, B, C, D if D is not None else _dummy(A), z_arg, bias, dy,
+    _bwd_chunk_grads[(groups, n_chunks, batch)](
+        u, delta, A, B, C, D if D is not None else A, z_arg, bias, dy,
         start_state, end_adjoint,
         du, ddelta, dz if dz is not None else du, dA_part,
         dD_part if dD_part is not None else dA_part, dbias_part if dbias_part is not None else dA_part,
         dB_part, dC_part,
         dim, N, L, n_chunks, groups, batch,
-        HAS_D=D is not None, HAS_Z=z is not None, BLOCK_D=bwd_d, N_PAD=n_pad, BLOCK_L=block_l,
+        *u.stride(), *delta.stride(), *_strides(z, u), *B.stride(), *C.stride(),
+        *dy.stride(), *du.stride(), *ddelta.stride(), *_strides(dz, du),
+        HAS_D=D is not None, HAS_Z=z is not None, BLOCK_D=cfg.bwd_d, N_PAD=cfg.n_pad, BLOCK_L=cfg.block_l,
         num_warps=cfg.bwd_warps, **flags)
 
+    # Fixed-order sums of the per-program partials: deterministic, no atomics.
     dA = dA_part.sum(0).to(A.dtype)
     dD = dD_part.sum(0).to(D.dtype) if D is not None else None
     dbias = dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
@@ -526,7 +542,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         u, delta, A, B, C, D, z, delta_bias, start_state, dt_sum = ctx.saved_tensors
-        grads = _backward(dy.contiguous(), u, delta, A, B, C, D, z, delta_bias, ctx.softplus,
+        grads = _backward(dy, u, delta, A, B, C, D, z, delta_bias, ctx.softplus,
                           start_state, dt_sum, ctx.cfg)
         return (*grads, None, None)
 
@@ -564,9 +580,11 @@ def selective_scan_triton(
             "or set TRITON_INTERPRET=1 before triton is first imported to run Triton's (slow) CPU "
             "interpreter."
         )
-    tensors = [t.contiguous() if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)]
+    # Activations are read in place with any strides (e.g. the transposed channels-last views the
+    # Mamba mixer passes); only the small parameters are made contiguous.
+    A, D, delta_bias = (t.contiguous() if t is not None else None for t in (A, D, delta_bias))
     cfg = launch_config(A.shape[1], block_l, block_d, num_warps)
-    return _SelectiveScanTriton.apply(*tensors, bool(delta_softplus), cfg)
+    return _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), cfg)
 
 
 def _vectorize_interpreter_scans():
