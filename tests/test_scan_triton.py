@@ -39,7 +39,7 @@ def as_mixer_views(u, delta, B, C, z, **rest):
     (so they have gaps). Differentiable, so gradients flow back to the original tensors."""
     u_z = torch.cat([u.transpose(1, 2), z.transpose(1, 2)], dim=-1)  # (batch, L, 2 * dim)
     u_view, z_view = (t.transpose(1, 2) for t in u_z.chunk(2, dim=-1))
-    u_view = u_view.contiguous().transpose(1, 2).transpose(1, 2)  # dense, channels-last
+    u_view = u_view.transpose(1, 2).contiguous().transpose(1, 2)  # dense, channels-last
     proj = torch.cat([delta.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2)], dim=-1)
     delta_view, B_view, C_view = (t.transpose(1, 2) for t in proj.split([u.shape[1], B.shape[1], C.shape[1]], -1))
     return dict(u=u_view, delta=delta_view, B=B_view, C=C_view, z=z_view, **rest)
