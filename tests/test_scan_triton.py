@@ -6,6 +6,7 @@ too), so the cases run in one subprocess started with TRITON_INTERPRET=1: this f
 subprocess's script (it prints the measured errors as JSON).
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -213,6 +214,40 @@ def test_kernels_compile_for_hopper():
     assert done.returncode == 0, f"compilation failed:\n{done.stderr[-4000:]}"
     registers = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(registers) == 18 and all(r > 0 for r in registers.values()), registers
+
+
+def test_gpu_suite_dry_run_end_to_end(tmp_path):
+    """benchmarks/gpu_suite.py --dry-run: every section at tiny sizes on CPU (Triton interpreted),
+    writing the CSVs the GPU session produces, so the suite cannot rot between GPU sessions."""
+    import csv
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(repo / "benchmarks" / "gpu_suite.py"), "--dry-run", "--out", str(tmp_path),
+               "--models", "caduceus,hyenadna"]
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"dry run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+    def rows(name):
+        with open(tmp_path / name) as f:
+            return list(csv.DictReader(f))
+
+    scan = rows("scan.csv")
+    assert {"device", "backend", "seq_len", "dtype", "ms", "rel_err"} <= set(scan[0])
+    backends = {r["backend"] for r in scan if r["ms"]}
+    assert "torch" in backends
+    timed_errors = [float(r["rel_err"]) for r in scan if r["rel_err"] and r["dtype"] == "float32"]
+    assert timed_errors and max(timed_errors) <= 1e-5, scan
+    if importlib.util.find_spec("triton") is not None:
+        assert "triton" in backends
+        parity = rows("parity.csv")
+        assert {r["quantity"] for r in parity} >= {"y", "du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias"}
+        assert max(float(r["rel_err"]) for r in parity if r["dtype"] == "float32") <= 1e-5
+        assert any(r["ratio"] for r in rows("bandwidth.csv"))
+        assert any(r["fwd_ms"] for r in rows("tuning.csv"))
+    scaling = rows("scaling.csv")
+    assert {"model", "seq_len", "params", "mode", "ms", "peak_mem_mb", "device"} <= set(scaling[0])
+    measured = {(r["model"], r["mode"]) for r in scaling if r["ms"]}
+    assert {("caduceus", "train"), ("caduceus", "fwd"), ("hyenadna", "train")} <= measured, scaling
 
 
 if __name__ == "__main__":

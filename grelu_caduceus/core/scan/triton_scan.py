@@ -35,6 +35,7 @@ tells which mode this import got. The tests and the benchmark's ``--dry-run`` do
 subprocess.
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +52,15 @@ except ImportError:  # the dispatcher only imports this module on CUDA; stay imp
 
 from .torch_scan import _check_shapes
 
-INTERPRETED = bool(HAVE_TRITON and triton.knobs.runtime.interpret)
+def _interpreter_on():
+    """Whether Triton builds kernels for its CPU interpreter (``TRITON_INTERPRET``), for old and new Triton."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+INTERPRETED = bool(HAVE_TRITON and _interpreter_on())
 
 # Chunks of the cross-chunk carry scan handled per step of its sequential loop.
 _CARRY_BLOCK = 32
