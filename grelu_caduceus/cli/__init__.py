@@ -1,0 +1,57 @@
+"""`grelu-caduceus` command line: one sub-command per job, each implemented by a module's main(argv).
+
+    grelu-caduceus demo --out DIR              the end-to-end demo on bundled real DNA
+    grelu-caduceus train model=caduceus ...    Hydra-composed training (see configs/)
+    grelu-caduceus predict ...                 predictions for a FASTA + BED
+    grelu-caduceus vep ...                     variant-effect scores (zero-shot MLM or fine-tuned)
+    grelu-caduceus export-kipoi ...            write a Kipoi model folder from a checkpoint
+    grelu-caduceus bench SUITE ...             benchmarks (scaling, long_range, gpu)
+"""
+
+import importlib
+import sys
+
+# command -> (module, one-line help); each module defines main(argv: list[str]) -> int | None
+COMMANDS = {
+    "demo": ("grelu_caduceus.demo", "pretrain + fine-tune + interpret on bundled real human DNA"),
+    "train": ("grelu_caduceus.cli.train", "train a model from Hydra configs: model=... task=... data=..."),
+    "predict": ("grelu_caduceus.cli.predict", "predict a FASTA + BED with a trained checkpoint"),
+    "vep": ("grelu_caduceus.cli.vep", "score variants (VCF or table): zero-shot MLM or fine-tuned model"),
+    "export-kipoi": ("grelu_caduceus.cli.export_kipoi", "write a Kipoi model folder from a checkpoint"),
+    "bench": ("grelu_caduceus.cli.bench", "run a benchmark suite (scaling, long_range, gpu)"),
+}
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one clear message, without a traceback."""
+
+
+def usage() -> str:
+    lines = ["usage: grelu-caduceus COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `grelu-caduceus COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"grelu-caduceus: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        return int(module.main(rest) or 0)
+    except UserError as err:
+        print(f"grelu-caduceus {command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"grelu-caduceus {command}: interrupted (checkpoints written so far are kept).", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

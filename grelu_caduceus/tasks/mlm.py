@@ -1,0 +1,312 @@
+"""Masked-language-model pretraining of Caduceus as a gReLU LightningModel (task "mlm").
+
+Batches are gReLU one-hot tensors (B, 4, L) (e.g. from ``GenomeWindowDataset``), or (x, y) pairs
+whose y is ignored. 15% of the non-N positions are chosen; of those 80% become [MASK], 10% a random
+base and 10% stay; the loss is the cross-entropy at the chosen positions only (never on N).
+"""
+
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from grelu.lightning import LightningModel
+from torch import nn
+
+from ..core import CaduceusConfig, CaduceusForMaskedLM, load_pretrained
+from ..core.tokens import A_ID, MASK_ID, N_ID, T_ID, onehot_to_ids, rc_ids
+
+IGNORE = -100
+
+DEFAULT_MLM_TRAIN_PARAMS = dict(
+    task="mlm",
+    lr=1e-3,
+    weight_decay=0.1,
+    betas=(0.9, 0.95),
+    warmup_steps=100,
+    max_steps=1000,
+    min_lr_ratio=0.1,
+    mask_prob=0.15,
+    replace_mask=0.8,
+    replace_random=0.1,
+    rc_aug=False,
+    class_weights=None,
+    batch_size=16,
+    num_workers=0,
+)
+
+MODEL_KEYS = ("d_model", "n_layer", "rcps", "bidirectional", "bidirectional_strategy", "bidirectional_weight_tie",
+              "rms_norm", "residual_in_fp32", "norm_epsilon")
+SSM_KEYS = ("d_state", "d_conv", "expand", "dt_rank")
+
+
+def _rand(shape, generator, device):
+    """Uniform [0, 1) numbers; drawn on CPU when a (CPU) generator is given, for reproducibility."""
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator).to(device)
+
+
+def mask_tokens(ids, mask_prob=0.15, replace_mask=0.8, replace_random=0.1, generator=None):
+    """BERT-style masking of token ids (B, L).
+
+    Returns (inputs, labels): labels hold the original id at the chosen positions and IGNORE
+    elsewhere; N positions (and special tokens) are never chosen.
+    """
+    eligible = (ids >= A_ID) & (ids <= T_ID)
+    chosen = eligible & (_rand(ids.shape, generator, ids.device) < mask_prob)
+    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
+    action = _rand(ids.shape, generator, ids.device)
+    inputs = ids.clone()
+    inputs[chosen & (action < replace_mask)] = MASK_ID
+    to_random = chosen & (action >= replace_mask) & (action < replace_mask + replace_random)
+    random_bases = (A_ID + _rand(ids.shape, generator, ids.device) * 4).long().clamp(max=T_ID)
+    inputs[to_random] = random_bases[to_random]
+    return inputs, labels
+
+
+def build_mlm_model(model_params: dict) -> CaduceusForMaskedLM:
+    """A CaduceusForMaskedLM from gReLU-style model_params (or from ``pretrained_path``)."""
+    if model_params.get("pretrained_path"):
+        return load_pretrained(model_params["pretrained_path"]).train()
+    unknown = set(model_params) - set(MODEL_KEYS) - set(SSM_KEYS) - {"model_type", "pretrained_path",
+                                                                      "gradient_checkpointing", "scan_backend"}
+    if unknown:
+        raise ValueError(f"Unknown MLM model parameters {sorted(unknown)}; valid: {sorted(MODEL_KEYS + SSM_KEYS)}.")
+    config = CaduceusConfig(
+        **{k: model_params[k] for k in MODEL_KEYS if k in model_params},
+        ssm_cfg={k: model_params[k] for k in SSM_KEYS if k in model_params},
+    )
+    model = CaduceusForMaskedLM(config)
+    model.gradient_checkpointing_enable(bool(model_params.get("gradient_checkpointing", False)))
+    model.set_scan_backend(model_params.get("scan_backend", "auto"))
+    return model
+
+
+class MLMLightningModel(LightningModel):
+    """gReLU LightningModel for masked-LM pretraining of Caduceus.
+
+    model_params: model_type "CaduceusForMaskedLM", then CaduceusConfig fields (d_model, n_layer,
+    rcps, ...; d_state, d_conv, expand) or ``pretrained_path`` (an HF-format folder).
+    train_params: see DEFAULT_MLM_TRAIN_PARAMS (AdamW with linear warm-up then cosine decay to
+    ``min_lr_ratio * lr`` at ``max_steps``; ``rc_aug`` reverse-complements half of each batch, as for
+    Caduceus-Ph; ``class_weights`` weights the loss per target base A,C,G,T).
+
+    Logged metrics: {train,val}_loss (cross-entropy), {train,val}_accuracy (masked), val_perplexity.
+    """
+
+    def __init__(self, model_params: dict, train_params: dict = {}):
+        train_params = {**DEFAULT_MLM_TRAIN_PARAMS, **train_params, "task": "mlm"}
+        model_params = {"model_type": "CaduceusForMaskedLM", **model_params}
+        super().__init__(model_params=model_params, train_params=train_params)
+
+    # --- gReLU hooks -------------------------------------------------------------------------
+    def build_model(self) -> None:
+        self.model = build_mlm_model(self.model_params)
+
+    def initialize_loss(self) -> None:
+        weights = self.train_params.get("class_weights")
+        if weights is not None:
+            if len(weights) != 4:
+                raise ValueError(f"class_weights needs 4 values (A, C, G, T), got {weights}.")
+            full = torch.ones(self.model.config.padded_vocab_size)
+            full[A_ID : T_ID + 1] = torch.tensor(weights, dtype=torch.float32)
+            self.register_buffer("class_weight", full, persistent=False)
+        else:
+            self.class_weight = None
+
+    def initialize_activation(self) -> None:
+        self.activation = nn.Identity()
+
+    def initialize_metrics(self) -> None:
+        self.val_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+
+    # --- forward / steps -----------------------------------------------------------------------
+    def forward(self, x, logits: bool = True):
+        """x: one-hot (B, 4|5, L) or token ids (B, L) -> logits (B, L, V)."""
+        return self.model(x)
+
+    def _ids(self, batch):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return x if not x.is_floating_point() else onehot_to_ids(x)
+
+    def masked_loss(self, ids, generator=None):
+        """Masks ``ids``, runs the model; returns (loss, n_correct, n_masked)."""
+        if self.train_params["rc_aug"] and self.training:
+            flip = torch.rand(ids.shape[0], device=ids.device) < 0.5
+            comp = self.model.complement_index().to(ids.device)
+            ids = torch.where(flip[:, None], rc_ids(ids, comp), ids)
+        p = self.train_params
+        inputs, labels = mask_tokens(ids, p["mask_prob"], p["replace_mask"], p["replace_random"], generator)
+        logits = self.model(inputs)
+        n = (labels != IGNORE).sum()
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), weight=self.class_weight,
+                               ignore_index=IGNORE)
+        correct = ((logits.argmax(-1) == labels) & (labels != IGNORE)).sum()
+        return loss, correct, n
+
+    def training_step(self, batch, batch_idx):
+        loss, correct, n = self.masked_loss(self._ids(batch))
+        bs = self._ids(batch).shape[0]
+        self.log("train_loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train_accuracy", correct / n.clamp(min=1), batch_size=bs)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        # A fixed mask per batch index makes validation numbers comparable across epochs and runs.
+        g = torch.Generator().manual_seed(10_000 + batch_idx)
+        loss, correct, n = self.masked_loss(self._ids(batch), generator=g)
+        self.val_sums += torch.tensor([loss.item() * n.item(), correct.item(), n.item()], dtype=torch.float64)
+        return loss
+
+    def on_validation_epoch_start(self):
+        self.val_sums = torch.zeros(3, dtype=torch.float64)
+
+    def on_validation_epoch_end(self):
+        total_loss, correct, n = self.val_sums.tolist()
+        n = max(n, 1.0)
+        loss = total_loss / n
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val_accuracy", correct / n, prog_bar=True, sync_dist=True)
+        self.log("val_perplexity", math.exp(min(loss, 50.0)), sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        return self.validation_step(batch, batch_idx)
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.model(x)
+
+    # --- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        p = self.train_params
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            skip = getattr(param, "_no_weight_decay", False) or param.ndim < 2 or "norm" in name
+            (no_decay if skip else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": p["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=p["lr"], betas=tuple(p["betas"]),
+        )
+        schedule = warmup_cosine(p["warmup_steps"], p["max_steps"], p["min_lr_ratio"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(warmup_steps: int, max_steps: int, min_ratio: float = 0.1):
+    """LR multiplier: linear warm-up to 1, then cosine decay to ``min_ratio`` at ``max_steps``."""
+
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+__all__ = ["MLMLightningModel", "mask_tokens", "build_mlm_model", "warmup_cosine", "IGNORE", "N_ID"]
+
+
+class SaveOnInterrupt(pl.Callback):
+    """Writes ``last.ckpt`` when training stops on an exception or Ctrl-C, so an interrupted run
+    resumes where it stopped instead of at the last periodic checkpoint."""
+
+    def __init__(self, dirpath):
+        self.dirpath = dirpath
+
+    def on_exception(self, trainer, pl_module, exception):
+        if trainer.global_step > 0:
+            trainer.save_checkpoint(f"{self.dirpath}/last.ckpt")
+
+
+def build_mlm_trainer(train_params: dict, out_dir, **overrides) -> pl.Trainer:
+    """A Lightning Trainer from MLM train_params: steps, validation interval, clipping, accumulation,
+    precision, strategy, devices, seed, periodic + best + on-interrupt checkpoints, CSV/W&B logging."""
+    from pathlib import Path
+
+    p = train_params
+    out_dir = Path(out_dir)
+    if p.get("seed") is not None:
+        pl.seed_everything(p["seed"], workers=True)
+    devices = p.get("devices", "cpu")
+    accelerator = "cpu" if devices == "cpu" else p.get("accelerator", "auto")
+    devices = 1 if devices == "cpu" else devices
+    ckpt_dir = out_dir / "checkpoints"
+    callbacks = [
+        pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True,
+                                     every_n_train_steps=p.get("checkpoint_every", 500), save_top_k=-1,
+                                     auto_insert_metric_name=False),
+        SaveOnInterrupt(ckpt_dir),
+    ]
+    if p.get("save_best", True):
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss",
+                                                      mode="min", save_top_k=1))
+    logger = False
+    if p.get("logger") == "csv":
+        logger = pl.loggers.CSVLogger(out_dir, name="logs", version="")
+    elif p.get("logger") == "wandb":
+        logger = pl.loggers.WandbLogger(save_dir=str(out_dir), project=p.get("wandb_project", "grelu-caduceus"))
+    kwargs = dict(
+        max_steps=p["max_steps"],
+        max_epochs=p.get("max_epochs", -1),
+        val_check_interval=p.get("val_check_interval"),
+        check_val_every_n_epoch=None if isinstance(p.get("val_check_interval"), int) else 1,
+        gradient_clip_val=p.get("clip"),
+        accumulate_grad_batches=p.get("accumulate_grad_batches", 1),
+        precision=p.get("precision", "32-true"),
+        strategy=p.get("strategy", "auto"),
+        accelerator=accelerator,
+        devices=devices,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(out_dir),
+        enable_progress_bar=p.get("progress_bar", True),
+        log_every_n_steps=p.get("log_every_n_steps", 10),
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, resume="auto", **trainer_overrides):
+    """Pretrain ``model`` on datasets of one-hot windows and write checkpoints under ``out_dir``.
+
+    Args:
+        model: an MLMLightningModel; its train_params hold batch_size, num_workers, max_steps,
+            val_check_interval, clip, accumulate_grad_batches, precision, strategy, devices, seed,
+            checkpoint_every (steps), logger ("csv" | "wandb" | None).
+        train_dataset, val_dataset: torch datasets yielding (4, L) one-hot tensors.
+        out_dir: checkpoints go to out_dir/checkpoints (last.ckpt and the best by val_loss), logs to
+            out_dir/logs.
+        resume: "auto" resumes from out_dir/checkpoints/last.ckpt if it exists; a path resumes from it;
+            None starts afresh.
+        trainer_overrides: passed to the Lightning Trainer.
+
+    Returns:
+        The Lightning Trainer after fitting.
+    """
+    from pathlib import Path
+
+    from torch.utils.data import DataLoader
+
+    p = model.train_params
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    trainer = build_mlm_trainer(p, out_dir, **trainer_overrides)
+    loader = dict(batch_size=p["batch_size"], num_workers=p["num_workers"],
+                  persistent_workers=p["num_workers"] > 0)
+    train_loader = DataLoader(train_dataset, shuffle=True, drop_last=len(train_dataset) > p["batch_size"], **loader)
+    val_loader = DataLoader(val_dataset, shuffle=False, **loader) if val_dataset is not None else None
+    ckpt_path = None
+    if resume == "auto":
+        last = ckpt_dir / "last.ckpt"
+        ckpt_path = str(last) if last.exists() else None
+    elif resume:
+        ckpt_path = str(resume)
+    trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
+    return trainer
