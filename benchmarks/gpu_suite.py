@@ -159,19 +159,20 @@ def scan_inputs(batch, d_inner, L, d_state, device, seed=0):
     A = -(1..d_state) per channel (S4D-real init), delta = a small projection plus a bias whose
     softplus is log-uniform in [1e-3, 1e-1] (Mamba's dt init), D = 1, z and B/C unit normal.
     """
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    dt = torch.exp(torch.rand(d_inner, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
-    inputs = dict(
-        u=torch.randn(batch, d_inner, L, generator=g),
-        delta=torch.randn(batch, d_inner, L, generator=g) * 0.5,
-        A=-torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1),
-        B=torch.randn(batch, d_state, L, generator=g),
-        C=torch.randn(batch, d_state, L, generator=g),
-        D=torch.ones(d_inner),
-        z=torch.randn(batch, d_inner, L, generator=g),
+    # Generated on the device: at 1M positions the CPU would take seconds per tensor.
+    g = torch.Generator(device=device).manual_seed(seed)
+    kw = dict(generator=g, device=device)
+    dt = torch.exp(torch.rand(d_inner, **kw) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    return dict(
+        u=torch.randn(batch, d_inner, L, **kw),
+        delta=torch.randn(batch, d_inner, L, **kw) * 0.5,
+        A=-torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(d_inner, 1),
+        B=torch.randn(batch, d_state, L, **kw),
+        C=torch.randn(batch, d_state, L, **kw),
+        D=torch.ones(d_inner, device=device),
+        z=torch.randn(batch, d_inner, L, **kw),
         delta_bias=dt + torch.log(-torch.expm1(-dt)),
     )
-    return {k: v.to(device) for k, v in inputs.items()}
 
 
 ACTIVATIONS = ("u", "delta", "B", "C", "z")  # cast to the run dtype; A, D, delta_bias stay float32
@@ -258,8 +259,10 @@ def run_parity(out, device, device_name, deadline, dry_run):
 
     table = Table(out / "parity.csv", ["device", "backend", "dtype", "batch", "d_inner", "seq_len", "d_state",
                                        "quantity", "rel_err", "note"])
+    # The Caduceus shape first: its compiled kernels (all sizes multiples of 16) are the ones the
+    # timing sections reuse; then lengths that are not, and d_state 64.
     shapes = [(1, 4, 70, 16)] if dry_run else [
-        (2, 64, 1000, 16), (1, 128, 4099, 16), (2, 32, 513, 64), (1, 512, 2048, 16)]
+        (1, 512, 2048, 16), (2, 64, 1000, 16), (2, 32, 513, 64), (1, 128, 4099, 16)]
     names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
     backends = {k: v for k, v in scan_backends(device).items() if k != "torch"}
     for batch, d_inner, L, d_state in shapes:
@@ -308,7 +311,8 @@ def run_scan_timing(out, device, device_name, deadline, dry_run):
             inputs_cache.clear()
             free_memory()
             inputs = scan_inputs(batch, d_inner, L, d_state, device, seed=L)
-            dy = torch.randn(inputs["u"].shape, generator=torch.Generator().manual_seed(L + 1)).to(device)
+            dy = torch.randn(inputs["u"].shape, device=device,
+                             generator=torch.Generator(device=device).manual_seed(L + 1))
             inputs_cache[L] = (inputs, dy)
         return inputs_cache[L]
 

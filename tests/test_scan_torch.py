@@ -137,3 +137,12 @@ def test_shape_mistakes_are_named(change, message):
     inputs = {**make_inputs(2, 8, 50, 16), **change}
     with pytest.raises(ValueError, match=message):
         selective_scan_torch(**inputs)
+
+
+def test_autocast_does_not_lower_the_scan_precision():
+    inputs = make_inputs(1, 4, 64, 16)
+    expected = selective_scan_torch(**inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = selective_scan_torch(**inputs)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)

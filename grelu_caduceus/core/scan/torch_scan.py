@@ -77,6 +77,12 @@ def selective_scan_torch(
         float64); differentiable with respect to every tensor argument.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    # Under mixed precision the einsum below would otherwise run in bfloat16/float16.
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        return _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size)
+
+
+def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size):
     out_dtype = u.dtype
     work = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
     u_w, dt, A_w, B_w, C_w = (t.to(work) for t in (u, delta, A, B, C))
