@@ -386,16 +386,19 @@ def run_scan_timing(out, device, device_name, deadline, dry_run):
     return table
 
 
+def _copy_bandwidth(numel, device):
+    """(ms, GB/s) of cloning a float32 tensor of ``numel`` elements, counting bytes read and written."""
+    x = torch.empty(numel, device=device).normal_()
+    ms, _ = time_ms(x.clone, device, warmup=2, min_total_s=0.2)
+    return ms, 2 * x.numel() * x.element_size() / (ms / 1e3) / 1e9
+
+
 def run_bandwidth(out, device, device_name, deadline, dry_run):
     """Copy bandwidth, and each scan's time over its compulsory-traffic time at that bandwidth."""
     table = Table(out / "bandwidth.csv", ["device", "backend", "mode", "dtype", "batch", "seq_len", "d_inner",
                                           "d_state", "ms", "bytes", "copy_gbps", "floor_ms", "ratio", "note"])
     numel = 2**20 if dry_run else 2**28  # 1 GiB of float32 on the GPU
-    x = torch.empty(numel, device=device).normal_()
-    ms, _ = time_ms(lambda: x.clone(), device, warmup=2, min_total_s=0.2)
-    copy_gbps = 2 * x.numel() * x.element_size() / (ms / 1e3) / 1e9  # read + write
-    del x
-    free_memory()
+    ms, copy_gbps = _copy_bandwidth(numel, device)
     table.add(device=device_name, backend="copy", mode="clone", dtype="float32", ms=ms,
               bytes=2 * numel * 4, copy_gbps=copy_gbps)
     log(f"bandwidth: clone {copy_gbps:.0f} GB/s")
@@ -414,7 +417,9 @@ def run_bandwidth(out, device, device_name, deadline, dry_run):
             traffic = {"fwd": 4 * act + 2 * bc, "fwd+bwd": (4 * act + 2 * bc) + (7 * act + 4 * bc)}
             inputs = cast_inputs(base, dtype)
             dy = torch.randn_like(base["u"]).to(dtype)
-            for mode, run in (("fwd", lambda: call_scan(fn, inputs)), ("fwd+bwd", lambda: forward_backward(fn, inputs, dy))):
+            runs = {"fwd": lambda fn=fn, inputs=inputs: call_scan(fn, inputs),
+                    "fwd+bwd": lambda fn=fn, inputs=inputs, dy=dy: forward_backward(fn, inputs, dy)}
+            for mode, run in runs.items():
                 common = dict(device=device_name, backend=backend, mode=mode, dtype=str(dtype).replace("torch.", ""),
                               batch=batch, seq_len=L, d_inner=d_inner, d_state=d_state, copy_gbps=copy_gbps,
                               bytes=traffic[mode])
@@ -555,46 +560,52 @@ def run_scaling(out, device, device_name, deadline, dry_run, models=MODELS):
 
 
 def _scaling_step(model_name, build, batch_for, loss_of, L, mode, device, dtype, cuda):
-    """One timed configuration; retries a Caduceus training step with gradient checkpointing on OOM."""
+    """One timed configuration; a training step that runs out of memory is retried with gradient
+    checkpointing (Caduceus, HyenaDNA). Errors become the row's note."""
     attempts = [False, True] if (mode == "train" and model_name in ("caduceus", "hyenadna")) else [False]
     note = ""
     for checkpointing in attempts:
-        model = opt = x = None
         free_memory()
         try:
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            model = build(L).to(device)
-            if checkpointing:
-                _enable_checkpointing(model)
-            x = batch_for(model_name, L)
-            autocast = torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=cuda)
-            if mode == "train":
-                model.train()
-                opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-                def step():
-                    opt.zero_grad(set_to_none=True)
-                    with autocast:
-                        loss = loss_of(model_name, model, x)
-                    loss.backward()
-                    opt.step()
-            else:
-                model.eval()
-
-                def step():
-                    with torch.no_grad(), autocast:
-                        model(x)
-
-            ms, _ = time_ms(step, device, warmup=1, min_total_s=0.5, max_reps=5)
-            peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
+            ms, peak = _time_model(model_name, build, batch_for, loss_of, L, mode, device, dtype, cuda, checkpointing)
             return dict(mode=mode, ms=ms, peak_mem_mb=peak, grad_checkpointing=checkpointing, note=note)
         except Exception as error:
             note = ("OOM" if is_oom(error) else _short(error)) + ("; " if note else "") + note
+            if not is_oom(error):
+                break
         finally:
-            del model, opt, x
             free_memory()
-    return dict(mode=mode, ms=float("nan"), peak_mem_mb=float("nan"), grad_checkpointing=attempts[-1], note=note)
+    return dict(mode=mode, ms=float("nan"), peak_mem_mb=float("nan"), grad_checkpointing=checkpointing, note=note)
+
+
+def _time_model(model_name, build, batch_for, loss_of, L, mode, device, dtype, cuda, checkpointing):
+    """(ms per step, peak MB) of a training step (AdamW) or an inference forward, autocast on GPU."""
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    model = build(L).to(device)
+    if checkpointing:
+        _enable_checkpointing(model)
+    x = batch_for(model_name, L)
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=cuda)
+    if mode == "train":
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                loss = loss_of(model_name, model, x)
+            loss.backward()
+            opt.step()
+    else:
+        model.eval()
+
+        def step():
+            with torch.no_grad(), autocast:
+                model(x)
+
+    ms, _ = time_ms(step, device, warmup=1, min_total_s=0.5, max_reps=5)
+    return ms, (torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan"))
 
 
 def _enable_checkpointing(model):
@@ -634,31 +645,38 @@ def summarize(out):
     lines = ["", "=" * 78, "GPU suite summary", "=" * 78]
     scan = _read(out / "scan.csv")
     if scan:
-        lines.append(f"{'backend':10s} {'mode':8s} {'dtype':9s} {'layout':10s} " +
-                     " ".join(f"{int(L):>9d}" for L in sorted({int(r['seq_len']) for r in scan})))
+        lengths = sorted({int(r["seq_len"]) for r in scan})
+        header = " ".join(f"{L:>9d}" for L in lengths)
+        lines.append(f"{'backend':10s} {'mode':8s} {'dtype':9s} {'layout':10s} {header}")
         groups = {}
         for r in scan:
-            groups.setdefault((r["backend"], r["mode"], r["dtype"], r.get("layout", "")), {})[int(r["seq_len"])] = r["ms"]
-        all_lengths = sorted({int(r["seq_len"]) for r in scan})
+            key = (r["backend"], r["mode"], r["dtype"], r.get("layout", ""))
+            groups.setdefault(key, {})[int(r["seq_len"])] = r["ms"]
         for key, by_len in sorted(groups.items()):
-            lines.append(f"{key[0]:10s} {key[1]:8s} {key[2]:9s} {key[3]:10s} " +
-                         " ".join(f"{_num(by_len.get(L)):>9s}" for L in all_lengths))
+            cells = " ".join(f"{_num(by_len.get(L)):>9s}" for L in lengths)
+            lines.append(f"{key[0]:10s} {key[1]:8s} {key[2]:9s} {key[3]:10s} {cells}")
         lines.append("(ms per call)")
-        key_len = max(int(r["seq_len"]) for r in scan if r["backend"] == "torch") if any(
-            r["backend"] == "torch" for r in scan) else None
-        t = lambda b: min((float(r["ms"]) for r in scan if r["backend"] == b and int(r["seq_len"]) == key_len  # noqa: E731
-                           and r["ms"] and r["mode"] == "fwd" and r["dtype"] == "float32"), default=float("nan"))
-        if key_len:
-            lines.append(f"forward speed-up of triton over torch at {key_len}: {t('torch') / t('triton'):.1f}x")
-        errs = [float(r["rel_err"]) for r in scan if r["backend"] == "triton" and r["dtype"] == "float32" and r["rel_err"]]
-        if errs:
-            lines.append(f"triton float32 max rel err over timed rows: {max(errs):.1e}")
+        torch_lengths = [int(r["seq_len"]) for r in scan if r["backend"] == "torch" and r["ms"]]
+        if torch_lengths:
+            key_len = max(torch_lengths)
+
+            def fastest(backend):
+                return min((float(r["ms"]) for r in scan if r["backend"] == backend and r["ms"]
+                            and int(r["seq_len"]) == key_len and r["mode"] == "fwd" and r["dtype"] == "float32"),
+                           default=float("nan"))
+
+            lines.append(f"forward speed-up of triton over torch at {key_len}: "
+                         f"{fastest('torch') / fastest('triton'):.1f}x")
+        errs = [_float(r["rel_err"]) for r in scan if r["backend"] == "triton" and r["dtype"] == "float32"]
+        if any(e == e for e in errs):
+            lines.append(f"triton float32 max rel err over timed rows: {max(e for e in errs if e == e):.1e}")
     parity = _read(out / "parity.csv")
     for backend in sorted({r["backend"] for r in parity}):
         for dtype in ("float32", "bfloat16"):
-            errs = [float(r["rel_err"]) for r in parity if r["backend"] == backend and r["dtype"] == dtype and r["rel_err"]]
+            errs = [_float(r["rel_err"]) for r in parity if r["backend"] == backend and r["dtype"] == dtype]
+            errs = [e for e in errs if e == e]
             if errs:
-                lines.append(f"parity {backend} {dtype}: max rel err {max(errs):.1e} over {len(errs)} outputs/gradients")
+                lines.append(f"parity {backend} {dtype}: max rel err {max(errs):.1e} over {len(errs)} values")
     for r in _read(out / "bandwidth.csv"):
         if r.get("ratio"):
             lines.append(f"bandwidth floor: {r['backend']} {r['mode']} {r['dtype']}: {float(r['ms']):.2f} ms "
@@ -667,6 +685,13 @@ def summarize(out):
         lines.append(f"scaling: {r['model']:9s} {r['mode']:5s} L={r['seq_len']:>8s} {_num(r['ms']):>9s} ms "
                      f"{_num(r['peak_mem_mb']):>8s} MB {r.get('note', '')}")
     print("\n".join(lines), flush=True)
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _read(path):
@@ -713,11 +738,13 @@ def main(argv=None):
         # first imported: run this suite again in a fresh process with it switched on.
         log("re-running in a subprocess with TRITON_INTERPRET=1 (Triton's CPU interpreter)")
         env = dict(os.environ, TRITON_INTERPRET="1")
-        return subprocess.call([sys.executable, str(Path(__file__).resolve()), *(argv if argv is not None else sys.argv[1:])],
-                               env=env)
+        arguments = argv if argv is not None else sys.argv[1:]
+        return subprocess.call([sys.executable, str(Path(__file__).resolve()), *arguments], env=env)
 
     global DRY_RUN
     DRY_RUN = args.dry_run
+    if args.dry_run:  # tiny sizes: run every row whatever the machine's load, nothing is skipped for time
+        args.budget_s = float("inf")
     args.out.mkdir(parents=True, exist_ok=True)
     device_name = torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "cpu"
     info = environment(device)
@@ -732,7 +759,7 @@ def main(argv=None):
         # A section may also use what earlier sections left unspent.
         remaining_share = sum(SECTION_SHARE[s] for s in args.sections[args.sections.index(name):])
         seconds = max(0.0, (args.budget_s - spent) * SECTION_SHARE[name] / remaining_share)
-        log(f"section {name}: {seconds:.0f} s")
+        log(f"section {name}: {seconds:.0f} s budget")
         try:
             runners[name](args.out, device, device_name, Deadline(seconds), args.dry_run)
         except Exception as error:

@@ -61,7 +61,7 @@ def run_cases(device):
             options = dict(options)
             views = options.pop("views", False)
 
-            def scan(**kw):
+            def scan(views=views, options=options, **kw):
                 return triton_scan.selective_scan_triton(**(as_mixer_views(**kw) if views else kw), **options)
 
             results[name] = relative_errors(scan, inputs)

@@ -52,6 +52,7 @@ except ImportError:  # the dispatcher only imports this module on CUDA; stay imp
 
 from .torch_scan import _check_shapes
 
+
 def _interpreter_on():
     """Whether Triton builds kernels for its CPU interpreter (``TRITON_INTERPRET``), for old and new Triton."""
     knobs = getattr(triton, "knobs", None)
