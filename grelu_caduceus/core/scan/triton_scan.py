@@ -594,6 +594,11 @@ def selective_scan_triton(
     # Mamba mixer passes); only the small parameters are made contiguous.
     A, D, delta_bias = (t.contiguous() if t is not None else None for t in (A, D, delta_bias))
     cfg = launch_config(A.shape[1], block_l, block_d, num_warps)
+    if triton.cdiv(u.shape[-1], cfg.block_l) > 65535 or u.shape[0] > 65535:
+        raise ValueError(
+            f"L={u.shape[-1]} makes more than 65535 chunks of block_l={cfg.block_l} (or the batch is over "
+            "65535), beyond a CUDA grid dimension: pass a larger block_l or split the batch."
+        )
     return _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), cfg)
 
 
