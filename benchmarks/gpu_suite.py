@@ -144,9 +144,22 @@ def free_memory():
 
 
 def relative_error(value, reference):
-    """||value - reference|| / ||reference|| in float64."""
+    """||value - reference|| / ||reference|| in float64; inf (not NaN, which summaries skip) when
+    ``value`` holds a non-finite element, e.g. one a kernel never wrote."""
     value, reference = value.double(), reference.double()
+    if not torch.isfinite(value).all():
+        return float("inf")
     return ((value - reference).norm() / reference.norm().clamp_min(1e-300)).item()
+
+
+def poison_allocator(device, numel=2**28):
+    """Fill memory the CUDA caching allocator will hand out next with NaN, so outputs a kernel
+    leaves unwritten show up as non-finite instead of as stale zeros."""
+    if torch.device(device).type == "cuda":
+        try:
+            torch.full((numel,), float("nan"), device=device)
+        except torch.cuda.OutOfMemoryError:
+            pass
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,6 +295,7 @@ def run_parity(out, device, device_name, deadline, dry_run):
                 common = dict(device=device_name, backend=backend, dtype=str(dtype).replace("torch.", ""),
                               batch=batch, d_inner=d_inner, seq_len=L, d_state=d_state)
                 try:
+                    poison_allocator(device)
                     y, grads = forward_backward(fn, inputs, dy)
                 except Exception as error:
                     table.add(**common, quantity="all", rel_err=float("nan"), note=_short(error))
