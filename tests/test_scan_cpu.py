@@ -81,3 +81,21 @@ def test_backend_selection():
     assert resolve_backend("auto", torch.device("cpu")) == "cpu"
     with pytest.raises(ValueError, match="choose one of"):
         resolve_backend("cuda_magic", torch.device("cpu"))
+
+
+def test_causal_conv_reads_channel_slices_in_place(rng):
+    """The mixer passes x as the first half of in_proj's output: a strided channel slice."""
+    xz = torch.randn(2, 300, 40, generator=rng)
+    w, b = torch.randn(20, 1, 4, generator=rng), torch.randn(20, generator=rng)
+    for x in (xz[..., :20], xz[..., 20:]):
+        ref = F.silu(F.conv1d(x.transpose(1, 2), w, b, padding=3, groups=20)[..., :300]).transpose(1, 2)
+        assert rel_err(causal_conv1d_cpu(x, w, b), ref) < 1e-6
+        xg = x.clone().requires_grad_()
+        go = torch.randn(ref.shape, generator=rng)
+        (g_ref,) = torch.autograd.grad(F.silu(F.conv1d(xg.transpose(1, 2), w, b, padding=3, groups=20)[..., :300])
+                                       .transpose(1, 2), xg, go)
+        xs = xz.clone().requires_grad_()
+        view = xs[..., :20] if x.storage_offset() == 0 else xs[..., 20:]
+        (g,) = torch.autograd.grad(causal_conv1d_cpu(view, w, b), xs, go)
+        part = g[..., :20] if x.storage_offset() == 0 else g[..., 20:]
+        assert rel_err(part, g_ref) < 1e-6

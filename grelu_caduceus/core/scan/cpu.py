@@ -57,6 +57,24 @@ def _sigmoid(x):
     return _ONE / (_ONE + _exp(-x))
 
 
+@nb.njit(inline="always", **_JIT)
+def _softplus(x):
+    """log(1 + e^x) = max(x, 0) + log1p(t), t = e^-|x| in (0, 1]; log1p(t) = 2 atanh(t / (2 + t)) as a
+    series in s = t / (2 + t) <= 1/3 (relative error < 1e-8, no cancellation for small t)."""
+    t = _exp(-abs(x))
+    s = t / (np.float32(2.0) + t)
+    s2 = s * s
+    p = np.float32(1.0 / 15.0)
+    p = p * s2 + np.float32(1.0 / 13.0)
+    p = p * s2 + np.float32(1.0 / 11.0)
+    p = p * s2 + np.float32(1.0 / 9.0)
+    p = p * s2 + np.float32(1.0 / 7.0)
+    p = p * s2 + np.float32(1.0 / 5.0)
+    p = p * s2 + np.float32(1.0 / 3.0)
+    p = p * s2 + _ONE
+    return max(x, np.float32(0.0)) + np.float32(2.0) * s * p
+
+
 # ----------------------------------------------------------------------------------------------
 # Selective scan. Arrays: u, dt, z, y: (B, L, D) contiguous; At: (N, D); Bm, Cm: (B, L, N);
 # states: (B, n_chunks, N, D). dt is already softplus(delta + bias).
@@ -64,7 +82,8 @@ def _sigmoid(x):
 
 
 @nb.njit(parallel=True, **_JIT)
-def _scan_fwd(u, dt, At, Bm, Cm, Dskip, z, has_z, save_states, y, states):
+def _scan_fwd(u, dt, At, Bm, Cm, Dskip, z, bias, softplus, has_z, save_states, y, states):
+    """dt is used as softplus(dt + bias) if ``softplus`` (inference path), else as given."""
     n_batch, L, nd = u.shape
     N = At.shape[0]
     n_blocks = (nd + LANES - 1) // LANES
@@ -76,15 +95,21 @@ def _scan_fwd(u, dt, At, Bm, Cm, Dskip, z, has_z, save_states, y, states):
             states[b, 0, :, c0 : c0 + LANES] = h
         a = At[:, c0 : c0 + LANES].copy()
         dlane = Dskip[c0 : c0 + LANES]  # zeros when there is no D
+        blane = bias[c0 : c0 + LANES]
         dtv = np.empty(LANES, dtype=np.float32)
         dtu = np.empty(LANES, dtype=np.float32)
         acc = np.empty(LANES, dtype=np.float32)
         for t in range(L):
             urow = u[b, t, c0 : c0 + LANES]
             dtrow = dt[b, t, c0 : c0 + LANES]
+            if softplus:
+                for j in range(LANES):
+                    dtv[j] = _softplus(dtrow[j] + blane[j])
+            else:
+                for j in range(LANES):
+                    dtv[j] = dtrow[j]
             for j in range(LANES):
-                dtv[j] = dtrow[j]
-                dtu[j] = dtrow[j] * urow[j]
+                dtu[j] = dtv[j] * urow[j]
                 acc[j] = dlane[j] * urow[j]
             brow = Bm[b, t]
             crow = Cm[b, t]
@@ -217,7 +242,7 @@ class _CpuScan(torch.autograd.Function):
     Channels are zero-padded to a multiple of LANES (padded lanes have zero input and no effect)."""
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C, D, z):
+    def forward(ctx, u, dt, A, B, C, D, z, bias=None, softplus=False):
         batch, d_inner, L = u.shape
         pad = -d_inner % LANES
         ul, dtl = _channels_last(u, pad), _channels_last(dt, pad)
@@ -231,8 +256,9 @@ class _CpuScan(torch.autograd.Function):
         save = any(ctx.needs_input_grad)
         states = torch.empty(batch, (L + CHUNK - 1) // CHUNK if save else 1, A.shape[1], d_inner + pad)
         y = torch.empty(batch, L, d_inner + pad)
+        bt = _pad_last(bias, pad) if bias is not None else torch.zeros(d_inner + pad)
         _scan_fwd(ul.numpy(), dtl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), zl.numpy(),
-                  z is not None, save, y.numpy(), states.numpy())
+                  bt.numpy(), softplus, z is not None, save, y.numpy(), states.numpy())
         if save:
             ctx.save_for_backward(ul, dtl, At, Bl, Cl, Dt, states)
             ctx.has_D = D is not None
@@ -255,7 +281,7 @@ class _CpuScan(torch.autograd.Function):
         c = slice(0, d_inner)
         grads = [du[..., c].transpose(1, 2), ddt[..., c].transpose(1, 2), dAt[:, c].t(),
                  dB.sum(0).transpose(1, 2), dC.sum(0).transpose(1, 2), dD[c] if ctx.has_D else None]
-        return tuple(g if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)) + (None,)
+        return tuple(g if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)) + (None, None, None)
 
 
 def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -266,14 +292,21 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     """
     if u.device.type != "cpu":
         raise ValueError("The 'cpu' scan backend needs CPU tensors; use backend='auto' on other devices.")
+    tensors = (u, delta, A, B, C, D, z, delta_bias)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        # Inference: bias, softplus and the gate are fused into the kernel.
+        if delta_softplus:
+            return _CpuScan.apply(u, delta, A, B, C, D, z, delta_bias, True)
+        if delta_bias is not None:
+            delta = delta + delta_bias[:, None].to(delta.dtype)
+        return _CpuScan.apply(u, delta, A, B, C, D, z)
+    # Training: bias, softplus and gate in torch (autograd), the scan's adjoint in the kernel.
     if delta_bias is not None:
         delta = delta + delta_bias[:, None].to(delta.dtype)
     if delta_softplus:
         delta = F.softplus(delta)
-    tensors = (u, delta, A, B, C, D, z)
-    if z is not None and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return _CpuScan.apply(u, delta, A, B, C, D, None) * F.silu(z)
-    return _CpuScan.apply(*tensors)
+    y = _CpuScan.apply(u, delta, A, B, C, D, None)
+    return y * F.silu(z) if z is not None else y
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,28 +316,31 @@ T_BLOCK = 512
 
 
 @nb.njit(inline="always", **_JIT)
-def _conv_row(x, wT, bias, b, t, acc):
-    """acc[:] = bias + sum_k wT[k] * x[b, t - K + 1 + k] (pre-activation of output position t)."""
+def _conv_row(x, c_off, wT, bias, b, t, acc):
+    """acc[:] = bias + sum_k wT[k] * x[b, t - K + 1 + k, c_off:] (pre-activation of output position t).
+
+    x may be wider than the convolution (channels c_off .. c_off + D are used), so the mixer's
+    in_proj output is read in place."""
     K = wT.shape[0]
     acc[:] = bias
     for k in range(K):
         s = t - K + 1 + k
         if s >= 0:
-            xrow = x[b, s]
+            xrow = x[b, s, c_off : c_off + acc.shape[0]]
             wrow = wT[k]
             for c in range(acc.shape[0]):
                 acc[c] += wrow[c] * xrow[c]
 
 
 @nb.njit(parallel=True, **_JIT)
-def _conv_silu_fwd(x, wT, bias, apply_silu, out):
-    n_batch, L, nd = x.shape
+def _conv_silu_fwd(x, c_off, wT, bias, apply_silu, out):
+    n_batch, L, nd = out.shape
     n_tb = (L + T_BLOCK - 1) // T_BLOCK
     for task in nb.prange(n_batch * n_tb):
         b, t0 = task // n_tb, (task % n_tb) * T_BLOCK
         acc = np.empty(nd, dtype=np.float32)
         for t in range(t0, min(L, t0 + T_BLOCK)):
-            _conv_row(x, wT, bias, b, t, acc)
+            _conv_row(x, c_off, wT, bias, b, t, acc)
             orow = out[b, t]
             if apply_silu:
                 for c in range(nd):
@@ -314,9 +350,9 @@ def _conv_silu_fwd(x, wT, bias, apply_silu, out):
 
 
 @nb.njit(parallel=True, **_JIT)
-def _conv_silu_bwd(x, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
+def _conv_silu_bwd(x, c_off, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
     """gw_part (tasks, K, D) and gb_part (tasks, D): per-task partial sums, reduced by the caller."""
-    n_batch, L, nd = x.shape
+    n_batch, L, nd = gx.shape
     K = wT.shape[0]
     n_tb = (L + T_BLOCK - 1) // T_BLOCK
     for task in nb.prange(n_batch * n_tb):
@@ -328,7 +364,7 @@ def _conv_silu_bwd(x, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
             grow = gout[b, t]
             prow = gpre[t - t0]
             if apply_silu:
-                _conv_row(x, wT, bias, b, t, acc)
+                _conv_row(x, c_off, wT, bias, b, t, acc)
                 for c in range(nd):
                     sg = _sigmoid(acc[c])
                     prow[c] = grow[c] * sg * (_ONE + acc[c] * (_ONE - sg))
@@ -343,7 +379,7 @@ def _conv_silu_bwd(x, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
             for k in range(K):
                 s = t - K + 1 + k
                 if s >= 0:
-                    xrow = x[b, s]
+                    xrow = x[b, s, c_off : c_off + nd]
                     for c in range(nd):
                         gw[k, c] += prow[c] * xrow[c]
             gxrow = gx[b, t]
@@ -355,27 +391,41 @@ def _conv_silu_bwd(x, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
                     gxrow[c] += wrow[c] * qrow[c]
 
 
+def _wider_parent(x):
+    """For a channel slice x (B, L, D) of a contiguous (B, L, W) tensor, return (parent, offset) so
+    the kernel can read it in place; else (contiguous copy, 0)."""
+    x = x.detach()
+    B, L, D = x.shape
+    sb, sl, sc = x.stride()
+    if x.dtype == torch.float32 and sc == 1 and sl >= D and sb == L * sl:
+        c_off = x.storage_offset() % sl
+        start = x.storage_offset() - c_off
+        if c_off + D <= sl and start + B * sb <= x.untyped_storage().nbytes() // x.element_size():
+            return torch.as_strided(x, (B, L, sl), (sb, sl, 1), start), c_off
+    return x.to(torch.float32).contiguous(), 0
+
+
 class _CpuConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, apply_silu):
-        xl = x.detach().to(torch.float32).contiguous()
+        parent, c_off = _wider_parent(x)
         wT = weight.detach().reshape(weight.shape[0], -1).t().float().contiguous()  # (K, D)
         b = bias.detach().float().contiguous() if bias is not None else torch.zeros(wT.shape[1])
-        out = torch.empty_like(xl)
-        _conv_silu_fwd(xl.numpy(), wT.numpy(), b.numpy(), apply_silu, out.numpy())
-        ctx.save_for_backward(xl, wT, b)
-        ctx.apply_silu, ctx.has_bias, ctx.wshape, ctx.dtype = apply_silu, bias is not None, weight.shape, x.dtype
+        out = torch.empty(x.shape, dtype=torch.float32)
+        _conv_silu_fwd(parent.numpy(), c_off, wT.numpy(), b.numpy(), apply_silu, out.numpy())
+        ctx.save_for_backward(parent, wT, b)
+        ctx.c_off, ctx.apply_silu, ctx.has_bias, ctx.wshape, ctx.dtype = c_off, apply_silu, bias is not None, weight.shape, x.dtype
         return out.to(x.dtype)
 
     @staticmethod
     def backward(ctx, gout):
-        xl, wT, b = ctx.saved_tensors
-        n_batch, L, nd = xl.shape
+        parent, wT, b = ctx.saved_tensors
+        n_batch, L, nd = gout.shape
         tasks = n_batch * ((L + T_BLOCK - 1) // T_BLOCK)
-        gx = torch.empty_like(xl)
+        gx = torch.empty(gout.shape, dtype=torch.float32)
         gw, gb = torch.zeros(tasks, *wT.shape), torch.zeros(tasks, nd)
-        _conv_silu_bwd(xl.numpy(), wT.numpy(), b.numpy(), ctx.apply_silu, gout.float().contiguous().numpy(),
-                       gx.numpy(), gw.numpy(), gb.numpy())
+        _conv_silu_bwd(parent.numpy(), ctx.c_off, wT.numpy(), b.numpy(), ctx.apply_silu,
+                       gout.float().contiguous().numpy(), gx.numpy(), gw.numpy(), gb.numpy())
         gweight = gw.sum(0).t().reshape(ctx.wshape)
         return gx.to(ctx.dtype), gweight, gb.sum(0) if ctx.has_bias else None, None
 
