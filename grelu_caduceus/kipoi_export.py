@@ -1,0 +1,560 @@
+"""Write a Kipoi model folder from one of our checkpoints: ``grelu-caduceus export-kipoi``.
+
+The folder needs no gReLU checkpoint (no pickle) to run, only ``grelu_caduceus`` installed::
+
+    OUT/
+      model.yaml            Kipoi spec: info, schema (inputs (4, L); targets with column labels), test
+      model.py              CaduceusKipoiModel(kipoi.model.BaseModel): loads weights/ via grelu_caduceus
+      dataloader.yaml/.py   CaduceusIntervalDl: FASTA + BED -> one-hot (4, L), N as all-zero columns
+      weights/model.json    model_params, task names, sequence length, output labels, provenance
+      weights/model.safetensors   the model's tensors (tied tensors stored once)
+      weights/backbone/     (CaduceusPretrainedModel only) the backbone's config.json + weights
+      example_files/        genome.fa, intervals.bed (real hg19 sequence by default), expected.h5
+
+``kipoi predict OUT --source dir --dataloader_args '{"intervals_file": ..., "fasta_file": ...}' -o p.tsv``
+gives the same numbers as ``grelu-caduceus predict`` (see :mod:`grelu_caduceus.predict`): both use
+the same windows, one-hot encoding and forward pass. Run ``kipoi test NAME --source dir`` from the
+folder that contains ``NAME`` (Kipoi resolves ``test.expect`` against the working directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import predict as _predict
+
+FORMAT = "grelu-caduceus-kipoi/1"
+SPEC_FILE = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+BACKBONE_DIR = "backbone"
+# Default example: a real 100 kb slice of hg19 chr20 (inside the bundled demo genome and the CTCF
+# task's validation block 43 Mb, so no example window was used for training).
+DEMO_SLICE = (43_300_000, 43_400_000)
+PRECISION_DECIMAL = 5  # kipoi test: |expected - observed| < 1.5e-5
+
+
+class ExportError(ValueError):
+    """A user mistake when exporting (bad checkpoint, existing folder, example files ...)."""
+
+
+# --------------------------------------------------------------------------- loading an export
+def _weights_dir(folder: Path) -> Path:
+    for candidate in (folder / "weights", folder):
+        if (candidate / SPEC_FILE).is_file():
+            return candidate
+    raise ExportError(
+        f"{folder} is not an exported grelu-caduceus model: no weights/{SPEC_FILE} in it. Write one with "
+        "`grelu-caduceus export-kipoi --model CKPT --out DIR`."
+    )
+
+
+def read_spec(folder: str | os.PathLike) -> dict:
+    """The parsed ``weights/model.json`` of an exported folder (or of the weights folder itself)."""
+    spec = json.loads((_weights_dir(Path(folder)) / SPEC_FILE).read_text())
+    if spec.get("format") != FORMAT:
+        raise ExportError(f"{folder}: unsupported export format {spec.get('format')!r} (this version reads {FORMAT}).")
+    return spec
+
+
+def load_exported(folder: str | os.PathLike):
+    """Rebuild the LightningModel of an exported folder, in eval mode.
+
+    Args:
+        folder: the export folder (or its ``weights/`` sub-folder).
+
+    Returns:
+        ``grelu.lightning.LightningModel`` with the exported weights; ``data_params`` holds the task
+        names and the sequence length, so :mod:`grelu_caduceus.predict` treats it like a checkpoint.
+    """
+    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU)
+    from grelu.lightning import LightningModel
+    from safetensors.torch import load_file
+
+    from .core.checkpoint import load_state_dict_tied
+
+    weights = _weights_dir(Path(folder).expanduser().resolve())
+    spec = read_spec(weights)
+    model_params = dict(spec["model_params"])
+    relative_backbone = model_params.get("pretrained_path")
+    if relative_backbone is not None:
+        model_params["pretrained_path"] = str(weights / relative_backbone)
+    lm = LightningModel(model_params=model_params, train_params=dict(spec["train_params"]))
+    load_state_dict_tied(lm.model, load_file(str(weights / WEIGHTS_FILE)), strict=True)
+    if relative_backbone is not None:
+        lm.model_params["pretrained_path"] = relative_backbone  # keep the folder relocatable
+    lm.data_params = {"tasks": {"name": list(spec["tasks"])}, "train": {"seq_len": spec["seq_len"]}}
+    if "conjoin" in model_params:
+        _predict.set_conjoin(lm, bool(model_params["conjoin"]))
+    return lm.eval()
+
+
+def zero_uniform_columns(x: np.ndarray) -> np.ndarray:
+    """Turn kipoiseq's N columns (0.25 in each of A, C, G, T) into our all-zero N columns.
+
+    Args:
+        x: (B, 4, L) one-hot batch.
+
+    Returns:
+        a float32 copy with every column whose four entries are all 0.25 set to zero.
+    """
+    x = np.array(x, dtype=np.float32, copy=True)
+    x[np.broadcast_to(np.all(x == 0.25, axis=1, keepdims=True), x.shape)] = 0.0
+    return x
+
+
+def predict_batch(lm, x) -> np.ndarray:
+    """What the Kipoi model's predict_on_batch returns: (B, n_outputs) float32 for one-hot (B, 4, L).
+
+    Accepts N both as all-zero columns (our dataloader) and as 0.25 columns (kipoiseq's SeqIntervalDl).
+    """
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[1] != 4:
+        raise ExportError(
+            f"Expected one-hot input of shape (batch, 4, length) with rows A, C, G, T, got {x.shape}. With "
+            "kipoiseq's SeqIntervalDl set alphabet_axis: 0."
+        )
+    return _predict.predict_onehot(lm, zero_uniform_columns(x))
+
+
+# --------------------------------------------------------------------------- writing an export
+def _json_safe(value, where: str):
+    if isinstance(value, torch.dtype):
+        return str(value).replace("torch.", "")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    raise ExportError(f"Cannot export {where}={value!r} ({type(value).__name__}): use plain values in model_params.")
+
+
+def _model_spec(lm, weights: Path, seq_len: int, n_bins: int, checkpoint: Path) -> dict:
+    """model.json content; writes the backbone folder of a CaduceusPretrainedModel."""
+    import grelu
+
+    from . import __version__
+
+    model_params = {k: v for k, v in lm.model_params.items() if k not in ("device",)}
+    if model_params.get("model_type") == "CaduceusPretrainedModel":
+        _write_backbone(_predict.caduceus_trunk(lm).backbone, weights / BACKBONE_DIR)
+        # The saved backbone is already truncated; freezing does not matter for prediction.
+        model_params.update(pretrained_path=BACKBONE_DIR, n_layers=None, freeze=False)
+    elif any("path" in str(k) for k in model_params):
+        raise ExportError(
+            f"{lm.model_params.get('model_type')} reads files named in its model_params "
+            f"({[k for k in model_params if 'path' in k]}); only CaduceusPretrainedModel's pretrained_path is "
+            "packed into the export."
+        )
+    train_params = {k: lm.train_params[k] for k in ("task", "loss") if k in lm.train_params}
+    return {
+        "format": FORMAT,
+        "model_params": _json_safe(model_params, "model_params"),
+        "train_params": _json_safe(train_params, "train_params"),
+        "tasks": _predict.task_names(lm),
+        "seq_len": int(seq_len),
+        "output_labels": _predict.output_labels(lm, n_bins),
+        "output_shape": [int(lm.model.head.n_tasks), int(n_bins)],
+        "source": {"checkpoint": checkpoint.name, "grelu_caduceus": __version__, "grelu": grelu.__version__},
+    }
+
+
+def _write_backbone(backbone, folder: Path) -> None:
+    """Save a fine-tuned backbone as an HF-format folder (its LM head is tied to the embeddings)."""
+    import copy
+
+    from .core import CaduceusForMaskedLM, save_pretrained
+
+    mlm = CaduceusForMaskedLM(copy.deepcopy(backbone.config), init_weights=False)
+    mlm.backbone.load_state_dict(backbone.state_dict())
+    mlm.to(next(backbone.parameters()).dtype)
+    save_pretrained(mlm, folder, store_tied_once=True)
+
+
+def _write_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from .core.checkpoint import tied_groups
+
+    state = model.state_dict()
+    first_names = {group[0] for group in tied_groups(model)}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items() if k in first_names}
+    save_file(tensors, str(path), metadata={"format": "pt", "written_by": FORMAT})
+
+
+def write_demo_examples(folder: str | os.PathLike, region: tuple[int, int] = DEMO_SLICE) -> tuple[Path, Path]:
+    """Real example files: a slice of hg19 chr20 as genome.fa and CTCF/background intervals.bed.
+
+    The slice comes from the bundled demo genome (hg19 chr20:40-44 Mb); its contig is named
+    ``chr20_{start}_{end}`` and BED coordinates are relative to it (hg19 = start + coordinate).
+    Intervals: the bundled CTCF task's 200 bp windows inside the slice (CTCF sites and GC-matched
+    background), plus a 500 bp interval (resized to the model's length) and one at the contig's
+    start (its window runs past the contig edge and is padded with N).
+
+    Returns:
+        (fasta path, bed path).
+    """
+    from .data.bundled import demo_genome_contig, demo_genome_fasta, demo_genome_offset, read_task_table
+    from .data.genome import FastaGenome
+
+    start, end = region
+    offset = demo_genome_offset()
+    genome = FastaGenome(demo_genome_fasta())
+    contig_len = genome.sizes[demo_genome_contig()]
+    if not offset <= start < end <= offset + contig_len:
+        raise ExportError(f"Example region {start}-{end} is outside the bundled demo genome (hg19 chr20:"
+                          f"{offset}-{offset + contig_len}).")
+    sequence = genome.fetch(demo_genome_contig(), start - offset, end - offset)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    contig = f"chr20_{start}_{end}"
+    fasta = folder / "genome.fa"
+    lines = [f">{contig} hg19 chr20:{start + 1}-{end} (1-based, inclusive)"]
+    lines += textwrap.wrap(sequence, 60)
+    fasta.write_text("\n".join(lines) + "\n")
+    table = read_task_table("ctcf")
+    table = table[(table.chrom == "chr20") & (table.start >= start) & (table.end <= end)].sort_values("start")
+    rows = [(contig, 0, 120, "contig_start_padded_with_N")]
+    rows += [(contig, r.start - start, r.end - start, f"{'ctcf_site' if r.label else 'background'}_{r.split}")
+             for r in table.itertuples()]
+    middle = (end - start) // 2
+    rows.append((contig, middle - 250, middle + 250, "interval_500bp_resized"))
+    bed = folder / "intervals.bed"
+    header = (f"# hg19 chr20:{start}-{end} as contig {contig}; hg19 position = {start} + BED coordinate.\n"
+              "# Names: bundled CTCF task windows (site or GC-matched background, split), and two examples\n"
+              "# of resizing: a 500 bp interval and one whose window runs past the contig start (N padding).\n")
+    bed.write_text(header + "".join(f"{c}\t{s}\t{e}\t{n}\n" for c, s, e, n in rows))
+    return fasta, bed
+
+
+def _copy_examples(folder: Path, example_fasta, example_bed) -> tuple[Path, Path]:
+    if example_fasta is None:
+        return write_demo_examples(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    src_fasta, src_bed = Path(example_fasta), Path(example_bed)
+    for src in (src_fasta, src_bed):
+        if not src.is_file():
+            raise ExportError(f"Example file {src} not found.")
+    fasta = folder / ("genome.fa.gz" if src_fasta.name.endswith((".gz", ".bgz")) else "genome.fa")
+    shutil.copyfile(src_fasta, fasta)
+    if fasta.suffix == ".gz" and Path(f"{src_fasta}.gzi").is_file():
+        shutil.copyfile(f"{src_fasta}.gzi", f"{fasta}.gzi")
+    bed = folder / "intervals.bed"
+    shutil.copyfile(src_bed, bed)
+    return fasta, bed
+
+
+def _write_expected(path: Path, inputs: np.ndarray, preds: np.ndarray) -> None:
+    """HDF5 file read by ``kipoi test`` (test.expect): datasets /inputs and /preds."""
+    try:
+        import h5py
+    except ImportError as err:
+        raise ExportError("Writing the Kipoi test file needs h5py: pip install 'grelu-caduceus[kipoi]'.") from err
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("inputs", data=inputs.astype(np.float32))
+        f.create_dataset("preds", data=preds.astype(np.float32))
+
+
+def export_kipoi(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    example_fasta: str | os.PathLike | None = None,
+    example_bed: str | os.PathLike | None = None,
+    seq_len: int | None = None,
+    conjoin="auto",
+    overwrite: bool = False,
+    description: str | None = None,
+) -> Path:
+    """Write a Kipoi model folder for a checkpoint (see the module docstring for its layout).
+
+    Args:
+        checkpoint: a gReLU checkpoint (.ckpt) of one of our models (or an exported folder).
+        out_dir: folder to write; must not exist or be empty unless ``overwrite``.
+        example_fasta, example_bed: example inputs for ``kipoi test``; default a real 100 kb slice
+            of hg19 chr20 with CTCF-site and background intervals (:func:`write_demo_examples`).
+        seq_len: input length of the Kipoi model; default the checkpoint's training length.
+        conjoin: "auto" (conjoin Caduceus-Ph), True or False: fixed into the exported model.
+        overwrite: replace the files of an existing export in ``out_dir``.
+        description: extra text for the model's info.doc (what it predicts, how it was trained).
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    out = Path(out_dir).expanduser().resolve()
+    if (example_fasta is None) != (example_bed is None):
+        raise ExportError("Give both example_fasta and example_bed (or neither, for the bundled real example).")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} exists and is not empty: choose a new folder or pass overwrite=True (--overwrite).")
+    lm = _predict.load_model(checkpoint, conjoin=conjoin)
+    seq_len = seq_len or _predict.training_seq_len(lm)
+    if not seq_len:
+        raise ExportError(f"{checkpoint} does not record its training sequence length: pass seq_len (--seq-len).")
+    probe = _predict.predict_onehot(lm, torch.zeros(1, 4, int(seq_len)))
+    n_bins = probe.shape[1] // int(lm.model.head.n_tasks)
+
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / "weights"
+    if weights.exists():
+        shutil.rmtree(weights)
+    weights.mkdir()
+    spec = _model_spec(lm, weights, seq_len, n_bins, Path(checkpoint))
+    (weights / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    _write_weights(lm.model, weights / WEIGHTS_FILE)
+
+    fasta, bed = _copy_examples(out / "example_files", example_fasta, example_bed)
+    windows = _predict.IntervalWindows(fasta, bed, seq_len)
+    inputs = torch.stack([windows[i] for i in range(len(windows))]).numpy()
+    exported = load_exported(out)
+    preds = predict_batch(exported, inputs)
+    reference = _predict.predict_onehot(lm, inputs)
+    gap = float(np.abs(preds - reference).max())
+    if not gap <= 1e-5:
+        raise ExportError(f"The exported model differs from the checkpoint by {gap:.3g} on the examples (a bug).")
+    _write_expected(out / "example_files" / "expected.h5", inputs, preds)
+
+    (out / "model.py").write_text(MODEL_PY)
+    (out / "dataloader.py").write_text(DATALOADER_PY.replace("__SEQ_LEN__", str(int(seq_len))))
+    (out / "dataloader.yaml").write_text(_dump_yaml(_dataloader_yaml(seq_len, fasta, bed, out), out.name))
+    (out / "model.yaml").write_text(_dump_yaml(_model_yaml(spec, lm, out, description), out.name))
+    (out / "README.md").write_text(_readme(spec, out.name, description))
+    return out
+
+
+# --------------------------------------------------------------------------- Kipoi files
+MODEL_PY = '''"""Kipoi model class of a grelu-caduceus export (written by `grelu-caduceus export-kipoi`)."""
+
+import os
+
+from kipoi.model import BaseModel
+
+
+class CaduceusKipoiModel(BaseModel):
+    """Loads weights/ through grelu_caduceus; predict_on_batch: one-hot (B, 4, L) -> (B, n_outputs).
+
+    N may be an all-zero column (this folder's dataloader) or 0.25 in each row (kipoiseq): both are
+    treated as the all-zero N the model was trained with.
+    """
+
+    def __init__(self, weights="weights"):
+        from grelu_caduceus.kipoi_export import load_exported
+
+        self.model = load_exported(os.path.abspath(weights))
+
+    def predict_on_batch(self, x):
+        from grelu_caduceus.kipoi_export import predict_batch
+
+        return predict_batch(self.model, x)
+'''
+
+DATALOADER_PY = '''"""Kipoi dataloader of a grelu-caduceus export: FASTA + BED -> one-hot (4, L) windows.
+
+Each interval is resized around its centre to SEQ_LEN bp (kipoiseq's anchor="center" rule); rows
+are A, C, G, T; N and bases outside the chromosome are all-zero columns, as the model expects.
+"""
+
+from kipoi.data import Dataset
+from kipoi.metadata import GenomicRanges
+
+SEQ_LEN = __SEQ_LEN__
+
+
+class CaduceusIntervalDl(Dataset):
+    def __init__(self, intervals_file, fasta_file, seq_len=SEQ_LEN):
+        from grelu_caduceus.predict import IntervalWindows
+
+        self.windows = IntervalWindows(fasta_file, intervals_file, int(seq_len))
+
+    def __len__(self):
+        return len(self.windows)
+
+    def __getitem__(self, idx):
+        chrom, start, end = self.windows.window(idx)
+        return {
+            "inputs": self.windows[idx].numpy(),
+            "metadata": {"ranges": GenomicRanges(chrom, start, end, str(idx), "*")},
+        }
+'''
+
+_DEPENDENCIES = {
+    "conda": ["python>=3.10", "pip"],
+    "pip": ["torch>=2.1", "grelu>=1.1,<1.2", "safetensors", "h5py",
+            "grelu-caduceus (this repository: pip install -e .)"],
+}
+
+
+def _relative(path: Path, root: Path) -> str:
+    return os.path.relpath(path, root)
+
+
+def _dataloader_yaml(seq_len: int, fasta: Path, bed: Path, out: Path) -> dict:
+    return {
+        "defined_as": "dataloader.CaduceusIntervalDl",
+        "args": {
+            "intervals_file": {"doc": "BED file of intervals (0-based, end-exclusive; extra columns ignored)",
+                               "example": _relative(bed, out)},
+            "fasta_file": {"doc": "Reference genome FASTA (plain, or bgzip .fa.gz with .gzi)",
+                           "example": _relative(fasta, out)},
+            "seq_len": {"doc": f"window length in bp around each interval's centre (the model's: {seq_len})",
+                        "optional": True},
+        },
+        "info": {
+            "authors": [{"name": "grelu-caduceus maintainers"}],
+            "doc": "One-hot windows (4, seq_len), rows A, C, G, T, N as all-zero columns, centred on each "
+                   "BED interval; windows running past a chromosome end are padded with N.",
+        },
+        "dependencies": _DEPENDENCIES,
+        "output_schema": {
+            "inputs": {"name": "seq", "shape": f"(4, {int(seq_len)})",
+                       "doc": "One-hot DNA (A, C, G, T rows; N = all-zero column)", "associated_metadata": "ranges"},
+            "metadata": {"ranges": {"type": "GenomicRanges", "doc": "Window read for each interval (0-based)"}},
+        },
+    }
+
+
+def _model_yaml(spec: dict, lm, out: Path, description: str | None) -> dict:
+    params = spec["model_params"]
+    kind = params["model_type"]
+    if kind.startswith("Caduceus"):
+        trunk = _predict.caduceus_trunk(lm)
+        cfg = trunk.backbone.config
+        arch = (f"Caduceus-{'PS' if cfg.rcps else 'Ph'} (bi-directional{', RC-equivariant' if cfg.rcps else ''} "
+                f"Mamba), d_model={cfg.d_model}, n_layer={cfg.n_layer}"
+                + (", post-hoc conjoined (predictions averaged over both strands)" if trunk.conjoin else ""))
+    else:
+        arch = kind
+    task = spec["train_params"].get("task", "regression")
+    activation = {"binary": "probabilities (sigmoid)", "multiclass": "class probabilities (softmax)"}.get(
+        task, "predicted values")
+    n_tasks, n_bins = spec["output_shape"]
+    doc = (
+        f"{description.strip()}\n\n" if description else ""
+    ) + (
+        f"{arch}, trained with gReLU via grelu-caduceus (task: {task}). Input: {spec['seq_len']} bp of DNA "
+        f"one-hot encoded as (4, {spec['seq_len']}), rows A, C, G, T, N as an all-zero column (the dataloader "
+        "centres each BED interval in a window of that length; 0.25-valued N columns from kipoiseq are "
+        f"accepted too). Output: {activation}, {n_tasks} task(s)"
+        + (f" x {n_bins} bins" if n_bins > 1 else "")
+        + f": {', '.join(spec['output_labels'][:10])}{' ...' if len(spec['output_labels']) > 10 else ''}. "
+        "The same numbers come from `grelu-caduceus predict --model THIS_FOLDER --fasta FA --bed BED --out TSV`."
+    )
+    return {
+        "defined_as": "model.CaduceusKipoiModel",
+        "args": {"weights": "weights"},
+        "default_dataloader": ".",
+        "info": {
+            "authors": [{"name": "grelu-caduceus maintainers"}],
+            "doc": doc,
+            "version": spec["source"]["grelu_caduceus"],
+            "license": "MIT",
+            "cite_as": "https://arxiv.org/abs/2403.03234",
+            "trained_on": f"checkpoint {spec['source']['checkpoint']}; tasks {', '.join(spec['tasks'])}",
+            "training_procedure": f"gReLU {spec['source']['grelu']} LightningModel, model_type {kind}",
+            "tags": ["DNA", "Caduceus", "gReLU"],
+        },
+        "dependencies": _DEPENDENCIES,
+        "schema": {
+            "inputs": {"name": "seq", "shape": f"(4, {spec['seq_len']})",
+                       "doc": "One-hot DNA (A, C, G, T rows; N = all-zero column)", "associated_metadata": "ranges"},
+            "targets": {"shape": f"({len(spec['output_labels'])},)",
+                        "doc": f"Model output ({activation}), one column per label",
+                        "column_labels": list(spec["output_labels"])},
+        },
+        "test": {"expect": f"{out.name}/example_files/expected.h5", "precision_decimal": PRECISION_DECIMAL},
+    }
+
+
+def _readme(spec: dict, name: str, description: str | None) -> str:
+    labels = ", ".join(spec["output_labels"][:10]) + (" ..." if len(spec["output_labels"]) > 10 else "")
+    about = f"{description.strip()}\n\n" if description else ""
+    return f"""# {name}: a grelu-caduceus model for Kipoi
+
+{about}Written by `grelu-caduceus export-kipoi` from `{spec['source']['checkpoint']}`
+({spec['model_params']['model_type']}; outputs: {labels}). Needs `grelu_caduceus` installed
+(`pip install -e '.[kipoi]'` in the grelu-caduceus repository); no network.
+
+From the folder that contains `{name}/`:
+
+```bash
+kipoi test {name} --source dir
+kipoi predict {name} --source dir \\
+  --dataloader_args '{{"intervals_file": "{name}/example_files/intervals.bed", "fasta_file": "{name}/example_files/genome.fa"}}' \\
+  -o predictions.tsv          # one row per interval; columns preds/0, ... ({labels}); add --keep_metadata for the windows
+grelu-caduceus predict --model {name} --fasta {name}/example_files/genome.fa \\
+  --bed {name}/example_files/intervals.bed --out ours.tsv     # the same numbers, without Kipoi
+```
+
+* Input: each BED interval is resized around its centre to {spec['seq_len']} bp
+  (`centre = (start + end) // 2`, kipoiseq's rule) and one-hot encoded as (4, {spec['seq_len']}),
+  rows A, C, G, T; N and bases past a chromosome end are all-zero columns. kipoiseq's
+  `SeqIntervalDl` (with `alphabet_axis: 0`) also works: its 0.25-valued N columns are zeroed.
+* Output: (n_intervals, {len(spec['output_labels'])}) after the task's activation ({spec['train_params'].get('task')}).
+* Files: `weights/model.json` (architecture and labels), `weights/model.safetensors` (weights),
+  `example_files/` (genome.fa, intervals.bed and `expected.h5`, the `kipoi test` reference).
+* `.h5` output of `kipoi predict` fails with numpy 2 (a kipoi 0.8.6 bug): use `.tsv` or `.parquet`.
+"""
+
+
+def _dump_yaml(data: dict, folder_name: str) -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value):
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    header = (f"# Written by `grelu-caduceus export-kipoi`. Test: `kipoi test {folder_name} --source dir`, run from\n"
+              "# the folder that contains this one (Kipoi resolves test.expect against the working directory).\n")
+    return header + yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------- command line
+def _conjoin_arg(value: str):
+    return _predict._conjoin_arg(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grelu-caduceus export-kipoi",
+        description="Write a Kipoi model folder (model.yaml, model.py, dataloader, weights, example files) "
+        "for a trained grelu-caduceus checkpoint.",
+    )
+    parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
+                        help="gReLU checkpoint (.ckpt) of one of our models")
+    parser.add_argument("--out", required=True, help="output folder (new or empty, unless --overwrite)")
+    parser.add_argument("--example-fasta", default=None, help="example FASTA (default: real hg19 chr20 slice)")
+    parser.add_argument("--example-bed", default=None, help="example BED (with --example-fasta)")
+    parser.add_argument("--seq-len", type=int, default=None, help="input length (default: training length)")
+    parser.add_argument("--conjoin", type=_conjoin_arg, default="auto",
+                        help="auto (default: conjoin Caduceus-Ph), yes or no")
+    parser.add_argument("--description", default=None, help="text added to the model's info.doc")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export in --out")
+    return parser
+
+
+def main(argv=None) -> int:
+    """``grelu-caduceus export-kipoi --model CKPT --out DIR [--example-fasta FA --example-bed BED]``."""
+    from .cli import UserError
+    from .data.genome import GenomeDataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        out = export_kipoi(args.checkpoint, args.out, args.example_fasta, args.example_bed, seq_len=args.seq_len,
+                           conjoin=args.conjoin, overwrite=args.overwrite, description=args.description)
+    except (ExportError, _predict.PredictError, GenomeDataError) as err:
+        raise UserError(str(err)) from err
+    print(f"wrote Kipoi model folder {out}; test it with: cd {out.parent} && kipoi test {out.name} --source dir")
+    return 0

@@ -1,0 +1,341 @@
+"""Predictions for the intervals of a BED file with a trained model: ``grelu-caduceus predict``.
+
+This is our own prediction path, for users of gReLU checkpoints; the Kipoi model written by
+``grelu-caduceus export-kipoi`` runs the same code (same windows, same one-hot, same forward pass),
+so both give the same numbers.
+
+* Windows: each interval is resized around its centre to the model's sequence length exactly as
+  kipoiseq's ``resize_interval(anchor="center")`` does: ``centre = (start + end) // 2``,
+  ``window = [centre - L // 2, centre - L // 2 + L)``. Bases outside the chromosome read as N.
+* One-hot: (4, L) float32, rows A, C, G, T; N (and any other letter) is an all-zero column, which
+  is what our models were trained on (kipoiseq writes 0.25 in each row instead).
+* Caduceus-Ph models are conjoined by default (the trunk averages the features of the sequence and
+  of its reverse complement), so their predictions are reverse-complement invariant, like PS ones.
+
+Example::
+
+    from grelu_caduceus.predict import predict_intervals
+    table = predict_intervals("model.ckpt", "genome.fa", "peaks.bed")   # one row per interval
+
+    grelu-caduceus predict --model model.ckpt --fasta genome.fa --bed peaks.bed --out preds.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data.genome import FastaGenome, GenomeDataError, IntervalSource, one_hot_encode, read_intervals
+
+CONJOIN_CHOICES = ("auto", True, False)
+
+
+class PredictError(ValueError):
+    """A user mistake in a prediction request (missing model, wrong intervals, ...)."""
+
+
+# --------------------------------------------------------------------------- windows
+def centred_windows(intervals: pd.DataFrame, seq_len: int) -> pd.DataFrame:
+    """Resize intervals around their centres to ``seq_len`` bp (kipoiseq's anchor="center" rule).
+
+    Args:
+        intervals: DataFrame with chrom, start, end (0-based, end-exclusive).
+        seq_len: window length.
+
+    Returns:
+        DataFrame with chrom, start, end of the windows (same row order).
+    """
+    if seq_len is None or int(seq_len) < 1:
+        raise PredictError(f"seq_len must be a positive number of bases, got {seq_len}.")
+    seq_len = int(seq_len)
+    centre = (intervals["start"].to_numpy(np.int64) + intervals["end"].to_numpy(np.int64)) // 2
+    start = centre - seq_len // 2
+    return pd.DataFrame({"chrom": intervals["chrom"].to_numpy(), "start": start, "end": start + seq_len})
+
+
+class IntervalWindows(torch.utils.data.Dataset):
+    """One-hot windows around the intervals of a BED file: items are float32 tensors (4, seq_len).
+
+    Args:
+        fasta: FASTA path (plain or bgzip); its index is built beside it or in a cache folder.
+        intervals: BED path (BED3 or more columns; extra columns are ignored) or a DataFrame with
+            chrom, start, end.
+        seq_len: window length; None keeps the intervals' own length (they must then all be equal).
+
+    Attributes:
+        intervals: the input intervals (chrom, start, end), one row per item.
+        windows: the resized windows (chrom, start, end) that are read.
+    """
+
+    def __init__(self, fasta: str | os.PathLike, intervals: IntervalSource, seq_len: int | None = None):
+        self.genome = FastaGenome(fasta)
+        self.intervals = read_intervals(intervals, "intervals")
+        if len(self.intervals) == 0:
+            raise PredictError("The intervals file has no intervals: give a BED with at least one chrom/start/end line.")
+        for chrom in self.intervals["chrom"].unique():
+            self.genome.check_chrom(chrom)
+        empty = self.intervals[self.intervals["end"] <= self.intervals["start"]]
+        if len(empty):
+            row = empty.iloc[0]
+            raise PredictError(
+                f"{len(empty)} intervals have end <= start, e.g. {row.chrom}:{row.start}-{row.end}: BED "
+                "coordinates are 0-based and end-exclusive, so end must be larger than start."
+            )
+        if seq_len is None:
+            lengths = sorted(set((self.intervals["end"] - self.intervals["start"]).tolist()))
+            if len(lengths) > 1:
+                raise PredictError(
+                    f"The intervals have different lengths ({lengths[0]}-{lengths[-1]} bp) and no sequence "
+                    "length was given: pass seq_len (--seq-len) to resize them around their centres."
+                )
+            seq_len = lengths[0]
+        self.seq_len = int(seq_len)
+        self.windows = centred_windows(self.intervals, self.seq_len)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def window(self, index: int) -> tuple[str, int, int]:
+        """(chrom, start, end) of the window read for item ``index``."""
+        row = self.windows.iloc[index]
+        return str(row["chrom"]), int(row["start"]), int(row["end"])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """float32 one-hot (4, seq_len): rows A, C, G, T; N and bases outside the chromosome all zero."""
+        return one_hot_encode(self.genome.fetch(*self.window(index)))
+
+
+# --------------------------------------------------------------------------- models
+def load_model(model: str | os.PathLike, conjoin="auto", device: str = "cpu"):
+    """A trained model, in eval mode, as a gReLU LightningModel.
+
+    Args:
+        model: a gReLU checkpoint (.ckpt) of one of our models, or a folder written by
+            ``grelu-caduceus export-kipoi`` (or its ``weights/`` sub-folder).
+        conjoin: "auto" (conjoin Caduceus-Ph, leave PS and other models as they are), True
+            (conjoin a Caduceus model) or False (no conjoining).
+        device: torch device for the weights.
+
+    Returns:
+        ``grelu.lightning.LightningModel``; ``model(x)`` maps one-hot (N, 4, L) to
+        post-activation predictions (N, n_tasks, L_out).
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        from .kipoi_export import load_exported
+
+        lm = load_exported(path)
+        if conjoin != "auto":  # an export already fixed its conjoining: "auto" keeps it
+            set_conjoin(lm, conjoin)
+    elif path.is_file():
+        lm = _load_checkpoint(path)
+        set_conjoin(lm, conjoin)
+    else:
+        raise PredictError(
+            f"Model {path} not found: give a gReLU checkpoint (.ckpt) trained with grelu-caduceus or a "
+            "folder written by `grelu-caduceus export-kipoi`."
+        )
+    return lm.to(device).eval()
+
+
+def _load_checkpoint(path: Path):
+    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU before loading)
+    from grelu.lightning import LightningModel
+
+    try:
+        lm = LightningModel.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise PredictError(f"Cannot load {path} as a gReLU model checkpoint: {_why_not_loadable(path, err)}") from err
+    if lm.model_params.get("model_type") == "CaduceusForMaskedLM" or lm.train_params.get("task") == "mlm":
+        raise PredictError(
+            f"{path} is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
+            "first (model_type CaduceusPretrainedModel with pretrained_path set to it)."
+        )
+    return lm
+
+
+def _why_not_loadable(path: Path, err: Exception) -> str:
+    """A readable reason for a failed load (only called on the error path: reads the file again)."""
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as load_err:
+        return f"it is not a readable PyTorch checkpoint ({type(load_err).__name__}: {load_err})."
+    params = (raw.get("hyper_parameters") or {}) if isinstance(raw, dict) else {}
+    if "model_params" not in params:
+        return "it has no model_params in its hyper-parameters (was it written by a gReLU LightningModel?)."
+    if params["model_params"].get("model_type") == "CaduceusForMaskedLM":
+        return ("it is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
+                "first (model_type CaduceusPretrainedModel with pretrained_path set to it).")
+    return f"{type(err).__name__}: {err}"
+
+
+def caduceus_trunk(lm):
+    """The CaduceusTrunk of a LightningModel, or None for other architectures."""
+    from .models.caduceus import CaduceusTrunk
+
+    trunk = getattr(lm.model, "embedding", None)
+    return trunk if isinstance(trunk, CaduceusTrunk) else None
+
+
+def set_conjoin(lm, conjoin="auto") -> bool:
+    """Switch post-hoc conjoining of a loaded model; returns whether it is now conjoined.
+
+    "auto" turns it on for Caduceus-Ph (RC-averaged predictions) and leaves PS models (already
+    strand-symmetric) and other architectures unchanged; True/False set it (Caduceus, HyenaDNA).
+    """
+    if conjoin not in CONJOIN_CHOICES:
+        raise PredictError(f"conjoin must be 'auto', True or False, got {conjoin!r}.")
+    trunk = caduceus_trunk(lm)
+    if trunk is None:
+        # Other architectures with their own switch (HyenaDNAModel.conjoin) follow explicit requests.
+        if isinstance(getattr(lm.model, "conjoin", None), bool):
+            if conjoin != "auto":
+                lm.model.conjoin = lm.model_params["conjoin"] = bool(conjoin)
+            return lm.model.conjoin
+        if conjoin is True:
+            raise PredictError(
+                f"conjoin=True is not available for {lm.model_params.get('model_type')}: it applies to Caduceus "
+                "(and HyenaDNA) models."
+            )
+        return False
+    if conjoin == "auto":
+        conjoin = trunk.conjoin or not trunk.backbone.config.rcps
+    trunk.conjoin = bool(conjoin)
+    lm.model_params["conjoin"] = bool(conjoin)
+    return trunk.conjoin
+
+
+def task_names(lm) -> list[str]:
+    """Names of the model's output tracks (from the training data; task_0, ... when unknown)."""
+    n_tasks = int(lm.model.head.n_tasks)
+    names = list((getattr(lm, "data_params", None) or {}).get("tasks", {}).get("name", []))
+    if len(names) != n_tasks:
+        names = [f"task_{i}" for i in range(n_tasks)]
+    return [str(n) for n in names]
+
+
+def output_labels(lm, n_bins: int) -> list[str]:
+    """Column labels of flattened predictions: task names, or ``task/bin_i`` for unpooled outputs."""
+    names = task_names(lm)
+    if n_bins == 1:
+        return names
+    return [f"{name}/bin_{b}" for name in names for b in range(n_bins)]
+
+
+def training_seq_len(lm) -> int | None:
+    """Sequence length the model was trained on (gReLU's data_params), or None when unknown."""
+    train = (getattr(lm, "data_params", None) or {}).get("train", {}) or {}
+    seq_len = train.get("seq_len")
+    return int(seq_len) if seq_len else None
+
+
+@torch.no_grad()
+def predict_onehot(lm, x) -> np.ndarray:
+    """Predictions for a batch of one-hot sequences, flattened per sequence.
+
+    Args:
+        lm: a LightningModel in eval mode (see :func:`load_model`).
+        x: (B, 4, L) one-hot, numpy or torch, rows A, C, G, T, N as all-zero columns.
+
+    Returns:
+        float32 array (B, n_tasks * L_out), task-major (the order of :func:`output_labels`).
+    """
+    x = x.float() if torch.is_tensor(x) else torch.from_numpy(np.asarray(x, dtype=np.float32))
+    if x.ndim != 3 or x.shape[1] != 4:
+        raise PredictError(f"Expected one-hot input of shape (batch, 4, length), got {tuple(x.shape)}.")
+    device = next(lm.parameters()).device
+    out = lm(x.to(device))  # post-activation, (B, T, L_out)
+    return out.float().reshape(out.shape[0], -1).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- intervals -> table
+def predict_intervals(
+    checkpoint: str | os.PathLike,
+    fasta: str | os.PathLike,
+    bed: IntervalSource,
+    seq_len: int | None = None,
+    conjoin="auto",
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Predict every interval of a BED file with a trained model.
+
+    Args:
+        checkpoint: gReLU checkpoint (.ckpt) or exported Kipoi folder (see :func:`load_model`).
+        fasta: genome FASTA (plain or bgzip).
+        bed: BED file (0-based, end-exclusive; extra columns ignored) or DataFrame chrom/start/end.
+        seq_len: window length; default the model's training length, else the intervals' length.
+        conjoin: "auto" (Caduceus-Ph conjoined), True or False; see :func:`set_conjoin`.
+        batch_size: sequences per forward pass.
+        device: "cpu", "cuda", ...
+
+    Returns:
+        DataFrame, one row per interval in BED order: chrom, start, end (the input interval),
+        window_start, window_end (the window the model saw), then one float column per output
+        (:func:`output_labels`: task names, ``task/bin_i`` for per-bin models).
+    """
+    if int(batch_size) < 1:
+        raise PredictError(f"batch_size must be >= 1, got {batch_size}.")
+    lm = load_model(checkpoint, conjoin=conjoin, device=device)
+    windows = IntervalWindows(fasta, bed, seq_len if seq_len is not None else training_seq_len(lm))
+    loader = torch.utils.data.DataLoader(windows, batch_size=int(batch_size), shuffle=False)
+    preds = np.concatenate([predict_onehot(lm, x) for x in loader])
+    n_bins = preds.shape[1] // int(lm.model.head.n_tasks)
+    table = pd.DataFrame({
+        "chrom": windows.intervals["chrom"].to_numpy(),
+        "start": windows.intervals["start"].to_numpy(),
+        "end": windows.intervals["end"].to_numpy(),
+        "window_start": windows.windows["start"].to_numpy(),
+        "window_end": windows.windows["end"].to_numpy(),
+    })
+    return pd.concat([table, pd.DataFrame(preds, columns=output_labels(lm, n_bins))], axis=1)
+
+
+# --------------------------------------------------------------------------- command line
+def _conjoin_arg(value: str):
+    mapping = {"auto": "auto", "yes": True, "true": True, "no": False, "false": False}
+    if value.lower() not in mapping:
+        raise argparse.ArgumentTypeError(f"use auto, yes or no (got {value!r})")
+    return mapping[value.lower()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grelu-caduceus predict",
+        description="Predict the intervals of a BED file with a trained grelu-caduceus model; writes a TSV "
+        "with one row per interval (chrom, start, end, window_start, window_end, one column per output).",
+    )
+    parser.add_argument("--model", required=True, help="gReLU checkpoint (.ckpt) or exported Kipoi model folder")
+    parser.add_argument("--fasta", required=True, help="genome FASTA (plain or bgzip .fa.gz)")
+    parser.add_argument("--bed", required=True, help="intervals, BED (0-based, end-exclusive)")
+    parser.add_argument("--out", required=True, help="output TSV path")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="window length (default: the model's training length)")
+    parser.add_argument("--conjoin", type=_conjoin_arg, default="auto",
+                        help="auto (default: conjoin Caduceus-Ph), yes or no")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def main(argv=None) -> int:
+    """``grelu-caduceus predict --model CKPT --fasta FA --bed BED --out TSV``."""
+    from .cli import UserError
+
+    args = build_parser().parse_args(argv)
+    try:
+        table = predict_intervals(args.model, args.fasta, args.bed, seq_len=args.seq_len, conjoin=args.conjoin,
+                                  batch_size=args.batch_size, device=args.device)
+    except (PredictError, GenomeDataError) as err:
+        raise UserError(str(err)) from err
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, sep="\t", index=False)
+    print(f"wrote {len(table)} predictions ({len(table.columns) - 5} outputs per interval) to {out}")
+    return 0
