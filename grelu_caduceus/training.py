@@ -1,0 +1,296 @@
+"""A Lightning Trainer built from gReLU ``train_params``, with the settings gReLU 1.1.0 drops.
+
+gReLU's ``LightningModel.train_on_dataset`` builds its Trainer from ``max_epochs``, ``devices``,
+``logger``, ``checkpoint``, ``clip`` and ``accumulate_grad_batches`` only; ``precision``,
+``strategy``, ``max_steps``, ``val_check_interval`` and ``seed`` in ``train_params`` are kept but
+ignored. :func:`build_trainer` reads all of them (see :data:`TRAINER_DEFAULTS`), and
+:func:`train_on_dataset` is gReLU's training loop (first validation pass, data parameters in the
+checkpoint, gReLU's own dataloaders) on that Trainer::
+
+    from grelu_caduceus.training import train_on_dataset
+    model = LightningModel(model_params={"model_type": "CaduceusModel", ...},
+                           train_params={"task": "binary", "precision": "bf16-mixed",
+                                         "strategy": "ddp", "devices": [0, 1], "max_steps": 10_000})
+    trainer = train_on_dataset(model, train_ds, val_ds)
+
+Keyword overrides win over ``train_params`` (``train_on_dataset(model, tr, va, max_steps=10)``)
+and are written into ``model.train_params``, so the checkpoint records what was used.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+# Trainer settings read from train_params, with their defaults. The first block are gReLU's own
+# keys (same defaults as grelu.lightning.default_train_params); the rest are the ones gReLU ignores.
+TRAINER_DEFAULTS = {
+    # gReLU keys
+    "devices": "cpu",  # "cpu", "auto", a GPU index or a list of GPU indices (gReLU's meaning)
+    "max_epochs": 1,
+    "logger": None,  # None | "csv" | "wandb" | "tensorboard" | a Lightning Logger
+    "save_dir": ".",
+    "checkpoint": True,  # True (best val_loss + last) | False | dict of ModelCheckpoint arguments
+    "clip": 0,  # gradient clipping value (gradient_clip_val)
+    "accumulate_grad_batches": 1,
+    "early_stopping": False,
+    "patience": 5,
+    "monitor": "val_loss",
+    "mode": "min",
+    # keys gReLU 1.1.0 does not pass to its Trainer
+    "accelerator": None,  # None: from devices; else passed as is, with devices in Lightning's meaning
+    "num_nodes": 1,
+    "precision": None,  # None (32-true) | "bf16-mixed" | "16-mixed" | "bf16-true" | ...
+    "strategy": "auto",  # "auto" | "ddp" | "fsdp" | any Lightning strategy name or object
+    "max_steps": -1,
+    "max_time": None,  # e.g. "00:01:30:00" or {"minutes": 5}: stop after this wall time
+    "val_check_interval": None,  # float: fraction of an epoch; int: every n training batches
+    "check_val_every_n_epoch": 1,
+    "limit_train_batches": None,
+    "limit_val_batches": None,
+    "gradient_clip_algorithm": "norm",
+    "seed": None,  # seeds python, numpy and torch (and dataloader workers) when the trainer is built
+    "deterministic": None,
+    "log_every_n_steps": 50,
+    "enable_progress_bar": True,
+    "num_sanity_val_steps": 2,
+    "callbacks": None,  # extra Lightning callbacks
+    "fsdp_kwargs": None,  # extra FSDPStrategy arguments for strategy="fsdp"
+    "trainer_kwargs": None,  # any other pl.Trainer arguments, passed last
+}
+
+# Keys gReLU's LightningModel reads from train_params (not Trainer settings, but valid overrides).
+GRELU_TRAIN_KEYS = {
+    "task", "loss", "lr", "optimizer", "batch_size", "num_workers", "name", "pos_weight",
+    "class_weights", "total_weight",
+}
+
+
+def _settings(train_params: dict, overrides: dict) -> dict:
+    """Trainer settings: defaults < train_params < overrides; unknown override keys are errors."""
+    known = set(TRAINER_DEFAULTS) | GRELU_TRAIN_KEYS | {"gradient_clip_val"}
+    unknown = [k for k in overrides if k not in known]
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+        hint = "; ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+        raise TypeError(f"Unknown training setting {hint}. Known settings: {sorted(known)}.")
+    params = {**TRAINER_DEFAULTS, **train_params, **overrides}
+    # Lightning's name for gReLU's "clip" is an alias; overrides win over train_params, and within
+    # one of them two different non-zero values are ambiguous.
+    for layer in (train_params, overrides):
+        alias, clip = layer.get("gradient_clip_val"), layer.get("clip")
+        if alias is not None:
+            if clip not in (None, 0) and clip != alias:
+                raise ValueError(
+                    f"clip={clip} and gradient_clip_val={alias} disagree: set only one "
+                    "(clip is gReLU's name for gradient_clip_val)."
+                )
+            params["clip"] = alias
+        elif "clip" in layer:
+            params["clip"] = clip
+    return params
+
+
+def resolve_devices(devices, accelerator=None):
+    """(accelerator, devices) for the Trainer from gReLU's ``devices``.
+
+    gReLU's meaning: "cpu" -> one CPU process; an int or list -> those GPU *indices* (``2`` is GPU
+    number 2, ``[0, 1]`` two GPUs); "auto" -> every available accelerator. With an explicit
+    ``accelerator`` the devices are passed unchanged, in Lightning's meaning (``accelerator="cpu",
+    devices=2`` is two CPU processes, ``accelerator="gpu", devices=4`` four GPUs).
+    """
+    if accelerator is not None:
+        return accelerator, ("auto" if devices in (None, "cpu") else devices)
+    if devices in ("cpu", None):
+        return "cpu", "auto"
+    if devices == "auto":
+        return "auto", "auto"
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return "gpu", [devices]
+    if isinstance(devices, (list, tuple)) and all(isinstance(d, int) for d in devices):
+        return "gpu", list(devices)
+    raise ValueError(
+        f"devices={devices!r} is not understood: use 'cpu', 'auto', a GPU index or a list of GPU indices "
+        "(or set accelerator explicitly to pass devices to Lightning unchanged)."
+    )
+
+
+def fsdp_block_classes() -> set:
+    """Module classes that FSDP shards as units: one Caduceus residual block each."""
+    from .core.caduceus import Block
+
+    return {Block}
+
+
+def resolve_strategy(strategy, accelerator, fsdp_kwargs=None):
+    """The Trainer's strategy: strings pass through, except "fsdp", which becomes an FSDPStrategy
+    that wraps each Caduceus block (``use_orig_params`` keeps the weight-tied BiMamba projections
+    and frozen parameters working). FSDP needs GPUs; on CPU this raises a clear error."""
+    if not (isinstance(strategy, str) and strategy.startswith("fsdp")):
+        if fsdp_kwargs:
+            raise ValueError(f"fsdp_kwargs are only used with strategy='fsdp', not strategy={strategy!r}.")
+        return strategy
+    if accelerator == "cpu":
+        raise ValueError(
+            "strategy='fsdp' needs GPUs but the devices are on CPU: set devices to GPU indices "
+            "(e.g. [0, 1]) or use strategy='ddp' (which also runs on CPU)."
+        )
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    kwargs = {"auto_wrap_policy": fsdp_block_classes(), "use_orig_params": True}
+    kwargs.update(fsdp_kwargs or {})
+    return FSDPStrategy(**kwargs)
+
+
+def build_callbacks(params: dict) -> list:
+    """Checkpointing and early stopping as gReLU sets them up, plus ``params["callbacks"]``.
+
+    ``checkpoint``: True keeps the best model by val_loss and the last one (gReLU's default), a dict
+    gives ModelCheckpoint's arguments, False turns checkpointing off (gReLU 1.1.0 raises on False).
+    """
+    checkpoint = params["checkpoint"]
+    if checkpoint is True:
+        callbacks = [ModelCheckpoint(monitor="val_loss", mode="min", save_last=True)]
+    elif isinstance(checkpoint, dict):
+        callbacks = [ModelCheckpoint(**checkpoint)]
+    elif checkpoint is False or checkpoint is None:
+        callbacks = []
+    else:
+        raise ValueError(f"checkpoint must be True, False or a dict of ModelCheckpoint arguments, got {checkpoint!r}.")
+    if params["early_stopping"]:
+        callbacks.append(EarlyStopping(monitor=params["monitor"], patience=params["patience"], mode=params["mode"]))
+    return callbacks + list(params["callbacks"] or [])
+
+
+def build_logger(params: dict):
+    """A Lightning logger from ``logger`` ("csv", "wandb", "tensorboard", None or a Logger object),
+    writing under ``save_dir`` with run ``name`` (a timestamp by default, as in gReLU)."""
+    logger = params["logger"]
+    if logger is None or logger is False:
+        return False
+    if not isinstance(logger, str):
+        return logger  # a Logger instance (or a list of them)
+    name = params.get("name") or datetime.now().strftime("%Y_%d_%m_%H_%M")
+    if logger == "csv":
+        return pl.loggers.CSVLogger(save_dir=params["save_dir"], name=name)
+    if logger == "tensorboard":
+        return pl.loggers.TensorBoardLogger(save_dir=params["save_dir"], name=name)
+    if logger == "wandb":
+        return pl.loggers.WandbLogger(name=name, save_dir=params["save_dir"], log_model=True)
+    raise ValueError(f"logger={logger!r} is not supported: use None, 'csv', 'wandb', 'tensorboard' or a Logger.")
+
+
+def build_trainer(train_params: dict, **overrides) -> pl.Trainer:
+    """A Lightning Trainer from gReLU-style ``train_params`` (see :data:`TRAINER_DEFAULTS`).
+
+    Reads precision, strategy ("ddp", "fsdp", ...), devices/accelerator/num_nodes, max_epochs,
+    max_steps, max_time, val_check_interval, accumulate_grad_batches, clip (gradient_clip_val),
+    seed, logger/save_dir/name, checkpoint and early stopping, extra callbacks and trainer_kwargs.
+    Keys that are not Trainer settings (lr, task, ...) are ignored. ``overrides`` win over
+    ``train_params``; ``train_params`` itself is not modified.
+
+    An int ``val_check_interval`` counts training batches across epoch boundaries (step-based
+    validation, ``check_val_every_n_epoch=None``), as for long single-pass pretraining.
+    """
+    p = _settings(train_params, overrides)
+    if p["seed"] is not None:
+        pl.seed_everything(int(p["seed"]), workers=True)
+    accelerator, devices = resolve_devices(p["devices"], p["accelerator"])
+    val_check_interval = p["val_check_interval"]
+    step_based_validation = isinstance(val_check_interval, int) and not isinstance(val_check_interval, bool)
+    kwargs = dict(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=p["num_nodes"],
+        strategy=resolve_strategy(p["strategy"], accelerator, p["fsdp_kwargs"]),
+        max_epochs=p["max_epochs"],
+        max_steps=p["max_steps"],
+        max_time=p["max_time"],
+        val_check_interval=val_check_interval,
+        check_val_every_n_epoch=None if step_based_validation else p["check_val_every_n_epoch"],
+        limit_train_batches=p["limit_train_batches"],
+        limit_val_batches=p["limit_val_batches"],
+        accumulate_grad_batches=p["accumulate_grad_batches"],
+        gradient_clip_val=p["clip"] or None,
+        gradient_clip_algorithm=p["gradient_clip_algorithm"],
+        deterministic=p["deterministic"],
+        logger=build_logger(p),
+        callbacks=build_callbacks(p),
+        enable_checkpointing=p["checkpoint"] not in (False, None),
+        default_root_dir=p["save_dir"],
+        log_every_n_steps=p["log_every_n_steps"],
+        enable_progress_bar=p["enable_progress_bar"],
+        num_sanity_val_steps=p["num_sanity_val_steps"],
+    )
+    if p["precision"] is not None:
+        kwargs["precision"] = p["precision"]
+    kwargs.update(p["trainer_kwargs"] or {})
+    return pl.Trainer(**kwargs)
+
+
+def _check_labeled(dataset, role: str) -> None:
+    from grelu.data.dataset import LabeledSeqDataset
+
+    if not isinstance(dataset, LabeledSeqDataset):
+        raise TypeError(
+            f"The {role} dataset is a {type(dataset).__name__}; gReLU training needs a LabeledSeqDataset "
+            "(or DFSeqDataset, BigWigSeqDataset, AnnDataSeqDataset), which yields (sequence, label) pairs."
+        )
+    # gReLU's make_predict_loader sets dataset.predict = True and never resets it: a dataset used
+    # for prediction would then yield sequences without labels.
+    dataset.predict = False
+
+
+def train_on_dataset(model, train_dataset, val_dataset, checkpoint_path=None, validate_first: bool = True,
+                     **overrides) -> pl.Trainer:
+    """gReLU's ``LightningModel.train_on_dataset`` on a Trainer from :func:`build_trainer`.
+
+    Args:
+        model: a grelu.lightning.LightningModel (e.g. with model_type "CaduceusModel").
+        train_dataset, val_dataset: gReLU LabeledSeqDataset objects (or subclasses).
+        checkpoint_path: resume training (optimizer state included) from this checkpoint.
+        validate_first: run one validation pass before training, as gReLU does (skipped when resuming).
+        **overrides: train_params entries for this run (precision="bf16-mixed", max_steps=100, lr=...);
+            they are written into ``model.train_params`` so the checkpoint records them.
+
+    Returns:
+        The Lightning Trainer after fitting.
+    """
+    import grelu
+
+    _check_labeled(train_dataset, "training")
+    _check_labeled(val_dataset, "validation")
+    _settings(model.train_params, overrides)  # validates the override names before anything changes
+    model.train_params.update(overrides)
+    torch.set_float32_matmul_precision("medium")  # as gReLU: allows TF32 matmuls on GPUs
+    trainer = build_trainer(model.train_params)
+    train_loader = model.make_train_loader(train_dataset)
+    val_loader = model.make_test_loader(val_dataset)
+    if checkpoint_path is None and validate_first:
+        trainer.validate(model=model, dataloaders=val_loader)
+        model.val_metrics.reset()
+
+    # Data parameters travel in the checkpoint (gReLU reads data_params["train"]["seq_len"], tasks).
+    model.data_params["tasks"] = train_dataset.tasks.reset_index(names="name").to_dict(orient="list")
+    model.data_params["train"] = dict(model._get_dataset_attrs(train_dataset))
+    model.data_params["val"] = dict(model._get_dataset_attrs(val_dataset))
+    model.train_params["grelu_version"] = grelu.__version__
+
+    trainer.fit(model=model, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=checkpoint_path)
+    return trainer
+
+
+__all__ = [
+    "TRAINER_DEFAULTS",
+    "build_callbacks",
+    "build_logger",
+    "build_trainer",
+    "fsdp_block_classes",
+    "resolve_devices",
+    "resolve_strategy",
+    "train_on_dataset",
+]
