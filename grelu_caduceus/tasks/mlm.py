@@ -140,8 +140,13 @@ class MLMLightningModel(LightningModel):
         inputs, labels = mask_tokens(ids, p["mask_prob"], p["replace_mask"], p["replace_random"], generator)
         logits = self.model(inputs)
         n = (labels != IGNORE).sum()
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), weight=self.class_weight,
-                               ignore_index=IGNORE)
+        if n == 0:
+            # Nothing to predict (e.g. an all-N batch): cross_entropy would return NaN; a zero loss
+            # keeps the graph, gives zero gradients and keeps logged means finite.
+            loss = logits.sum() * 0.0
+        else:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), weight=self.class_weight,
+                                   ignore_index=IGNORE)
         correct = ((logits.argmax(-1) == labels) & (labels != IGNORE)).sum()
         return loss, correct, n
 

@@ -1,0 +1,371 @@
+"""Zero-shot variant-effect scores from a Caduceus masked language model.
+
+For a single-base substitution at 1-based ``pos``, a window of ``window`` bp centred on the variant
+is read from the genome, the variant base is replaced by [MASK], and the model's distribution over
+A, C, G, T at that site gives
+
+    llr = log p(alt | context) - log p(ref | context)
+
+(negative: the model finds the alternate allele less likely than the reference). With
+``rc_average`` the same is computed on the reverse-complement strand (the site mirrored, the
+alleles complemented) and the two are averaged; for RC-equivariant Caduceus-PS both strands agree
+exactly, for Caduceus-Ph this is post-hoc conjoining. Optionally ``embedding_distance`` is the
+Euclidean distance between the window-averaged embeddings of the reference and alternate sequences.
+
+Variants are a gReLU-style table (columns chrom, pos (1-based), ref, alt) or a VCF file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .core import CaduceusForMaskedLM, load_pretrained
+from .core.tokens import A_ID, MASK_ID, rc_ids, strings_to_ids
+from .data.genome import FastaGenome
+
+BASES = "ACGT"
+VARIANT_COLUMNS = ["chrom", "pos", "ref", "alt"]
+
+
+class ReferenceMismatchError(ValueError):
+    """The ``ref`` allele of one or more variants differs from the genome at that position."""
+
+
+class VariantInputError(ValueError):
+    """A variants table or VCF that cannot be read (missing columns, bad positions ...)."""
+
+
+# --------------------------------------------------------------------------- reading variants
+def _open_text(path: Path):
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
+
+
+def read_vcf(path) -> pd.DataFrame:
+    """Read the variants of a VCF (plain or gzip/bgzip) into a gReLU variant table.
+
+    Multi-allelic records (ALT "A,T") become one row per alternate allele. Symbolic alleles
+    (``<DEL>``) and breakends are kept as written; :func:`score_variants_zero_shot` leaves them
+    unscored.
+
+    Returns:
+        DataFrame with columns chrom (str), pos (int, 1-based as in the VCF), id, ref, alt.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VariantInputError(f"VCF file not found: {path}.")
+    rows = []
+    with _open_text(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 5:
+                raise VariantInputError(
+                    f"{path}:{line_no} has {len(fields)} tab-separated fields; a VCF data line needs at "
+                    "least CHROM POS ID REF ALT. Is the file tab-delimited?"
+                )
+            chrom, pos, vid, ref, alts = fields[:5]
+            try:
+                pos = int(pos)
+            except ValueError:
+                raise VariantInputError(f"{path}:{line_no}: POS {pos!r} is not an integer.") from None
+            for alt in alts.split(","):
+                rows.append((chrom, pos, vid, ref.upper(), alt.upper()))
+    return pd.DataFrame(rows, columns=["chrom", "pos", "id", "ref", "alt"])
+
+
+def read_variants(source) -> pd.DataFrame:
+    """A variants DataFrame (returned as a copy), a VCF path (.vcf / .vcf.gz) or a table path.
+
+    Tables are tab-separated (or comma-separated if named .csv) with a header holding at least
+    chrom, pos (1-based), ref, alt.
+    """
+    if isinstance(source, pd.DataFrame):
+        table = source.copy()
+    else:
+        path = Path(source)
+        name = path.name.lower()
+        if name.endswith((".vcf", ".vcf.gz", ".vcf.bgz")):
+            return read_vcf(path)
+        if not path.is_file():
+            raise VariantInputError(f"Variants file not found: {path}.")
+        table = pd.read_csv(path, sep="," if name.endswith((".csv", ".csv.gz")) else "\t",
+                            dtype={"chrom": str})
+    missing = [c for c in VARIANT_COLUMNS if c not in table.columns]
+    if missing:
+        raise VariantInputError(
+            f"The variants table lacks column(s) {missing}; it needs {VARIANT_COLUMNS} (pos 1-based, as in "
+            f"gReLU and VCF). Found columns: {list(table.columns)}."
+        )
+    table["chrom"] = table["chrom"].astype(str)
+    table["pos"] = pd.to_numeric(table["pos"], errors="raise").astype(np.int64)
+    table["ref"] = table["ref"].astype(str).str.upper()
+    table["alt"] = table["alt"].astype(str).str.upper()
+    return table
+
+
+# --------------------------------------------------------------------------- reference check
+def _as_genome(genome) -> FastaGenome:
+    return genome if isinstance(genome, FastaGenome) else FastaGenome(genome)
+
+
+def check_reference(variants: pd.DataFrame, genome, on_mismatch: str = "error") -> pd.DataFrame:
+    """Compare each variant's ``ref`` allele with the genome.
+
+    Args:
+        variants: table with chrom, pos (1-based), ref.
+        genome: FASTA path or FastaGenome.
+        on_mismatch: "error" raises ReferenceMismatchError naming the first mismatches; "warn" warns
+            and keeps them (their scores are set to NaN by the scorers); "drop" warns and removes them.
+
+    Returns:
+        The variants with a boolean column ``ref_match``.
+    """
+    if on_mismatch not in ("error", "warn", "drop"):
+        raise ValueError(f"on_mismatch must be 'error', 'warn' or 'drop', got {on_mismatch!r}.")
+    genome = _as_genome(genome)
+    variants = variants.copy()
+    for chrom in variants.chrom.unique():
+        genome.check_chrom(chrom)
+    bad_pos = variants[(variants.pos < 1) | (variants.pos > variants.chrom.map(genome.sizes))]
+    if len(bad_pos):
+        r = bad_pos.iloc[0]
+        raise VariantInputError(
+            f"{len(bad_pos)} variant(s) lie outside their chromosome, e.g. {r.chrom}:{r.pos} (length "
+            f"{genome.sizes[r.chrom]}). Positions are 1-based; check the assembly (hg19 vs hg38)."
+        )
+    genome_ref = [genome.fetch(c, p - 1, p - 1 + len(ref)).upper()
+                  for c, p, ref in variants[["chrom", "pos", "ref"]].itertuples(index=False)]
+    variants["ref_match"] = [g == r or r in ("-", ".") for g, r in zip(genome_ref, variants.ref)]
+    bad = variants[~variants.ref_match]
+    if len(bad):
+        examples = "; ".join(f"{r.chrom}:{r.pos} ref {r.ref} but genome has {g}"
+                             for r, g in zip(bad.head(3).itertuples(), np.array(genome_ref, object)[~variants.ref_match][:3]))
+        message = (f"{len(bad)} of {len(variants)} variant(s) have a ref allele that differs from the genome "
+                   f"({examples}). Check that the genome is the variants' assembly and that pos is 1-based.")
+        if on_mismatch == "error":
+            raise ReferenceMismatchError(message + " Pass on_mismatch='warn' or 'drop' (CLI: --on-mismatch) to "
+                                                   "score the others anyway.")
+        warnings.warn(message + (" They are dropped." if on_mismatch == "drop" else " Their scores are NaN."))
+        if on_mismatch == "drop":
+            variants = variants[variants.ref_match].reset_index(drop=True)
+    return variants
+
+
+# --------------------------------------------------------------------------- model loading
+def load_masked_lm(model) -> CaduceusForMaskedLM:
+    """A CaduceusForMaskedLM from a model object, an MLMLightningModel, a masked-LM .ckpt or an
+    HF-format folder (config.json + weights)."""
+    if isinstance(model, CaduceusForMaskedLM):
+        return model
+    inner = getattr(model, "model", None)
+    if isinstance(inner, CaduceusForMaskedLM):  # MLMLightningModel
+        return inner
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if path.is_file() and path.suffix == ".ckpt":
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            model_type = checkpoint.get("hyper_parameters", {}).get("model_params", {}).get("model_type")
+            if model_type != "CaduceusForMaskedLM":
+                raise ValueError(
+                    f"{path} is a checkpoint of a {model_type!r} model, not a Caduceus masked LM: zero-shot "
+                    "scores need the masked-LM head. For a fine-tuned gReLU model use "
+                    "score_variants_finetuned (CLI: --finetuned)."
+                )
+            from .tasks.mlm import MLMLightningModel
+
+            return MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).model
+        if path.is_dir():
+            return load_pretrained(path)
+        raise FileNotFoundError(
+            f"Model {path} not found: give a masked-LM .ckpt (from `grelu-caduceus demo` or "
+            "`grelu-caduceus train task=mlm`) or an HF-format Caduceus folder."
+        )
+    raise TypeError(f"Cannot use a {type(model).__name__} as a masked LM: pass a CaduceusForMaskedLM, an "
+                    "MLMLightningModel or a path.")
+
+
+# --------------------------------------------------------------------------- scoring
+def _is_snv(ref: str, alt: str) -> bool:
+    return len(ref) == 1 and len(alt) == 1 and ref in BASES and alt in BASES and ref != alt
+
+
+def _strand_features(model: CaduceusForMaskedLM, ids: torch.Tensor) -> torch.Tensor:
+    """Backbone features (B, L, d) with PS halves combined so both strands give flipped features."""
+    hidden = model.backbone(ids)
+    if model.config.rcps:
+        a, b = hidden.chunk(2, dim=-1)
+        hidden = (a + b.flip(-1)) / 2
+    return hidden
+
+
+@torch.no_grad()
+def score_variants_zero_shot(
+    model,
+    variants,
+    genome,
+    window: int = 1024,
+    rc_average: bool = True,
+    embedding_distance: bool = False,
+    batch_size: int = 16,
+    device=None,
+    on_mismatch: str = "error",
+) -> pd.DataFrame:
+    """Masked-marginal log-likelihood ratios of single-base substitutions.
+
+    Args:
+        model: CaduceusForMaskedLM, MLMLightningModel, masked-LM .ckpt path or HF-format folder.
+        variants: DataFrame (chrom, pos 1-based, ref, alt) as in gReLU, or a VCF/table path.
+        genome: FASTA path (plain or bgzip) or FastaGenome of the variants' assembly.
+        window: context length in bp centred on the variant (bases beyond the chromosome are N).
+        rc_average: average with the reverse-complement strand (site mirrored, alleles complemented).
+        embedding_distance: also report the L2 distance between the window-averaged backbone
+            embeddings of the reference and alternate sequences (column ``embedding_distance``).
+        batch_size: windows per forward pass.
+        device: torch device (default: the model's).
+        on_mismatch: what to do with variants whose ref differs from the genome, see check_reference.
+
+    Returns:
+        The variants with columns ``ref_match``, ``llr`` (NaN for non-SNVs and mismatched refs),
+        ``logp_ref``, ``logp_alt`` and optionally ``embedding_distance``.
+    """
+    if window < 1:
+        raise ValueError(f"window must be a positive number of bases, got {window}.")
+    net = load_masked_lm(model)
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    was_training = net.training
+    net.eval().to(device)
+    genome = _as_genome(genome)
+    table = check_reference(read_variants(variants), genome, on_mismatch)
+    scorable = np.array([m and _is_snv(r, a) for m, r, a in zip(table.ref_match, table.ref, table.alt)], bool)
+    n_other = int((table.ref_match & ~scorable).sum())
+    if n_other:
+        warnings.warn(f"{n_other} variant(s) are not single-base A/C/G/T substitutions (indels, symbolic or "
+                      "ref == alt); masked-marginal scores are defined for SNVs only, so their llr is NaN.")
+    n = len(table)
+    logp_ref, logp_alt = np.full(n, np.nan), np.full(n, np.nan)
+    distances = np.full(n, np.nan)
+    centre = window // 2
+    comp = net.complement_index().to(device)
+    base_ids = torch.tensor([A_ID + i for i in range(4)], device=device)
+    rows = np.flatnonzero(scorable)
+    for first in range(0, len(rows), batch_size):
+        chunk = table.iloc[rows[first : first + batch_size]]
+        seqs = [genome.fetch(c, p - 1 - centre, p - 1 - centre + window)
+                for c, p in chunk[["chrom", "pos"]].itertuples(index=False)]
+        ref_ids = strings_to_ids(seqs).to(device)  # (b, window)
+        masked = ref_ids.clone()
+        masked[:, centre] = MASK_ID
+        ref_idx = torch.tensor([BASES.index(r) for r in chunk.ref], device=device)
+        alt_idx = torch.tensor([BASES.index(a) for a in chunk.alt], device=device)
+        site_logp = torch.log_softmax(net(masked)[:, centre][:, base_ids].float(), -1)  # (b, 4) over A,C,G,T
+        if rc_average:
+            rc_logits = net(rc_ids(masked, comp))[:, window - 1 - centre][:, base_ids].float()
+            # On the other strand base i reads as its complement 3 - i (A,C,G,T order).
+            site_logp = (site_logp + torch.log_softmax(rc_logits, -1).flip(-1)) / 2
+        arange = torch.arange(len(chunk), device=device)
+        logp_ref[rows[first : first + batch_size]] = site_logp[arange, ref_idx].cpu().numpy()
+        logp_alt[rows[first : first + batch_size]] = site_logp[arange, alt_idx].cpu().numpy()
+        if embedding_distance:
+            alt_ids = ref_ids.clone()
+            alt_ids[:, centre] = A_ID + alt_idx
+            both = torch.cat([ref_ids, alt_ids])
+            features = _strand_features(net, both)
+            if rc_average and not net.config.rcps:
+                features = (features + _strand_features(net, rc_ids(both, comp)).flip(1)) / 2
+            pooled = features.float().mean(1)
+            ref_emb, alt_emb = pooled.chunk(2)
+            distances[rows[first : first + batch_size]] = (alt_emb - ref_emb).norm(dim=-1).cpu().numpy()
+    net.train(was_training)
+    table["logp_ref"], table["logp_alt"] = logp_ref, logp_alt
+    table["llr"] = logp_alt - logp_ref
+    if embedding_distance:
+        table["embedding_distance"] = distances
+    return table
+
+
+def score_variants_finetuned(
+    model,
+    variants,
+    genome,
+    seq_len: int | None = None,
+    rc_average: bool = True,
+    batch_size: int = 64,
+    devices="cpu",
+    on_mismatch: str = "error",
+) -> pd.DataFrame:
+    """Variant effects (alt - ref prediction per task) of a fine-tuned gReLU model, through gReLU's
+    ``predict_variant_effects``.
+
+    Args:
+        model: a gReLU LightningModel (e.g. a fine-tuned CaduceusModel) or its .ckpt path.
+        variants: DataFrame (chrom, pos 1-based, ref, alt) or a VCF/table path.
+        genome: FASTA path; gReLU reads it with pyfaidx and needs ``FASTA.fai`` and ``FASTA.sizes``.
+        seq_len: input length (default: the training sequence length stored in the checkpoint).
+        rc_average: average over both strands.
+        devices: gReLU devices ("cpu" or GPU index).
+        on_mismatch: see check_reference.
+
+    Returns:
+        The variants with one column ``effect_<task>`` per task (NaN for mismatched refs).
+    """
+    from grelu.lightning import LightningModel
+    from grelu.variant import predict_variant_effects
+
+    from . import _registration
+
+    _registration.install()
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"Fine-tuned checkpoint {path} not found.")
+        model = LightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    genome_path = Path(genome.path if isinstance(genome, FastaGenome) else genome)
+    table = check_reference(read_variants(variants), genome_path, on_mismatch)
+    if seq_len is None:
+        seq_len = model.data_params.get("train", {}).get("seq_len")
+        if seq_len is None:
+            raise ValueError("The checkpoint does not record its training sequence length: pass seq_len "
+                             "(CLI: --window).")
+    for suffix in (".fai", ".sizes"):
+        if not Path(f"{genome_path}{suffix}").is_file():
+            raise FileNotFoundError(
+                f"gReLU needs {genome_path}{suffix} beside the FASTA. Create it with "
+                + (f"`samtools faidx {genome_path}`." if suffix == ".fai"
+                   else f"`cut -f1,2 {genome_path}.fai > {genome_path}.sizes`.")
+            )
+    keep = table.ref_match.to_numpy()
+    n_tasks = model.model.head.n_tasks
+    effects = np.full((len(table), n_tasks), np.nan)
+    if keep.any():
+        scored = predict_variant_effects(
+            table[keep].reset_index(drop=True)[VARIANT_COLUMNS], model, devices=devices, seq_len=int(seq_len),
+            batch_size=batch_size, num_workers=0, genome=str(genome_path), rc=rc_average,
+            compare_func="subtract", return_ad=False,
+        )  # (n, tasks, L_out)
+        effects[keep] = np.asarray(scored).mean(-1)
+    names = model.data_params.get("tasks", {}).get("name") or [str(i) for i in range(n_tasks)]
+    for i, name in enumerate(names):
+        table[f"effect_{name}"] = effects[:, i]
+    return table
+
+
+__all__ = [
+    "ReferenceMismatchError",
+    "VariantInputError",
+    "check_reference",
+    "load_masked_lm",
+    "read_variants",
+    "read_vcf",
+    "score_variants_finetuned",
+    "score_variants_zero_shot",
+]
