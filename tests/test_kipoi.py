@@ -1,8 +1,9 @@
 """Kipoi export and our own predict path: `kipoi predict` on an exported folder must give the same
 numbers as grelu_caduceus.predict (Python and CLI), for a PS model and for a conjoined Ph model.
 
-The Kipoi command runs as a subprocess with the venv's `kipoi` and HOME in a temp folder (importing
-kipoi writes ~/.kipoi). Tiny models are trained for two steps on the bundled CTCF task.
+`kipoi predict` runs as a subprocess with the venv's `kipoi` and HOME in a temp folder (importing
+kipoi writes ~/.kipoi); `kipoi test` runs in the acceptance check on kipoi_model/, and here its
+reference file is checked in-process. Tiny models are trained for two steps on the bundled CTCF task.
 """
 
 import importlib.util
@@ -55,18 +56,22 @@ def train_tiny(save_dir: Path, rcps: bool) -> Path:
     return Path(trainer.checkpoint_callback.best_model_path)
 
 
-def run_kipoi(args, cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HOME=str(home))
-    done = subprocess.run([str(KIPOI), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"kipoi {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    return done
+class KipoiPredict:
+    """`kipoi predict FOLDER --source dir ...` started in the background (both exports' runs overlap
+    with each other and with the in-process work of the tests: Kipoi's start-up dominates)."""
 
+    def __init__(self, folder: Path, fasta: Path, bed: Path, out: Path, home: Path):
+        args = [str(KIPOI), "predict", folder.name, "--source", "dir", "--keep_metadata", "-o", str(out),
+                "--dataloader_args", f'{{"intervals_file": "{bed}", "fasta_file": "{fasta}"}}']
+        self.out, self.log = out, out.with_suffix(".log")
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(args, cwd=folder.parent, env=dict(os.environ, HOME=str(home)),
+                                            stdout=log, stderr=subprocess.STDOUT)
 
-def kipoi_predict(folder: Path, fasta: Path, bed: Path, out: Path, home: Path) -> pd.DataFrame:
-    args = ["predict", folder.name, "--source", "dir", "--keep_metadata", "-o", str(out),
-            "--dataloader_args", f'{{"intervals_file": "{bed}", "fasta_file": "{fasta}"}}']
-    run_kipoi(args, folder.parent, home)
-    return pd.read_csv(out, sep="\t")
+    def table(self) -> pd.DataFrame:
+        returncode = self.process.wait(timeout=600)
+        assert returncode == 0, f"kipoi predict failed:\n{self.log.read_text()[-4000:]}"
+        return pd.read_csv(self.out, sep="\t")
 
 
 def read_fasta(path: Path) -> dict:
@@ -78,6 +83,23 @@ def read_fasta(path: Path) -> dict:
         else:
             records[name].append(line.strip())
     return {k: "".join(v) for k, v in records.items()}
+
+
+def check_kipoi_test_reference(folder: Path) -> None:
+    """What `kipoi test` checks (the acceptance check runs it on kipoi_model/): model.yaml's
+    test.expect names example_files/expected.h5 relative to the folder's parent, and the exported
+    model reproduces its /preds from its /inputs."""
+    import h5py
+    import yaml
+
+    spec = yaml.safe_load((folder / "model.yaml").read_text())
+    assert spec["test"]["expect"] == f"{folder.name}/example_files/expected.h5"
+    assert spec["schema"]["targets"]["column_labels"] == kipoi_export.read_spec(folder)["output_labels"]
+    with h5py.File(folder.parent / spec["test"]["expect"], "r") as f:
+        inputs, expected = f["inputs"][:], f["preds"][:]
+    lm = predict.load_model(folder)
+    assert inputs.shape[1:] == (4, kipoi_export.read_spec(folder)["seq_len"])
+    np.testing.assert_allclose(kipoi_export.predict_batch(lm, inputs), expected, atol=1.5e-5, rtol=0)
 
 
 def cli(command, argv):
@@ -108,19 +130,55 @@ def ph_checkpoint(work):
     return train_tiny(work / "train_ph", rcps=False)
 
 
+def both_strands_example(folder: Path, work: Path) -> tuple[Path, Path]:
+    """The export's example slice plus its reverse complement (contig "rc"), each interval mirrored."""
+    examples = folder / "example_files"
+    (contig, sequence), = read_fasta(examples / "genome.fa").items()
+    length = len(sequence)
+    fasta = work / "both_strands.fa"
+    fasta.write_text(f">{contig}\n{sequence}\n>rc\n{sequence.translate(COMPLEMENT)[::-1]}\n")
+    bed = pd.read_csv(examples / "intervals.bed", sep="\t", comment="#", header=None).iloc[:, :3]
+    bed.columns = ["chrom", "start", "end"]
+    assert ((bed.start + bed.end) % 2 == 0).all()  # so centred windows mirror exactly
+    mirrored = pd.DataFrame({"chrom": "rc", "start": length - bed.end, "end": length - bed.start})
+    both_bed = work / "both_strands.bed"
+    pd.concat([bed, mirrored]).to_csv(both_bed, sep="\t", header=False, index=False)
+    return fasta, both_bed
+
+
+@pytest.fixture(scope="module")
+def kipoi_runs(work, ps_checkpoint, ph_checkpoint):
+    """Export the PS model (Python API) and the Ph model with conjoining (CLI), then start
+    `kipoi predict` on each: PS on the export's own example files, Ph on both strands."""
+    if not KIPOI.exists() or importlib.util.find_spec("kipoi") is None:
+        pytest.skip("kipoi is not installed (pip install -e '.[kipoi]')")
+    ps = kipoi_export.export_kipoi(ps_checkpoint, work / "ps_model")
+    ph = work / "ph_model"
+    assert cli("export-kipoi", ["--model", str(ph_checkpoint), "--out", str(ph), "--conjoin", "yes"]) == 0
+    ph_inputs = both_strands_example(ph, work)
+    examples = ps / "example_files"
+    runs = {
+        "ps": (ps, KipoiPredict(ps, examples / "genome.fa", examples / "intervals.bed", work / "ps.tsv", work / "home")),
+        "ph": (ph, KipoiPredict(ph, *ph_inputs, work / "ph.tsv", work / "home"), ph_inputs),
+    }
+    yield runs
+    for entry in runs.values():
+        if entry[1].process.poll() is None:  # a test failed before waiting for it
+            entry[1].process.kill()
+
+
 # --------------------------------------------------------------------------- Kipoi vs our predict
 @needs_kipoi
-def test_export_round_trip_kipoi_equals_our_predict(work, ps_checkpoint):
-    folder = kipoi_export.export_kipoi(ps_checkpoint, work / "ps_model")
+def test_export_round_trip_kipoi_equals_our_predict(work, ps_checkpoint, kipoi_runs):
+    folder, run = kipoi_runs["ps"]
     fasta, bed = folder / "example_files" / "genome.fa", folder / "example_files" / "intervals.bed"
-    for name in ("model.yaml", "model.py", "dataloader.yaml", "dataloader.py", "weights/model.json",
+    for name in ("model.yaml", "model.py", "dataloader.yaml", "dataloader.py", "README.md", "weights/model.json",
                  "weights/model.safetensors", "example_files/expected.h5"):
         assert (folder / name).is_file(), name
-
-    run_kipoi(["test", folder.name, "--source", "dir"], folder.parent, work / "home")
-    kipoi_table = kipoi_predict(folder, fasta, bed, work / "ps_kipoi.tsv", work / "home")
+    check_kipoi_test_reference(folder)
 
     ours = predict.predict_intervals(ps_checkpoint, fasta, bed)
+    kipoi_table = run.table()
     n_intervals = sum(1 for line in bed.read_text().splitlines() if line and not line.startswith("#"))
     assert len(ours) == len(kipoi_table) == n_intervals
     assert list(kipoi_table.columns[kipoi_table.columns.str.startswith("preds")]) == ["preds/0"]
@@ -144,25 +202,11 @@ def test_export_round_trip_kipoi_equals_our_predict(work, ps_checkpoint):
 
 
 @needs_kipoi
-def test_conjoined_ph_export_is_rc_invariant_and_matches_our_predict(work, ph_checkpoint):
-    folder = work / "ph_model"
-    assert cli("export-kipoi", ["--model", str(ph_checkpoint), "--out", str(folder), "--conjoin", "yes"]) == 0
+def test_conjoined_ph_export_is_rc_invariant_and_matches_our_predict(ph_checkpoint, kipoi_runs):
+    folder, run, (both, both_bed) = kipoi_runs["ph"]
     assert kipoi_export.read_spec(folder)["model_params"]["conjoin"] is True
-    examples = folder / "example_files"
-    (contig, sequence), = read_fasta(examples / "genome.fa").items()
-    length = len(sequence)
-    # A genome with the slice and its reverse complement; each interval mirrored onto the RC contig.
-    both = work / "both_strands.fa"
-    both.write_text(f">{contig}\n{sequence}\n>rc\n{sequence.translate(COMPLEMENT)[::-1]}\n")
-    bed = pd.read_csv(examples / "intervals.bed", sep="\t", comment="#", header=None).iloc[:, :3]
-    bed.columns = ["chrom", "start", "end"]
-    assert ((bed.start + bed.end) % 2 == 0).all()  # so centred windows mirror exactly
-    mirrored = pd.DataFrame({"chrom": "rc", "start": length - bed.end, "end": length - bed.start})
-    both_bed = work / "both_strands.bed"
-    pd.concat([bed, mirrored]).to_csv(both_bed, sep="\t", header=False, index=False)
-
-    kipoi_table = kipoi_predict(folder, both, both_bed, work / "ph_kipoi.tsv", work / "home")
     ours = predict.predict_intervals(ph_checkpoint, both, both_bed)  # "auto": Ph is conjoined
+    kipoi_table = run.table()
     np.testing.assert_allclose(kipoi_table["preds/0"], ours["ctcf"], atol=TOL, rtol=0)
     forward, reverse = np.split(kipoi_table["preds/0"].to_numpy(), 2)
     np.testing.assert_allclose(forward, reverse, atol=TOL, rtol=0)
