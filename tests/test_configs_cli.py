@@ -116,7 +116,7 @@ def test_overrides_reach_model_and_train_params():
                            "trainer.accumulate_grad_batches=4", "seed=7"])
     model_params, train_params = grelu_params(checked, n_tasks=3, out_dir="/tmp/run")
     assert model_params == {**checked.model, "n_tasks": 3}
-    assert (model_params["d_model"], model_params["n_layer"], model_params["rcps"], model_params["conjoin"]) == (48, 3, False, True)
+    assert [model_params[k] for k in ("d_model", "n_layer", "rcps", "conjoin")] == [48, 3, False, True]
     assert train_params["task"] == "binary" and train_params["loss"] == "bce"
     assert (train_params["lr"], train_params["batch_size"], train_params["max_epochs"]) == (0.005, 32, 2)
     assert (train_params["precision"], train_params["accumulate_grad_batches"]) == ("bf16-mixed", 4)
@@ -287,7 +287,8 @@ def test_fasta_bed_data_reads_centred_windows(tmp_path):
     rng = np.random.default_rng(0)
     chrom = "".join(rng.choice(list("ACGT"), 3000))
     fasta = tmp_path / "g.fa"
-    fasta.write_text(">chr1\n" + "\n".join(chrom[i:i + 60] for i in range(0, 3000, 60)) + "\n>chr2\n" + chrom[:1000] + "\n")
+    lines = "\n".join(chrom[i:i + 60] for i in range(0, 3000, 60))
+    fasta.write_text(f">chr1\n{lines}\n>chr2\n{chrom[:1000]}\n")
     intervals = pd.DataFrame({"chrom": ["chr1"] * 4 + ["chr2"] * 2, "start": [100, 500, 900, 2000, 100, 400],
                               "end": [200, 600, 1000, 2100, 200, 500], "bound": [1, 0, 1, 0, 1, 0]})
     path = tmp_path / "peaks.tsv"

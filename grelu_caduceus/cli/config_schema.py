@@ -43,7 +43,8 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _one_of(name: str, value, choices) -> None:
-    _require(value in choices, f"{name}={value!r} is not valid; choose one of: {', '.join('null' if c is None else str(c) for c in choices)}")
+    names = ", ".join("null" if c is None else str(c) for c in choices)
+    _require(value in choices, f"{name}={value!r} is not valid; choose one of: {names}")
 
 
 def _positive(name: str, value) -> None:
@@ -186,12 +187,14 @@ class TrainerConfig:
         devices_ok = (isinstance(self.devices, int) and (self.devices > 0 or self.devices == -1)) or \
             self.devices == "auto" or (isinstance(self.devices, (list, tuple)) and len(self.devices) > 0
                                        and all(isinstance(d, int) and d >= 0 for d in self.devices))
-        _require(devices_ok, f"devices must be a count (-1: all), 'auto' or a list of GPU indices, got {self.devices!r}")
+        _require(devices_ok,
+                 f"devices must be a count (-1: all), 'auto' or a list of GPU indices, got {self.devices!r}")
         _require(not (self.accelerator == "cpu" and self.devices not in (1, "auto")),
                  f"devices={self.devices!r} with accelerator=cpu: use trainer=gpu (or trainer=ddp) for several devices")
         _positive("num_nodes", self.num_nodes)
         _one_of("precision", str(self.precision), PRECISIONS)
-        _require(self.max_steps == -1 or self.max_steps > 0, f"max_steps must be > 0 or -1 (no limit), got {self.max_steps}")
+        _require(self.max_steps == -1 or self.max_steps > 0,
+                 f"max_steps must be > 0 or -1 (no limit), got {self.max_steps}")
         _require(self.max_epochs is None or self.max_epochs > 0 or self.max_epochs == -1,
                  f"max_epochs must be > 0, -1 or null, got {self.max_epochs}")
         _require(self.max_steps > 0 or (self.max_epochs or -1) > 0,

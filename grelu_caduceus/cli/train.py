@@ -345,8 +345,9 @@ def split_arguments(argv: list[str]) -> tuple[list[str], list[str], bool, bool]:
         if arg.startswith("-"):
             name = arg.split("=", 1)[0]
             if name not in HYDRA_FLAGS:
-                raise UserError(f"unknown option {arg}; options: --cfg job|hydra|all, --resolve, --package, -m/--multirun, "
-                                "--config-dir DIR, --info, --hydra-help (overrides are KEY=VALUE without dashes)")
+                raise UserError(f"unknown option {arg}; options: --cfg job|hydra|all, --resolve, --package, "
+                                "-m/--multirun, --config-dir DIR, --info, --hydra-help (overrides are KEY=VALUE "
+                                "without dashes)")
             flags.append(arg)
             if HYDRA_FLAGS[name] and "=" not in arg:
                 if i + 1 >= len(argv):

@@ -97,8 +97,8 @@ def labelled_datasets(table: LabelledTable, data):
                                   "(see data.split_column / data.val_chroms).")
         lengths = {len(s) for s in seqs}
         if len(lengths) > 1:
-            raise DataConfigError(f"{table.source}: sequences have different lengths ({min(lengths)}-{max(lengths)} bp); "
-                                  "set data.seq_len to resize them")
+            raise DataConfigError(f"{table.source}: sequences have different lengths "
+                                  f"({min(lengths)}-{max(lengths)} bp); set data.seq_len to resize them")
         augment = split == "train"
         datasets.append(LabeledSeqDataset(
             seqs, labels=labels, tasks=table.tasks,
@@ -157,8 +157,8 @@ def _read_table(path: str, what: str) -> pd.DataFrame:
 def _columns(frame: pd.DataFrame, wanted: list[str], source: str, key: str) -> None:
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        raise DataConfigError(f"{source} has no column(s) {', '.join(missing)} (it has {', '.join(map(str, frame.columns))}); "
-                              f"set {key}")
+        present = ", ".join(map(str, frame.columns))
+        raise DataConfigError(f"{source} has no column(s) {', '.join(missing)} (it has {present}); set {key}")
 
 
 def _table(data, task_name: str) -> LabelledTable:
@@ -167,7 +167,8 @@ def _table(data, task_name: str) -> LabelledTable:
     _columns(frame, [data.seq_column], source, "data.seq_column")
     _columns(frame, list(data.label_columns), source, "data.label_columns=[...]")
     _columns(frame, [data.split_column], source, "data.split_column (values train / val / test)")
-    labels, tasks = encode_labels(frame[list(data.label_columns)].to_numpy(), list(data.label_columns), task_name, source)
+    columns = list(data.label_columns)
+    labels, tasks = encode_labels(frame[columns].to_numpy(), columns, task_name, source)
     seqs = frame[data.seq_column].astype(str).str.upper().tolist()
     if data.seq_len:
         seqs = [_centre_resize_string(s, data.seq_len) for s in seqs]
@@ -234,7 +235,8 @@ def _fasta_bed_table(data, task_name: str) -> LabelledTable:
     source = f"data.intervals={data.intervals}"
     frame = _read_headed_intervals(data.intervals, "data.intervals")
     _columns(frame, list(data.label_columns), source, "data.label_columns=[...]")
-    labels, tasks = encode_labels(frame[list(data.label_columns)].to_numpy(), list(data.label_columns), task_name, source)
+    columns = list(data.label_columns)
+    labels, tasks = encode_labels(frame[columns].to_numpy(), columns, task_name, source)
     starts, seq_len = _windows(frame, data.seq_len, source)
     split = _row_splits(data, source, frame)
     return LabelledTable(_fetch(data.fasta, frame, starts, seq_len), labels, tasks, split, source)
