@@ -198,6 +198,19 @@ def test_user_config_folder_adds_options(tmp_path, capsys):
     assert composed.model.d_model == 32 and composed.model.model_type == "CaduceusModel"
 
 
+def test_train_script_reruns_the_train_command():
+    """Lightning's DDP launcher re-runs sys.argv[0] (the train script) for the other devices."""
+    import subprocess
+    import sys
+
+    from grelu_caduceus.cli.train import TRAIN_SCRIPT
+
+    done = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "model=hyenadna", "--cfg", "job"],
+                          capture_output=True, text=True, timeout=300, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "model_type: HyenaDNAModel" in done.stdout
+
+
 def test_cfg_job_shows_templates_with_required_values_unset(capsys):
     assert cli_main(["train", "experiment=finetune", "--cfg", "job"]) == 0
     assert "pretrained_path: ???" in capsys.readouterr().out

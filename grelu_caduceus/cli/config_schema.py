@@ -189,8 +189,9 @@ class TrainerConfig:
                                        and all(isinstance(d, int) and d >= 0 for d in self.devices))
         _require(devices_ok,
                  f"devices must be a count (-1: all), 'auto' or a list of GPU indices, got {self.devices!r}")
-        _require(not (self.accelerator == "cpu" and self.devices not in (1, "auto")),
-                 f"devices={self.devices!r} with accelerator=cpu: use trainer=gpu (or trainer=ddp) for several devices")
+        _require(self.accelerator != "cpu" or self.devices in (1, "auto") or self.strategy.startswith("ddp"),
+                 f"devices={self.devices!r} with accelerator=cpu: use trainer=gpu or trainer=ddp for several GPUs "
+                 "(several CPU processes need strategy=ddp)")
         _positive("num_nodes", self.num_nodes)
         _one_of("precision", str(self.precision), PRECISIONS)
         _require(self.max_steps == -1 or self.max_steps > 0,

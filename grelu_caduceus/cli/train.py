@@ -37,6 +37,8 @@ from .config_schema import ConfigError, ValidatedConfig, validate
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+# argv[0] while Hydra runs: Lightning's DDP launcher re-runs it for the processes of other devices
+TRAIN_SCRIPT = Path(__file__).resolve().parent / "train_script.py"
 CONFIG_NAME = "train"
 GROUPS = ("model", "task", "data", "trainer", "experiment")
 VERSION_BASE = "1.3"
@@ -140,7 +142,8 @@ def _n_devices(trainer) -> int:
 
 
 def trainer_params(checked: ValidatedConfig, out_dir) -> dict:
-    """The trainer section (and seed) as train_params keys read by build_mlm_trainer and gReLU."""
+    """The trainer section (and seed) as train_params keys, as read by gReLU, our Trainer builders
+    (grelu_caduceus.training.build_trainer, tasks.mlm.build_mlm_trainer) and stored in checkpoints."""
     params = asdict(checked.trainer)
     params.pop("resume")
     return {**params, "seed": checked.seed, "save_dir": str(out_dir), "checkpoint": True}
@@ -220,7 +223,6 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
     import pytorch_lightning as pl
 
     from ..data.genome import GenomeDataError
-    from ..tasks.mlm import build_mlm_trainer
     from .train_data import build_datasets, steps_per_epoch
 
     out_dir = Path(out_dir)
@@ -256,7 +258,7 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
 
         trainer = train_mlm(lm, train_ds, val_ds, out_dir, resume=resume, **overrides)
     else:
-        trainer = build_mlm_trainer(lm.train_params, out_dir, **overrides)
+        trainer = labelled_trainer(lm.train_params, out_dir, **overrides)
         fit_labelled(lm, trainer, train_ds, val_ds, resume)
     # Periodic checkpoints follow checkpoint_every; this one makes every run end with last.ckpt.
     trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt")
@@ -265,9 +267,33 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
     return result
 
 
+def labelled_trainer(train_params: dict, out_dir: Path, **overrides):
+    """The project's Trainer (grelu_caduceus.training.build_trainer) with the run-folder layout that
+    MLM runs have too: checkpoints/{best,last,step*}.ckpt and logs/metrics.csv."""
+    import pytorch_lightning as pl
+
+    from ..tasks.mlm import SaveOnInterrupt
+    from ..training import build_trainer
+
+    p = train_params
+    ckpt_dir = out_dir / "checkpoints"
+    callbacks = [SaveOnInterrupt(ckpt_dir)]
+    if p["checkpoint_every"]:
+        callbacks.append(pl.callbacks.ModelCheckpoint(
+            dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=p["checkpoint_every"], save_top_k=-1,
+            auto_insert_metric_name=False))
+    best = dict(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                save_top_k=1 if p["save_best"] else 0, save_last=True)
+    loggers = {"csv": lambda: pl.loggers.CSVLogger(out_dir, name="logs", version=""),
+               "wandb": lambda: pl.loggers.WandbLogger(save_dir=str(out_dir), project="grelu-caduceus"),
+               None: lambda: None}
+    return build_trainer(p, checkpoint=best, callbacks=callbacks, logger=loggers[p["logger"]](),
+                         enable_progress_bar=p["progress_bar"], num_sanity_val_steps=0, **overrides)
+
+
 def fit_labelled(lm, trainer, train_ds, val_ds, resume=None) -> None:
-    """gReLU's train_on_dataset with our Trainer (steps, precision, strategy, checkpoints from the
-    config): records the task names and dataset attributes gReLU keeps in data_params."""
+    """gReLU's train_on_dataset on our Trainer: records the task names and dataset attributes that
+    gReLU keeps in data_params (prediction tools read them), then fits."""
     import grelu
 
     lm.data_params["tasks"] = train_ds.tasks.reset_index(names="name").to_dict(orient="list")
@@ -419,7 +445,7 @@ def run_hydra(args: list[str]) -> int:
             outcome.setdefault("errors", []).append(err)
 
     saved_argv = sys.argv
-    sys.argv = ["grelu-caduceus-train", *args]
+    sys.argv = [str(TRAIN_SCRIPT), *args]
     GlobalHydra.instance().clear()
     try:
         _hydra_entry()
@@ -440,3 +466,9 @@ def _run_job(cfg: DictConfig) -> TrainResult:
     checked = validate(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     return train(checked, out_dir)
+
+
+if __name__ == "__main__":  # python -m grelu_caduceus.cli.train OVERRIDES (DDP re-runs it the same way)
+    from grelu_caduceus.cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))
