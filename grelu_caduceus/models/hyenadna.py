@@ -1,0 +1,97 @@
+"""HyenaDNA as a gReLU model: ``model_type="HyenaDNAModel"``."""
+
+import torch
+from grelu.model.heads import ConvHead
+from grelu.model.models import BaseModel
+from torch import nn
+
+from grelu_caduceus.hyena import HyenaDNABackbone, HyenaDNAConfig, preset_sizes
+from grelu_caduceus.models.common import CropAndBin
+
+
+class HyenaDNATrunk(nn.Module):
+    """gReLU trunk: one-hot (N, 4, L) -> HyenaDNA hidden states -> crop/bin -> (N, d_model, L_out).
+
+    ``L_out = (L - 2 * crop_len) // bin_size``. The one-hot input is embedded by matrix products, so
+    gradients with respect to the input exist (gReLU's attribution methods need them).
+    """
+
+    def __init__(self, config: HyenaDNAConfig, crop_len: int = 0, bin_size: int = 1):
+        super().__init__()
+        self.backbone = HyenaDNABackbone(config)
+        self.crop_and_bin = CropAndBin(crop_len, bin_size)
+        self.out_channels = config.d_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 4, L) one-hot, A,C,G,T rows. Returns (N, d_model, L_out)."""
+        hidden = self.backbone(inputs_embeds=self.backbone.embed_onehot(x))  # (N, L, d)
+        return self.crop_and_bin(hidden.transpose(1, 2))
+
+
+class HyenaDNAModel(BaseModel):
+    """HyenaDNA (Nguyen et al., 2023) with a gReLU ConvHead, trained from scratch.
+
+    Args:
+        n_tasks: number of output tracks.
+        d_model, n_layer, l_max: width, depth and longest input; ignored when ``preset`` is given.
+        preset: a published size ("tiny-1k", "small-32k", "medium-160k", "medium-450k", "large-1m");
+            overrides d_model, n_layer and l_max.
+        order: Hyena operator order.
+        filter_order: hidden width of the implicit-filter MLP.
+        emb_dim: number of positional features for the filter MLP (odd, >= 3).
+        short_filter_order: kernel size of the short causal convolution.
+        final_pool_func: "avg", "max" or None (per-position output).
+        crop_len: positions cropped from each end of the output.
+        bin_size: average the (cropped) output over non-overlapping bins of this size.
+        conjoin: average the predictions for x and for its reverse complement (whose per-position
+            outputs are flipped back along the length axis), making predictions RC-invariant.
+        gradient_checkpointing: recompute blocks in the backward pass to save memory.
+        dtype, device: for the parameters.
+
+    Output: (N, n_tasks, 1) when pooled, else (N, n_tasks, (L - 2 * crop_len) // bin_size).
+    """
+
+    def __init__(
+        self,
+        n_tasks: int,
+        d_model: int = 128,
+        n_layer: int = 2,
+        l_max: int = 1024,
+        preset: str | None = None,
+        order: int = 2,
+        filter_order: int = 64,
+        emb_dim: int = 5,
+        short_filter_order: int = 3,
+        final_pool_func: str | None = "avg",
+        crop_len: int = 0,
+        bin_size: int = 1,
+        conjoin: bool = False,
+        gradient_checkpointing: bool = False,
+        dtype=None,
+        device=None,
+    ):
+        if final_pool_func not in ("avg", "max", None):
+            raise ValueError(f"final_pool_func must be 'avg', 'max' or None, got {final_pool_func!r}.")
+        sizes = preset_sizes(preset) if preset is not None else dict(d_model=d_model, n_layer=n_layer, l_max=l_max)
+        config = HyenaDNAConfig(
+            **sizes,
+            order=order,
+            filter_order=filter_order,
+            emb_dim=emb_dim,
+            short_filter_order=short_filter_order,
+            gradient_checkpointing=gradient_checkpointing,
+        )
+        trunk = HyenaDNATrunk(config, crop_len=crop_len, bin_size=bin_size).to(device=device, dtype=dtype)
+        head = ConvHead(n_tasks, in_channels=config.d_model, pool_func=final_pool_func, dtype=dtype, device=device)
+        super().__init__(embedding=trunk, head=head)
+        self.config = config
+        self.conjoin = conjoin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 4, L) one-hot -> (N, n_tasks, L_out)."""
+        prediction = self.head(self.embedding(x))
+        if not self.conjoin:
+            return prediction
+        # Reverse complement of an A,C,G,T one-hot = flip channels and length.
+        prediction_rc = self.head(self.embedding(x.flip(1, 2))).flip(-1)
+        return (prediction + prediction_rc) / 2
