@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("long_range", help="train and evaluate on long-range tasks")
     s.add_argument("--quick", action="store_true", help="smoke test: tiny data, few steps (< 1 min)")
     s.add_argument("--out", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
-    s.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1, quick: 0)")
+    s.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0)")
     s.add_argument("--tasks", nargs="+", help="subset of the tasks (default: all)")
     s.add_argument("--models", nargs="+", help="subset of: caduceus hyenadna enformer")
     s.add_argument("--data-dir", type=Path, default=None,

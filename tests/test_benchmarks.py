@@ -1,0 +1,237 @@
+"""Benchmarks: matched model zoo, scaling measurements, long-range data and training, report."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import long_range, report, scaling  # noqa: E402
+from benchmarks.run import main as run_main  # noqa: E402
+
+
+# ------------------------------------------------------------------------------- model zoo
+
+
+def test_matched_models_have_matched_sizes_and_centre_readout():
+    """The three matched models are within 20% of each other, and readout_len crops to the centre."""
+    counts = {}
+    for name in scaling.MATCHED:
+        torch.manual_seed(0)
+        model = scaling.build_model(name, 256, readout_len=128)
+        counts[name] = scaling.count_params(model)
+        x = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 256)), 4).transpose(1, 2).float()
+        features = model.embedding(x)
+        # Enformer's trunk works on 32 bp positions; the others per base.
+        expected = 128 // scaling.length_multiple(name)
+        assert features.shape[-1] == expected, name
+        assert model(x).shape == (2, 1, 1), name
+    assert max(counts.values()) / min(counts.values()) < 1.2, counts
+    assert all(100_000 <= c <= 300_000 for c in counts.values()), counts
+
+
+@pytest.mark.parametrize("name", ["caduceus", "hyenadna"])
+def test_centre_readout_still_depends_on_distal_bases(name):
+    """Cropping the output to the centre keeps distal input visible through the trunk.
+
+    (Not asserted for Enformer: its attention output projection starts at zero, so an untrained
+    Enformer is exactly local.)
+    """
+    torch.manual_seed(0)
+    model = scaling.build_model(name, 256, readout_len=64).eval()
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (1, 256)), 4).transpose(1, 2).float()
+    x_far = x.clone()
+    x_far[:, :, :16] = x_far[:, :, :16].roll(1, dims=1)  # change the first 16 bp only
+    with torch.no_grad():
+        assert (model(x) - model(x_far)).abs().max() > 0
+
+
+def test_model_params_errors_name_the_fix():
+    with pytest.raises(ValueError, match="divisible by 32"):
+        scaling.model_params("enformer", 1000)
+    with pytest.raises(ValueError, match="readout_len"):
+        scaling.model_params("caduceus", 256, readout_len=300)
+    with pytest.raises(ValueError, match="choose from"):
+        scaling.model_params("transformer", 256)
+    with pytest.raises(ValueError, match="divisible by 6"):
+        scaling.compact_enformer_trunk(5, 128, 1, 4, 16, 0.0, 0.0, 0.0)
+
+
+def test_compact_enformer_pools_by_two_per_conv_block():
+    torch.manual_seed(0)
+    trunk = scaling.compact_enformer_trunk(4, 96, 1, 2, 16, 0.0, 0.0, 0.0)
+    out = trunk(torch.zeros(3, 4, 512))
+    assert out.shape == (3, 192, 512 // 16)
+
+
+# ------------------------------------------------------------------------------- scaling
+
+
+def test_predict_next_extrapolates_a_power_law():
+    assert scaling.predict_next([(1000, 1.0)], 4000) == pytest.approx(16.0)  # one point: quadratic
+    assert scaling.predict_next([(1000, 1.0), (2000, 2.0)], 8000) == pytest.approx(8.0)  # linear trend
+    assert scaling.predict_next([(1000, 1.0), (2000, 1.0)], 8000) == pytest.approx(4.0)  # clamped to >= 1
+    assert scaling.predict_next([(1000, 1.0), (2000, 100.0)], 4000) == pytest.approx(100 * 2**2.5)  # <= 2.5
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux peak-RSS reset")
+def test_peak_memory_sees_an_allocation_and_its_absence():
+    with scaling.PeakMemory("cpu") as big:
+        block = torch.ones(50 * 2**20)  # 200 MiB, touched
+        del block
+    with scaling.PeakMemory("cpu") as small:
+        torch.ones(1000).sum()
+    assert 180 < big.peak_mb < 400
+    assert small.peak_mb < 50
+
+
+def test_scaling_suite_writes_the_csv(tmp_path):
+    path = scaling.run_scaling(tmp_path, quick=True, models=["enformer"], lengths=[256, 512], log=lambda m: None)
+    d = pd.read_csv(path)
+    assert list(d.columns) == scaling.COLUMNS
+    assert set(d.model) == {"enformer"}
+    assert set(d["mode"]) == {"fwd", "fwd_bwd"}
+    assert set(d.seq_len) == {256, 512}
+    assert (d.ms > 0).all()
+    assert d.device.str.startswith("cpu").all()
+
+
+# ------------------------------------------------------------------------------- long-range data
+
+
+def test_motif_distance_places_the_motif_at_the_chosen_distance():
+    context, distance = 512, 512 // 2 - 32
+    data = long_range.motif_distance_data(context, n_train=20, n_test=10, seed=3)
+    assert data.codes.shape == (30, context)
+    assert data.labels[~data.is_test].mean() == 0.5 and data.labels[data.is_test].mean() == 0.5
+    motif = long_range.encode(long_range.MOTIF)
+    motif_rc = (3 - motif)[::-1]
+    k = len(motif)
+    for codes, label in zip(data.codes, data.labels):
+        hits = [s for s in range(context - k + 1)
+                if (codes[s:s + k] == motif).all() or (codes[s:s + k] == motif_rc).all()]
+        if label:
+            assert [abs(s + k // 2 - context // 2) for s in hits] == [distance]
+        else:
+            assert hits == []
+
+
+def test_motif_distance_is_reproducible_per_seed():
+    a = long_range.motif_distance_data(256, 8, 8, seed=1)
+    b = long_range.motif_distance_data(256, 8, 8, seed=1)
+    c = long_range.motif_distance_data(256, 8, 8, seed=2)
+    assert (a.codes == b.codes).all() and not (a.codes == c.codes).all()
+
+
+def test_real_task_from_bundled_windows_is_balanced_and_centred():
+    from grelu_caduceus.data import read_task_table
+
+    task = long_range.RealTask("atac", max_context=160)
+    data = task.data(n_train=8, n_test=6, seed=0)
+    assert data.codes.shape == (14, 160)
+    assert data.labels[~data.is_test].sum() == 4 and data.labels[data.is_test].sum() == 3
+    # Test examples do not depend on the seed; training examples do.
+    other = task.data(n_train=8, n_test=6, seed=1)
+    assert (other.codes[other.is_test] == data.codes[data.is_test]).all()
+    assert not (other.codes[~other.is_test] == data.codes[~data.is_test]).all()
+    # Every row is the centre of a bundled 200 bp window with its label.
+    table = read_task_table("atac")
+    centres = {long_range.encode(s[20:180]).tobytes(): lab for s, lab in zip(table.seq, table.label)}
+    for codes, label in zip(data.codes, data.labels):
+        assert centres[codes.tobytes()] == label
+    assert (data.centre(96) == data.codes[:, 32:128]).all()
+
+
+def test_sample_balanced_explains_a_too_large_request():
+    labels = np.array([1, 0, 0, 0], dtype=np.float32)
+    with pytest.raises(ValueError, match="lower n_train"):
+        long_range.sample_balanced(labels, np.arange(4), 4, np.random.default_rng(0))
+
+
+def test_auroc_matches_pairwise_definition():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = rng.integers(0, 5, 60).astype(float)  # many ties
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert long_range.auroc(labels, scores) == pytest.approx(pairwise)
+    assert long_range.auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+
+
+def test_training_learns_an_easy_task():
+    """The shared loop fits a motif inside the read-out window (so a broken loop cannot pass)."""
+    budget = long_range.Budget(contexts=[128], readout_len=64, steps=30, batch_size=8, lr=3e-3, warmup_steps=2)
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, size=(192, 128), dtype=np.uint8)
+    labels = np.tile(np.array([1, 0], dtype=np.float32), 96)
+    codes[labels == 1, 60:68] = long_range.encode("GGGGGGGG")
+    x = long_range.one_hot(codes)
+    torch.manual_seed(0)
+    model = scaling.build_model("enformer", 128, readout_len=64)
+    value, seconds = long_range.train_and_evaluate(model, x[:128], torch.from_numpy(labels[:128]), x[128:],
+                                                   labels[128:], budget, seed=0)
+    assert value > 0.9 and seconds > 0
+
+
+@pytest.mark.slow
+def test_long_range_quick_cli(tmp_path):
+    """`run.py long_range --quick`: every task, model and context gets a row with a valid AUROC."""
+    assert run_main(["long_range", "--quick", "--out", str(tmp_path)]) == 0
+    d = pd.read_csv(tmp_path / "long_range.csv")
+    assert list(d.columns) == long_range.COLUMNS
+    assert set(d.task) == set(long_range.TASKS)
+    assert set(d.model) == {"caduceus", "hyenadna", "enformer"}
+    assert set(d.data) == {"real", "synthetic"}
+    assert (d.groupby(["task", "model"]).context_len.nunique() == len(long_range.QUICK.contexts)).all()
+    assert d.value.between(0, 1).all() and (d.metric == "auroc").all()
+
+
+# ------------------------------------------------------------------------------- report
+
+
+def _fake_results(folder: Path):
+    rows = []
+    for model, base in (("caduceus", 10.0), ("hyenadna", 5.0), ("enformer", 2.0)):
+        for L in (1024, 4096):
+            for mode in ("fwd", "fwd_bwd"):
+                rows.append(dict(model=model, seq_len=L, params=200_000, mode=mode, ms=base * L / 1024,
+                                 peak_mem_mb=L / 100, device="cpu (2 threads)"))
+    pd.DataFrame(rows).to_csv(folder / "scaling.csv", index=False)
+    rows = []
+    for task, kind in (("syn", "synthetic"), ("real_a", "real")):
+        for model, auc in (("caduceus", 0.6), ("hyenadna", 0.7), ("enformer", 0.55)):
+            for ctx in (256, 1024):
+                for seed in (0, 1):
+                    rows.append(dict(task=task, data=kind, model=model, context_len=ctx, params=200_000,
+                                     metric="auroc", value=auc + 0.01 * seed, seed=seed, steps=10, n_train=32,
+                                     n_test=32, train_s=1.0))
+    pd.DataFrame(rows).to_csv(folder / "long_range.csv", index=False)
+
+
+def test_report_fills_the_readme_blocks_and_writes_plots(tmp_path):
+    _fake_results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Bench\nprose stays\n<!-- BEGIN scaling -->\nold\n<!-- END scaling -->\n"
+                      "<!-- BEGIN long_range -->\n<!-- END long_range -->\n")
+    assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "prose stays" in text and "old" not in text
+    assert "Enformer/Caduceus time 0.20" in text  # 2 ms / 10 ms per 1024 bp at the longest common length
+    assert "| 4k | 40.0 | 20.0 | 8.0 |" in text
+    assert "0.605 (0.600–0.610)" in text  # mean (min–max) over the two seeds
+    assert "Caduceus is behind in" in text and "hyenadna 0.705" in text
+    for png in ("scaling_time.png", "scaling_memory.png", "long_range.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_report_without_markers_or_csvs_fails_clearly(tmp_path):
+    assert report.main(["--results", str(tmp_path), "--readme", str(tmp_path / "README.md")]) == 1
+    with pytest.raises(ValueError, match="markers"):
+        report.replace_block("no markers here", "scaling", "x")
