@@ -148,7 +148,7 @@ def long_range_block(df: pd.DataFrame, png_name: str | None) -> str:
     seeds = sorted(set(df.seed))
     metric = ", ".join(sorted(set(df.metric)))
     parts = [f"Test {metric}; mean over seeds {seeds} (min–max in brackets when more than one seed). "
-             f"Budget per run: {_budget_text(df)}."]
+             f"Budget per run: {_budget_text(df)}.{_standard_error_text(df)}"]
     for task in dict.fromkeys(df.task):
         sub = summary[summary.task == task]
         contexts = sorted(set(sub.context_len))
@@ -175,6 +175,17 @@ def long_range_block(df: pd.DataFrame, png_name: str | None) -> str:
     if png_name:
         parts.append(f"![long-range results](results/{png_name})")
     return "\n\n".join(parts)
+
+
+def _standard_error_text(df: pd.DataFrame) -> str:
+    """Standard error of one AUROC near 0.5 on a balanced test set (Hanley & McNeil 1982)."""
+    if "n_test" not in df.columns or set(df.metric) != {"auroc"}:
+        return ""
+    n = int(df.n_test.min())
+    half = n // 2
+    se = ((n + 1) / (12 * half * half)) ** 0.5
+    return (f" One run's AUROC near 0.5 on {n} balanced test examples has a standard error of {se:.3f}, so single-run "
+            f"differences below about {2.5 * se:.2f} are within noise.")
 
 
 def _budget_text(df: pd.DataFrame) -> str:
@@ -233,6 +244,9 @@ def plot_long_range(df: pd.DataFrame, path: Path) -> None:
                         capsize=3, label=model, color=COLORS.get(model))
         ax.axhline(0.5, color="k", lw=0.8, ls=":")
         ax.set_xscale("log", base=2)
+        contexts = sorted(set(sub.context_len))
+        ax.set_xticks(contexts, [str(c) for c in contexts])
+        ax.minorticks_off()
         ax.set_xlabel("context (bp)")
         ax.set_title(f"{task} ({sub.data.iloc[0]})")
         ax.grid(True, alpha=0.3)

@@ -382,8 +382,9 @@ def sweep_model(name, settings: SweepSettings, device, modes=("fwd", "fwd_bwd"),
         times, memories = [], []
         for seq_len in lengths:
             if times:
-                t_pred = predict_next(times, seq_len)
-                m_pred = predict_next(memories, seq_len) if memories else 0.0
+                # From a single point assume L^1.5: quadratic is too pessimistic for the linear models.
+                t_pred = predict_next(times, seq_len, default_exponent=1.5)
+                m_pred = predict_next(memories, seq_len, default_exponent=1.5) if memories else 0.0
                 if t_pred > settings.max_call_seconds or m_pred > settings.max_mem_mb:
                     log(f"  {name} {mode}: stop before {seq_len} bp (predicted {t_pred:.1f} s, {m_pred:.0f} MB; "
                         f"caps {settings.max_call_seconds:.0f} s, {settings.max_mem_mb:.0f} MB)")
