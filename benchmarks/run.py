@@ -123,7 +123,11 @@ def main(argv=None) -> int:
     if argv and argv[0] == "gpu":  # everything after "gpu" belongs to the GPU suite's own parser
         return cmd_gpu(argv[1:])
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ValueError as err:  # a wrong model / task / length: say which and what is allowed
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

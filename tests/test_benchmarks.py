@@ -235,3 +235,22 @@ def test_report_without_markers_or_csvs_fails_clearly(tmp_path):
     assert report.main(["--results", str(tmp_path), "--readme", str(tmp_path / "README.md")]) == 1
     with pytest.raises(ValueError, match="markers"):
         report.replace_block("no markers here", "scaling", "x")
+
+
+# ------------------------------------------------------------------------------- runner
+
+
+def test_runner_passes_gpu_arguments_to_the_gpu_suite(capsys):
+    if not (REPO / "benchmarks" / "gpu_suite.py").exists():
+        pytest.skip("GPU suite not in this checkout")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["gpu", "--help"])
+    assert exit_info.value.code == 0
+    assert "--dry-run" in capsys.readouterr().out  # the GPU suite's own parser answered
+
+
+def test_runner_rejects_unknown_models_and_tasks(tmp_path, capsys):
+    assert run_main(["scaling", "--models", "transformer", "--out", str(tmp_path)]) == 2
+    assert "Unknown model(s) ['transformer']; choose from caduceus" in capsys.readouterr().err
+    assert run_main(["long_range", "--quick", "--tasks", "nope", "--out", str(tmp_path)]) == 2
+    assert "Unknown task(s) ['nope']; choose from motif_distance" in capsys.readouterr().err
