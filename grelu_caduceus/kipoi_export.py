@@ -388,8 +388,8 @@ class CaduceusIntervalDl(Dataset):
 
 _DEPENDENCIES = {
     "conda": ["python>=3.10", "pip"],
-    "pip": ["torch>=2.1", "grelu>=1.1,<1.2", "safetensors", "h5py",
-            "grelu-caduceus (this repository: pip install -e .)"],
+    # grelu-caduceus itself is installed from its repository (pip install -e '.[kipoi]'); see README.md.
+    "pip": ["torch>=2.1", "grelu>=1.1,<1.2", "safetensors", "h5py", "grelu-caduceus"],
 }
 
 
