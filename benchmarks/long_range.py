@@ -6,10 +6,10 @@ same budget (steps, batch, learning rate) and the same seeds, in one plain PyTor
 prediction is always read at the centre (the model's output is cropped to the central
 ``readout_len`` bp, then averaged), so a longer context can only add information:
 
-* ``motif_distance`` (synthetic): uniform random DNA; positives carry a CTCF-like 14-mer, in
-  either orientation, whose centre is ``context/2 - 32`` bp upstream or downstream of the
-  sequence centre (outside the read-out window); negatives carry none. Read at the centre, the
-  label is only visible to a model that moves information over that distance.
+* ``motif_distance`` (synthetic): uniform random DNA; positives carry a cluster of four adjacent
+  copies of a CTCF-like 14-mer (each on either strand) centred ``context/2 - 32`` bp upstream or
+  downstream of the sequence centre (outside the read-out window); negatives carry none. Read at
+  the centre, the label is only visible to a model that moves information over that distance.
 * ``atac_gm12878`` (real): GM12878 ATAC-seq peaks on hg19 chr20 against GC-matched background
   (the bundled ``atac`` table), windows of ``context`` bp centred on the bundled 200 bp windows,
   read from the full chr20 of ``benchmarks/data/prepare.py``.
@@ -38,8 +38,10 @@ from benchmarks.scaling import MATCHED, build_model, count_params
 
 COLUMNS = ["task", "data", "model", "context_len", "params", "metric", "value", "seed",
            "steps", "n_train", "n_test", "train_s"]
-# hg19 CTCF consensus core (JASPAR MA0139.1, most likely base at each position).
+# hg19 CTCF consensus core (JASPAR MA0139.1, most likely base at each position), planted as a
+# cluster of adjacent copies (56 bp): one copy is hard to pick up from a few hundred examples.
 MOTIF = "CCACCAGGGGGCGC"
+MOTIF_COPIES = 4
 BASES = "ACGT"
 
 
@@ -118,9 +120,9 @@ def one_hot(codes: np.ndarray) -> torch.Tensor:
 def motif_distance_data(context: int, n_train: int, n_test: int, seed: int) -> TaskData:
     """The synthetic task at one context: ``n_train`` then ``n_test`` sequences (even counts, balanced).
 
-    Positives hold MOTIF (random orientation) centred ``context // 2 - 32`` bp to a random side of
-    the centre; negatives hold random DNA only (chance occurrences of a 14-mer are ~1e-5 per
-    sequence and ignored).
+    Positives hold a cluster of MOTIF_COPIES adjacent copies of MOTIF (each on a random strand),
+    centred ``motif_distance(context)`` bp to a random side of the sequence centre; negatives hold
+    random DNA only (chance occurrences of a 14-mer are ~1e-5 per sequence and ignored).
     """
     if n_train % 2 or n_test % 2:
         raise ValueError(f"n_train and n_test must be even (balanced classes), got {n_train} and {n_test}.")
@@ -130,13 +132,20 @@ def motif_distance_data(context: int, n_train: int, n_test: int, seed: int) -> T
     labels = np.tile(np.array([1, 0], dtype=np.float32), n // 2)
     motif = encode(MOTIF)
     motif_rc = (3 - motif)[::-1]
-    distance = context // 2 - 32
+    k = len(MOTIF)
+    distance = motif_distance(context)
     for i in np.flatnonzero(labels):
-        centre = context // 2 + distance * (1 if rng.random() < 0.5 else -1)
-        start = centre - len(MOTIF) // 2
-        codes[i, start:start + len(MOTIF)] = motif if rng.random() < 0.5 else motif_rc
+        cluster_start = context // 2 + distance * (1 if rng.random() < 0.5 else -1) - MOTIF_COPIES * k // 2
+        for copy in range(MOTIF_COPIES):
+            start = cluster_start + copy * k
+            codes[i, start:start + k] = motif if rng.random() < 0.5 else motif_rc
     is_test = np.arange(n) >= n_train  # labels alternate, so both parts are balanced
     return TaskData(codes, labels, is_test)
+
+
+def motif_distance(context: int) -> int:
+    """Distance (bp) from the sequence centre to the centre of the motif cluster: near the far end."""
+    return context // 2 - 32
 
 
 def sample_balanced(labels: np.ndarray, candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -106,8 +106,9 @@ def test_scaling_suite_writes_the_csv(tmp_path):
 # ------------------------------------------------------------------------------- long-range data
 
 
-def test_motif_distance_places_the_motif_at_the_chosen_distance():
+def test_motif_distance_places_the_motif_cluster_at_the_chosen_distance():
     context, distance = 512, 512 // 2 - 32
+    assert long_range.motif_distance(context) == distance
     data = long_range.motif_distance_data(context, n_train=20, n_test=10, seed=3)
     assert data.codes.shape == (30, context)
     assert data.labels[~data.is_test].mean() == 0.5 and data.labels[data.is_test].mean() == 0.5
@@ -117,8 +118,10 @@ def test_motif_distance_places_the_motif_at_the_chosen_distance():
     for codes, label in zip(data.codes, data.labels):
         hits = [s for s in range(context - k + 1)
                 if (codes[s:s + k] == motif).all() or (codes[s:s + k] == motif_rc).all()]
-        if label:
-            assert [abs(s + k // 2 - context // 2) for s in hits] == [distance]
+        if label:  # four adjacent copies, centred on +-distance
+            offsets = [s + k // 2 - context // 2 for s in hits]
+            assert len({o > 0 for o in offsets}) == 1  # all on one side
+            assert sorted(abs(o) for o in offsets) == [distance - 21, distance - 7, distance + 7, distance + 21]
         else:
             assert hits == []
 
