@@ -152,6 +152,27 @@ def test_real_task_from_bundled_windows_is_balanced_and_centred():
     assert (data.centre(96) == data.codes[:, 32:128]).all()
 
 
+def _chr20_prepared() -> bool:
+    from benchmarks.data.prepare import default_cache_dir
+
+    return (default_cache_dir() / "hg19_chr20" / ".prepared.json").exists()
+
+
+@pytest.mark.skipif(not _chr20_prepared(), reason="hg19 chr20 not fetched (benchmarks/data/prepare.py hg19_chr20)")
+def test_real_task_with_long_context_is_centred_on_the_bundled_window():
+    """Windows read from the full chr20 hold the bundled 200 bp window exactly in their centre."""
+    from grelu_caduceus.data import read_task_table
+
+    task = long_range.RealTask("ctcf", max_context=1024, log=lambda m: None)
+    data = task.data(n_train=6, n_test=4, seed=0)
+    assert data.codes.shape == (10, 1024)
+    centre = data.centre(200)
+    table = read_task_table("ctcf")
+    bundled = {long_range.encode(seq).tobytes(): label for seq, label in zip(table.seq, table.label)}
+    for codes, label in zip(centre, data.labels):
+        assert bundled[codes.tobytes()] == label
+
+
 def test_sample_balanced_explains_a_too_large_request():
     labels = np.array([1, 0, 0, 0], dtype=np.float32)
     with pytest.raises(ValueError, match="lower n_train"):
