@@ -88,14 +88,17 @@ def test_implicit_filter_is_generated_per_length_and_does_not_depend_on_it():
         filt(65)
     with pytest.raises(ValueError, match="emb_dim"):
         ImplicitFilter(channels=6, l_max=64, emb_dim=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # filters stay in float32 under mixed precision
+        assert filt(64).dtype == torch.float32
 
 
 # --- causality ---------------------------------------------------------------------------------
 
 
-def test_operator_and_backbone_are_causal():
+@pytest.mark.parametrize("order", [2, 3])
+def test_operator_is_causal(order):
     torch.manual_seed(0)
-    op = HyenaOperator(d_model=8, l_max=48, filter_order=8).double()
+    op = HyenaOperator(d_model=8, l_max=48, order=order, filter_order=8).double()
     u = torch.randn(2, 48, 8, dtype=torch.float64)
     u2 = u.clone()
     u2[:, 30] += 1.0
@@ -103,6 +106,9 @@ def test_operator_and_backbone_are_causal():
     torch.testing.assert_close(y[:, :30], y2[:, :30], rtol=0, atol=1e-12)
     assert (y[:, 30] - y2[:, 30]).abs().max() > 1e-4
 
+
+def test_backbone_is_causal():
+    torch.manual_seed(0)
     backbone = HyenaDNABackbone(HyenaDNAConfig(d_model=8, n_layer=2, l_max=64, filter_order=8)).double().eval()
     ids = torch.randint(7, 12, (2, 64))
     for t in (0, 17, 63):

@@ -144,15 +144,18 @@ class ImplicitFilter(nn.Module):
         self.bias = nn.Parameter(torch.randn(n_filters, channels))
 
     def forward(self, seq_len: int) -> torch.Tensor:
-        """Filters for a length-``seq_len`` input, (n_filters, channels, seq_len), float32."""
+        """Filters for a length-``seq_len`` input, (n_filters, channels, seq_len), in the parameters' dtype."""
         if seq_len > self.l_max:
             raise ValueError(
                 f"Input length {seq_len} exceeds the model's l_max={self.l_max}: build the model with a larger "
                 "l_max (or a longer preset), or use shorter sequences."
             )
         t, features = self.positions(seq_len)
-        h = self.mlp(features.to(self.mlp[0].weight.dtype))  # (L, n_filters * channels)
-        if self.modulation is not None:
-            h = self.modulation(t.to(h.dtype), h)
+        # Filters are computed in the parameters' dtype even under autocast: sin() of low-precision
+        # arguments would add noise to every tap, and the FFT convolution runs in float32 anyway.
+        with torch.autocast(device_type=t.device.type, enabled=False):
+            h = self.mlp(features.to(self.mlp[0].weight.dtype))  # (L, n_filters * channels)
+            if self.modulation is not None:
+                h = self.modulation(t.to(h.dtype), h)
         h = self.dropout(h)
         return h.transpose(0, 1).reshape(self.n_filters, self.channels, seq_len)
