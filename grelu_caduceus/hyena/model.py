@@ -72,8 +72,8 @@ class HyenaDNABackbone(nn.Module):
         the residual stream does not grow with depth.
         Hyena input projection and implicit-filter MLPs keep PyTorch's fan-in scaled default. The
         operator multiplies three projections of its input; at std 0.02 each carries ~0.1 of signal
-        and their product ~1e-3, and training from scratch stalls (a 6-mer presence task stayed at
-        chance for 300 steps, against 97% held-out accuracy in 150 steps with the default init).
+        and their product ~1e-3, and training from scratch stalls (a 6-mer presence task in 64 bp
+        stayed at chance for 300 steps, against 97% held-out accuracy in 150 steps with this init).
         """
         std = self.config.initializer_range
         nn.init.normal_(self.embeddings.weight, std=std)
