@@ -20,10 +20,27 @@ MODEL_CLASSES = {
 
 
 def register(models_module) -> None:
-    """Set every class of MODEL_CLASSES on gReLU's models module."""
-    for name, module_name in MODEL_CLASSES.items():
-        if not hasattr(models_module, name) or getattr(models_module, name).__module__ == module_name:
-            setattr(models_module, name, getattr(importlib.import_module(module_name), name))
+    """Make every class of MODEL_CLASSES an attribute of gReLU's models module.
+
+    Resolved lazily through the module's ``__getattr__`` (PEP 562), which gReLU's ``hasattr``/
+    ``getattr`` lookups go through: importing our model modules here could re-enter one that is
+    itself importing gReLU.
+    """
+    if getattr(models_module, "_grelu_caduceus_registered", False):
+        return
+    previous = models_module.__dict__.get("__getattr__")
+
+    def __getattr__(name):
+        if name in MODEL_CLASSES:
+            cls = getattr(importlib.import_module(MODEL_CLASSES[name]), name)
+            setattr(models_module, name, cls)
+            return cls
+        if previous is not None:
+            return previous(name)
+        raise AttributeError(f"module {models_module.__name__!r} has no attribute {name!r}")
+
+    models_module.__getattr__ = __getattr__
+    models_module._grelu_caduceus_registered = True
 
 
 class _Loader(importlib.abc.Loader):
