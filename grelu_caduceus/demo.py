@@ -69,9 +69,9 @@ BUDGETS = {
                         finetune_batch_size=32, finetune_train_size=256, finetune_val_every=4,
                         finetune_monitor_size=64, eval_size=128,
                         scratch_comparison=False, n_attributions=2),
-    "default": DemoBudget("default", d_model=64, n_layer=2, seq_len=512, batch_size=16, max_steps=240, lr=3e-3,
-                          warmup_steps=20, val_windows=48, val_every=60, finetune_epochs=1, finetune_lr=1e-3,
-                          finetune_batch_size=32, finetune_train_size=None, finetune_val_every=40,
+    "default": DemoBudget("default", d_model=64, n_layer=2, seq_len=512, batch_size=16, max_steps=160, lr=3e-3,
+                          warmup_steps=16, val_windows=64, val_every=40, finetune_epochs=1, finetune_lr=1e-3,
+                          finetune_batch_size=32, finetune_train_size=None, finetune_val_every=44,
                           finetune_monitor_size=400, eval_size=None,
                           scratch_comparison=False, n_attributions=4),
     "full": DemoBudget("full", d_model=128, n_layer=4, seq_len=1024, batch_size=16, max_steps=4000, lr=2e-3,
@@ -84,6 +84,58 @@ BUDGETS = {
 
 def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def configure_threads() -> str:
+    """Use one compute thread when the CPUs are already busy.
+
+    torch and the numba scan run OpenMP pools whose idle threads spin (OMP_WAIT_POLICY is active by
+    default): on a machine loaded by other jobs that spinning cost ~4x in CPU time per training step
+    here. With a passive wait policy (set before torch is imported) or idle cores, the pools are kept.
+    """
+    busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" or not busy:
+        return f"{torch.get_num_threads()} threads"
+    torch.set_num_threads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except ImportError:
+        pass
+    return "1 thread (the CPUs are busy with other jobs; set OMP_WAIT_POLICY=PASSIVE to keep all threads)"
+
+
+class StepProgress:
+    """A Lightning callback printing "name: step i/N  loss ...  elapsed / eta" lines every ``every``
+    seconds, for logs where an interactive progress bar does not show (built lazily, see make())."""
+
+    @staticmethod
+    def make(name: str, total_steps: int, every: float = 30.0):
+        import pytorch_lightning as pl
+
+        class _Progress(pl.Callback):
+            def __init__(self):
+                self.start, self.last = None, 0.0
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                now = time.perf_counter()
+                if self.start is None:
+                    self.start, self.first_step = now, trainer.global_step
+                    return
+                if now - self.last < every and trainer.global_step < total_steps:
+                    return
+                self.last = now
+                done = trainer.global_step - self.first_step
+                rate = done / max(now - self.start, 1e-9)
+                eta = (total_steps - trainer.global_step) / max(rate, 1e-9)
+                metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in
+                           ("train_loss", "train_loss_step", "val_loss", "val_accuracy", "val_auroc")}
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                log(f"      {name}: step {trainer.global_step}/{total_steps}  {shown}  "
+                    f"({rate:.2f} steps/s, eta {eta:.0f} s)")
+
+        return _Progress()
 
 
 # =========================================================================== baselines
@@ -339,7 +391,8 @@ class DemoRun:
         b = self.budget
         return dict(lr=b.lr, warmup_steps=b.warmup_steps, max_steps=b.max_steps, batch_size=b.batch_size,
                     val_check_interval=b.val_every, checkpoint_every=b.val_every, clip=1.0, logger="csv",
-                    devices=self.lightning_devices, seed=self.seed, log_every_n_steps=5, save_best=False)
+                    devices=self.lightning_devices, seed=self.seed, log_every_n_steps=5, save_best=False,
+                    progress_bar=sys.stderr.isatty())
 
     def pretrain(self) -> dict:
         def run():
@@ -351,7 +404,8 @@ class DemoRun:
                 f"{self.device}")
             train, val = self.mlm_datasets()
             model = MLMLightningModel(dict(d_model=b.d_model, n_layer=b.n_layer, rcps=True), self.mlm_train_params())
-            trainer = train_mlm(model, train, val, self.pretrain_dir, resume="auto")
+            trainer = train_mlm(model, train, val, self.pretrain_dir, resume="auto",
+                                extra_callbacks=[StepProgress.make("pretrain", b.max_steps)])
             trainer.save_checkpoint(self.mlm_checkpoint)
             return {"checkpoint": str(self.mlm_checkpoint), "steps": int(trainer.global_step),
                     "parameters": int(sum(p.numel() for p in model.model.parameters()))}
@@ -418,8 +472,9 @@ class DemoRun:
                 logger=pl.loggers.CSVLogger(self.out / name, name="logs", version=""),
                 callbacks=[pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_auroc",
                                                         mode="max", save_last=True),
-                           SaveOnInterrupt(ckpt_dir)],
+                           SaveOnInterrupt(ckpt_dir), StepProgress.make(name, total_steps)],
                 num_sanity_val_steps=0, enable_model_summary=False, log_every_n_steps=5,
+                enable_progress_bar=sys.stderr.isatty(),
                 default_root_dir=str(self.out / name),
             )
             last = ckpt_dir / "last.ckpt"
@@ -428,14 +483,18 @@ class DemoRun:
             trainer.save_checkpoint(ckpt_dir / "final.ckpt")
             # Model selection on the monitored val subset: the best validated checkpoint, or the final
             # weights if training ended after the last validation and they score higher.
-            candidates = {"final": ckpt_dir / "final.ckpt"}
-            best = trainer.checkpoint_callback.best_model_path
-            if best and Path(best).exists():
-                candidates["best_on_val"] = Path(best)
-            monitor = {label: self.auroc(path, val_monitor) for label, path in candidates.items()}
+            candidates, monitor = {}, {}
+            callback = trainer.checkpoint_callback
+            if callback.best_model_path and Path(callback.best_model_path).exists():
+                candidates["best_on_val"] = Path(callback.best_model_path)
+                monitor["best_on_val"] = float(callback.best_model_score)
+            if trainer.global_step % val_every or not candidates:  # the final weights were not validated
+                candidates["final"] = ckpt_dir / "final.ckpt"
+                monitor["final"] = self.auroc(candidates["final"], val_monitor)[0]
             chosen = max(monitor, key=monitor.get)
-            val_auroc = self.auroc(candidates[chosen], self.ctcf_dataset("val", b.eval_size))
-            test_auroc = self.auroc(candidates[chosen], self.ctcf_dataset("test", b.eval_size))
+            val_auroc, _, _ = self.auroc(candidates[chosen], self.ctcf_dataset("val", b.eval_size))
+            test_auroc, test_probs, test_labels = self.auroc(candidates[chosen], self.ctcf_dataset("test", b.eval_size))
+            np.save(self.out / name / "test_probabilities.npy", np.stack([test_probs, test_labels]))
             log(f"      {name}: val AUROC {val_auroc:.4f} (checkpoint {chosen}), test AUROC {test_auroc:.4f}")
             return {"checkpoint": str(candidates[chosen]), "chosen": chosen, "val_auroc": val_auroc,
                     "monitor_auroc": monitor, "test_auroc": test_auroc, "steps": int(trainer.global_step),
@@ -476,11 +535,12 @@ class DemoRun:
             labels.append(y.reshape(-1))
         return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
-    def auroc(self, checkpoint, dataset) -> float:
+    def auroc(self, checkpoint, dataset) -> tuple[float, np.ndarray, np.ndarray]:
+        """(AUROC, probabilities, labels) of a fine-tuned checkpoint on a LabeledSeqDataset."""
         from sklearn.metrics import roc_auc_score
 
         probs, labels = self.predict_probs(self.load_finetuned(checkpoint), dataset)
-        return float(roc_auc_score(labels, probs))
+        return float(roc_auc_score(labels, probs)), probs, labels
 
     # ---- stage 4: attributions
     def attributions(self, finetune: dict) -> dict:
@@ -495,15 +555,13 @@ class DemoRun:
             log("[4/5] input x gradient attributions of held-out CTCF sites (sequence logos)")
             model = self.load_finetuned(finetune["checkpoint"])
             seqs, _ = self.ctcf_split("test", self.budget.eval_size)
-            probs, labels = self.predict_probs(model, self.ctcf_dataset("test", self.budget.eval_size))
+            probs, labels = np.load(Path(finetune["checkpoint"]).parent.parent / "test_probabilities.npy")
             top = [int(i) for i in np.argsort(-np.where(labels == 1, probs, -np.inf))[: self.budget.n_attributions]]
             chosen = [seqs[i] for i in top]
             device = "cpu" if self.device == "cpu" else 0
             attrs = get_attributions(model, chosen, method="inputxgradient", device=device)  # (n, 4, 200)
             np.save(self.out / "attributions.npy", attrs)
             figures = []
-            fig, axes = plt.subplots(len(chosen), 1, figsize=(14, 1.8 * len(chosen)), squeeze=False)
-            plt.close(fig)
             for rank, (index, attr) in enumerate(zip(top, attrs)):
                 # Show the 60 bp around the strongest 20 bp stretch of |attribution|.
                 strength = np.convolve(np.abs(attr).sum(0), np.ones(20), mode="valid")
@@ -687,7 +745,8 @@ def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int =
     started = time.perf_counter()
     demo = DemoRun(out_dir, device, budget, seed)
     b = demo.budget
-    log(f"writing to {demo.out} (budget {b.name}, device {demo.device}, seed {demo.seed})")
+    threads = configure_threads() if demo.device == "cpu" else "GPU"
+    log(f"writing to {demo.out} (budget {b.name}, device {demo.device}, {threads}, seed {demo.seed})")
     pretrain = demo.pretrain()
     mlm_eval = demo.evaluate_mlm(pretrain)
     runs = {"finetune_pretrained": demo.finetune("finetune_pretrained", pretrain["checkpoint"])}

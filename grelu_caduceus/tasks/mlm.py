@@ -228,9 +228,10 @@ class SaveOnInterrupt(pl.Callback):
             trainer.save_checkpoint(f"{self.dirpath}/last.ckpt")
 
 
-def build_mlm_trainer(train_params: dict, out_dir, **overrides) -> pl.Trainer:
+def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), **overrides) -> pl.Trainer:
     """A Lightning Trainer from MLM train_params: steps, validation interval, clipping, accumulation,
-    precision, strategy, devices, seed, periodic + best + on-interrupt checkpoints, CSV/W&B logging."""
+    precision, strategy, devices, seed, periodic + best + on-interrupt checkpoints, CSV/W&B logging.
+    ``extra_callbacks`` are added to those (a ``callbacks`` override replaces them)."""
     from pathlib import Path
 
     p = train_params
@@ -246,6 +247,7 @@ def build_mlm_trainer(train_params: dict, out_dir, **overrides) -> pl.Trainer:
                                      every_n_train_steps=p.get("checkpoint_every", 500), save_top_k=-1,
                                      auto_insert_metric_name=False),
         SaveOnInterrupt(ckpt_dir),
+        *extra_callbacks,
     ]
     if p.get("save_best", True):
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss",
@@ -278,7 +280,8 @@ def build_mlm_trainer(train_params: dict, out_dir, **overrides) -> pl.Trainer:
     return pl.Trainer(**kwargs)
 
 
-def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, resume="auto", **trainer_overrides):
+def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, resume="auto", extra_callbacks=(),
+              **trainer_overrides):
     """Pretrain ``model`` on datasets of one-hot windows and write checkpoints under ``out_dir``.
 
     Args:
@@ -290,6 +293,7 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
             out_dir/logs.
         resume: "auto" resumes from out_dir/checkpoints/last.ckpt if it exists; a path resumes from it;
             None starts afresh.
+        extra_callbacks: Lightning callbacks added to the checkpoint callbacks (e.g. progress logging).
         trainer_overrides: passed to the Lightning Trainer.
 
     Returns:
@@ -302,7 +306,7 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
     p = model.train_params
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
-    trainer = build_mlm_trainer(p, out_dir, **trainer_overrides)
+    trainer = build_mlm_trainer(p, out_dir, extra_callbacks=extra_callbacks, **trainer_overrides)
     loader = dict(batch_size=p["batch_size"], num_workers=p["num_workers"],
                   persistent_workers=p["num_workers"] > 0)
     train_loader = DataLoader(train_dataset, shuffle=True, drop_last=len(train_dataset) > p["batch_size"], **loader)
