@@ -41,6 +41,12 @@ def register(models_module) -> None:
 
     models_module.__getattr__ = __getattr__
     models_module._grelu_caduceus_registered = True
+    # Resolve now where that is safe, so the classes also show in vars()/dir(); a module of ours that
+    # is still being imported (it is what imported gReLU) stays lazy until first use.
+    for name, module_name in MODEL_CLASSES.items():
+        loading = sys.modules.get(module_name)
+        if loading is None or not getattr(getattr(loading, "__spec__", None), "_initializing", False):
+            getattr(models_module, name)
 
 
 class _Loader(importlib.abc.Loader):

@@ -396,7 +396,10 @@ def available_model_types() -> list[str]:
     """Names of the model classes gReLU can build (``grelu.model.models``, ours included)."""
     import grelu_caduceus  # noqa: F401  (registers our classes on grelu.model.models)
     import grelu.model.models as models
+    from grelu_caduceus._registration import MODEL_CLASSES
 
+    for name in MODEL_CLASSES:  # resolve any class still registered lazily
+        getattr(models, name)
     return sorted(name for name, obj in vars(models).items()
                   if inspect.isclass(obj) and issubclass(obj, models.BaseModel) and obj is not models.BaseModel)
 
