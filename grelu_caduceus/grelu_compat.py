@@ -1,0 +1,258 @@
+"""Workarounds for gReLU 1.1.0 bugs that users of our models run into.
+
+Each function does what the gReLU function of the same name means to do, and says which bug it
+avoids:
+
+* :func:`predict_variant_effects` -- gReLU's ``check_reference=True`` raises ``TypeError: 'bool'
+  object is not callable`` (the argument shadows the function ``check_reference``).
+* :func:`reference_mismatches` -- the reference-allele check itself, as a list (gReLU only warns).
+* :func:`marginalize_patterns` -- gReLU's default ``n_shuffles=0`` crashes (empty dataset); here 0
+  inserts the patterns into the given sequences unshuffled.
+* :func:`set_task` / :func:`change_head` / :func:`tune_on_dataset` -- gReLU's ``tune_on_dataset``
+  keeps the old loss and activation when the task changes (a regression head trained with BCE and
+  read through a sigmoid), ignores ``final_act_func``, replaces the pooling with none unless
+  ``final_pool_func`` is given, builds the new head in float32 on CPU whatever the model's dtype
+  and device, and does not record a frozen backbone in model_params.
+* :func:`predict_on_dataset` -- gReLU's ``make_predict_loader`` leaves ``dataset.predict = True``
+  on a LabeledSeqDataset, so the same dataset later yields no labels in training or testing.
+* :func:`load_checkpoint` -- ``load_from_checkpoint`` needs ``weights_only=False`` with
+  torch >= 2.6 and our classes registered on ``grelu.model.models`` first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+_KEEP = "keep"
+
+
+# --- variants --------------------------------------------------------------------------------------
+
+
+def reference_mismatches(variants: pd.DataFrame, genome, null_string: str = "-") -> list:
+    """Index labels of the variants whose ``ref`` allele differs from the genome.
+
+    Uses gReLU's convention (that of ``VariantDataset``): ``pos`` is 1-based and a k-base ``ref``
+    starts at 0-based ``pos - ceil(k / 2)``. Comparison ignores case (soft-masked genomes); a
+    ``ref`` equal to ``null_string`` (an insertion) is never a mismatch.
+
+    Args:
+        variants: DataFrame with columns chrom, pos, ref (and alt).
+        genome: path of a FASTA file (with a ``.sizes`` file beside it) or a genomepy genome name.
+    """
+    from grelu.sequence.format import intervals_to_strings
+
+    missing = {"chrom", "pos", "ref"} - set(variants.columns)
+    if missing:
+        raise ValueError(f"variants need columns chrom, pos, ref (and alt); missing {sorted(missing)}.")
+    checked = variants[variants.ref != null_string]
+    if len(checked) == 0:
+        return []
+    ref_len = checked.ref.str.len()
+    intervals = pd.DataFrame({"chrom": checked.chrom, "start": checked.pos - np.ceil(ref_len / 2).astype(int)})
+    intervals["end"] = intervals.start + ref_len
+    genome_seqs = intervals_to_strings(intervals, genome=str(genome))
+    genome_seqs = [genome_seqs] if isinstance(genome_seqs, str) else genome_seqs
+    return [idx for idx, ref, seq in zip(checked.index, checked.ref, genome_seqs) if ref.upper() != seq.upper()]
+
+
+def predict_variant_effects(variants: pd.DataFrame, model, check_reference=False, genome="hg38", **kwargs):
+    """``grelu.variant.predict_variant_effects`` with a reference check that works.
+
+    Args:
+        variants, model, genome, **kwargs: as for gReLU's ``predict_variant_effects`` (devices,
+            seq_len, batch_size, num_workers, rc, max_seq_shift, compare_func, return_ad,
+            prediction_transform).
+        check_reference: False; True or "warn" to warn about variants whose ref allele is not the
+            genome's; "raise" to raise a ValueError instead.
+
+    Returns:
+        What gReLU returns: an AnnData (return_ad=True) or an array (B, T, L) of effects (or
+        (B, 2, T, L) predictions when compare_func is None).
+    """
+    from grelu.variant import predict_variant_effects as grelu_predict_variant_effects
+
+    if check_reference not in (False, True, "warn", "raise"):
+        raise ValueError(f"check_reference must be False, True, 'warn' or 'raise', got {check_reference!r}.")
+    if check_reference:
+        bad = reference_mismatches(variants, genome)
+        if bad:
+            message = (f"{len(bad)} variant(s) have a ref allele that differs from the genome at index "
+                       f"{bad[:20]}{' ...' if len(bad) > 20 else ''}: check the genome build and that pos is 1-based.")
+            if check_reference == "raise":
+                raise ValueError(message)
+            warnings.warn(message)
+    return grelu_predict_variant_effects(variants, model, genome=genome, check_reference=False, **kwargs)
+
+
+# --- simulation ------------------------------------------------------------------------------------------
+
+
+def marginalize_patterns(model, patterns, seqs, genome=None, devices="cpu", num_workers=1, batch_size=64,
+                         n_shuffles: int = 0, seed=None, prediction_transform=None, rc: bool = False,
+                         compare_func=None):
+    """``grelu.interpret.simulate.marginalize_patterns`` that also works with ``n_shuffles=0``.
+
+    gReLU's default ``n_shuffles=0`` builds an empty dataset and crashes in ``torch.concat``. Here 0
+    means: insert each pattern (centred, replacing bases, as gReLU does) into the given sequences
+    themselves, without shuffling; n_shuffles > 0 calls gReLU unchanged.
+
+    Returns:
+        As gReLU: (before, after) predictions of shapes (B, S, 1, T, L) and (B, S, P, T, L), or
+        compare_func(after, before) of shape (B, S, P, T, L); S = 1 when n_shuffles = 0.
+    """
+    from grelu.data.dataset import SeqDataset
+    from grelu.interpret.simulate import marginalize_patterns as grelu_marginalize_patterns
+    from grelu.sequence.format import convert_input_type
+    from grelu.sequence.mutate import mutate
+    from grelu.utils import get_compare_func, make_list
+
+    if n_shuffles:
+        return grelu_marginalize_patterns(model, patterns, seqs, genome=genome, devices=devices,
+                                          num_workers=num_workers, batch_size=batch_size, n_shuffles=n_shuffles,
+                                          seed=seed, prediction_transform=prediction_transform, rc=rc,
+                                          compare_func=compare_func)
+    patterns = make_list(patterns)
+    backgrounds = make_list(convert_input_type(seqs, "strings", genome=genome))
+    variants = [seq for bg in backgrounds for seq in [bg] + [mutate(bg, p, input_type="strings") for p in patterns]]
+    model.add_transform(prediction_transform)
+    try:
+        preds = model.predict_on_dataset(SeqDataset(variants, rc=rc), devices=devices, num_workers=num_workers,
+                                         batch_size=batch_size, augment_aggfunc="mean")  # (B * (P + 1), T, L)
+    finally:
+        model.reset_transform()
+    preds = preds.reshape(len(backgrounds), 1, len(patterns) + 1, *preds.shape[1:])
+    before, after = preds[:, :, [0]], preds[:, :, 1:]
+    if compare_func is None:
+        return before, after
+    return get_compare_func(compare_func)(after, before)
+
+
+# --- task and head changes ---------------------------------------------------------------------------
+
+
+def set_task(model, task: str, loss: Optional[str] = None) -> None:
+    """Switch a LightningModel to another task: loss, activation and metrics are rebuilt.
+
+    Args:
+        model: a grelu.lightning.LightningModel.
+        task: "binary", "multiclass" or "regression".
+        loss: the loss name ("bce", "mse", "poisson", "poisson_multinomial"); None: the task's
+            usual one (bce for binary, mse for regression, cross-entropy for multiclass).
+    """
+    default_loss = {"binary": "bce", "regression": "mse", "multiclass": "ce"}
+    if task not in default_loss:
+        raise ValueError(f"task must be 'binary', 'multiclass' or 'regression', got {task!r}.")
+    model.train_params["task"] = task
+    model.train_params["loss"] = (loss or default_loss[task]).lower()
+    # The old activation may be a registered module (nn.Identity, nn.Softmax) that a plain function
+    # (torch.sigmoid) cannot replace by assignment, so remove it first.
+    for name in ("activation", "loss"):
+        if hasattr(model, name):
+            delattr(model, name)
+    model.initialize_loss()
+    model.initialize_activation()
+    model.initialize_metrics()
+
+
+def change_head(model, n_tasks: int, final_pool_func=_KEEP, final_act_func=None) -> None:
+    """Replace the model's head with a new ``ConvHead`` (gReLU's ``change_head``, fixed).
+
+    The new head takes the old head's dtype and device, keeps the old pooling unless
+    ``final_pool_func`` is given (gReLU's default None would switch to per-position output), and
+    ``final_act_func`` is used and recorded in model_params, so a reloaded checkpoint rebuilds the
+    same head.
+    """
+    from grelu.model.heads import ConvHead
+
+    old = model.model.head
+    if final_pool_func == _KEEP:
+        final_pool_func = model.model_params.get("final_pool_func", getattr(old, "pool_func", None))
+    ref = next(old.parameters(), None)
+    new = ConvHead(n_tasks=n_tasks, in_channels=old.in_channels, act_func=final_act_func,
+                   pool_func=final_pool_func, norm=False)
+    if ref is not None:
+        new = new.to(device=ref.device, dtype=ref.dtype)
+    model.model.head = new
+    model.model_params.update(n_tasks=n_tasks, final_pool_func=final_pool_func, final_act_func=final_act_func)
+    model.initialize_metrics()
+
+
+def tune_on_dataset(model, train_dataset, val_dataset, task: Optional[str] = None, loss: Optional[str] = None,
+                    final_act_func=None, final_pool_func=_KEEP, freeze_embedding: bool = False, **train_overrides):
+    """Fine-tune on a new dataset with a new head, optionally for another task.
+
+    Args:
+        model: a LightningModel (e.g. a CaduceusModel trained on another task, or a
+            CaduceusPretrainedModel).
+        train_dataset, val_dataset: gReLU LabeledSeqDataset objects.
+        task, loss: the new task and loss (see :func:`set_task`); None keeps the current ones.
+        final_act_func, final_pool_func: of the new head (see :func:`change_head`); the pooling is
+            kept by default.
+        freeze_embedding: train the head only; for models with a ``freeze`` argument
+            (CaduceusPretrainedModel) it is recorded so a reloaded checkpoint stays frozen.
+        **train_overrides: train_params for this run (lr, max_epochs, max_steps, precision, ...),
+            passed to :func:`grelu_caduceus.training.train_on_dataset`.
+
+    Returns:
+        The Lightning Trainer after fitting.
+    """
+    from .training import train_on_dataset
+
+    model.base_data_params = model.data_params.copy()
+    model.data_params = {}
+    if task is not None or loss is not None:
+        set_task(model, task or model.train_params["task"], loss)
+    change_head(model, train_dataset.n_tasks, final_pool_func=final_pool_func, final_act_func=final_act_func)
+    if freeze_embedding:
+        model.model.embedding.requires_grad_(False)
+        if "freeze" in inspect.signature(type(model.model)).parameters:
+            model.model_params["freeze"] = True
+    return train_on_dataset(model, train_dataset, val_dataset, **train_overrides)
+
+
+# --- prediction and loading -----------------------------------------------------------------------------
+
+
+def predict_on_dataset(model, dataset, **kwargs):
+    """``model.predict_on_dataset(dataset, **kwargs)`` that leaves ``dataset.predict`` as it was, so
+    a LabeledSeqDataset still yields (sequence, label) pairs for training and testing afterwards."""
+    had_flag = hasattr(dataset, "predict")
+    before = getattr(dataset, "predict", None)
+    try:
+        return model.predict_on_dataset(dataset, **kwargs)
+    finally:
+        if had_flag:
+            dataset.predict = before
+
+
+def load_checkpoint(path, map_location="cpu", **kwargs):
+    """A gReLU LightningModel from a checkpoint of one of our models, in eval mode.
+
+    Registers our classes with gReLU first and passes ``weights_only=False`` (gReLU checkpoints
+    hold numpy arrays, which torch >= 2.6 refuses by default).
+    """
+    # Importing this package installed the registration; importing gReLU's models module runs it.
+    import grelu.model.models  # noqa: F401
+    from grelu.lightning import LightningModel
+
+    kwargs.setdefault("weights_only", False)
+    return LightningModel.load_from_checkpoint(str(path), map_location=map_location, **kwargs).eval()
+
+
+__all__ = [
+    "change_head",
+    "load_checkpoint",
+    "marginalize_patterns",
+    "predict_on_dataset",
+    "predict_variant_effects",
+    "reference_mismatches",
+    "set_task",
+    "tune_on_dataset",
+]
