@@ -202,6 +202,7 @@ def build_trainer(train_params: dict, **overrides) -> pl.Trainer:
     accelerator, devices = resolve_devices(p["devices"], p["accelerator"])
     val_check_interval = p["val_check_interval"]
     step_based_validation = isinstance(val_check_interval, int) and not isinstance(val_check_interval, bool)
+    callbacks = build_callbacks(p)
     kwargs = dict(
         accelerator=accelerator,
         devices=devices,
@@ -219,8 +220,10 @@ def build_trainer(train_params: dict, **overrides) -> pl.Trainer:
         gradient_clip_algorithm=p["gradient_clip_algorithm"],
         deterministic=p["deterministic"],
         logger=build_logger(p),
-        callbacks=build_callbacks(p),
-        enable_checkpointing=p["checkpoint"] not in (False, None),
+        callbacks=callbacks,
+        # Lightning refuses ModelCheckpoint callbacks when checkpointing is off (checkpoint=False
+        # with a user's own ModelCheckpoint in callbacks)
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         default_root_dir=p["save_dir"],
         log_every_n_steps=p["log_every_n_steps"],
         enable_progress_bar=p["enable_progress_bar"],

@@ -98,6 +98,13 @@ def test_clip_and_alias_must_agree():
     assert build_trainer({"clip": 0.5}, clip=0).gradient_clip_val is None
 
 
+def test_own_checkpoint_callback_with_checkpoint_false(tmp_path):
+    mine = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_auroc", mode="max")
+    trainer = build_trainer({"checkpoint": False}, callbacks=[mine])
+    assert trainer.checkpoint_callback is mine
+    assert build_trainer({"checkpoint": False}).checkpoint_callback is None
+
+
 def test_seed_is_applied_when_building():
     build_trainer({"seed": 123})
     first = torch.rand(3)
