@@ -53,7 +53,7 @@ FINETUNE_TASKS = {
 # =========================================================================== budgets
 @dataclass(frozen=True)
 class DemoBudget:
-    """Sizes of one demo run. ``default`` fits in ~8-10 minutes on 2 idle CPU cores."""
+    """Sizes of one demo run. ``default`` takes ~11 minutes on 2 idle CPU cores."""
 
     name: str
     # masked-LM pretraining
@@ -89,8 +89,8 @@ BUDGETS = {
                         finetune_monitor_size=64, eval_size=128,
                         scratch_comparison=False, n_attributions=2),
     "default": DemoBudget("default", d_model=64, n_layer=2, seq_len=512, batch_size=16, max_steps=800, lr=3e-3,
-                          warmup_steps=40, val_windows=128, eval_windows=None, val_every=200, finetune_epochs=10, finetune_lr=3e-3,
-                          finetune_task="atac", finetune_pool="avg", finetune_batch_size=32, finetune_train_size=None, finetune_val_every=36,
+                          warmup_steps=40, val_windows=128, eval_windows=None, val_every=200, finetune_epochs=16, finetune_lr=3e-3,
+                          finetune_task="atac", finetune_pool="avg", finetune_batch_size=64, finetune_train_size=None, finetune_val_every=18,
                           finetune_monitor_size=400, eval_size=None,
                           scratch_comparison=False, n_attributions=4),
     "full": DemoBudget("full", d_model=128, n_layer=4, seq_len=1024, batch_size=16, max_steps=4000, lr=2e-3,
@@ -802,7 +802,7 @@ def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int =
     Args:
         out_dir: output folder; re-running with the same folder reuses finished stages.
         device: "auto" (GPU when present), "cpu", "cuda" or "cuda:N".
-        budget: "quick" (~1 minute smoke run), "default" (~8-10 minutes on 2 CPU cores) or "full"
+        budget: "quick" (~1 minute smoke run), "default" (~11 minutes on 2 CPU cores) or "full"
             (a larger model and longer training, for a GPU), or a DemoBudget.
         seed: random seed of every stage.
 
@@ -881,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run with tiny sizes (tests)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default=None,
-                        help="run size: quick, default (~8-10 min on 2 CPU cores) or full (GPU)")
+                        help="run size: quick, default (~11 min on 2 CPU cores) or full (GPU)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

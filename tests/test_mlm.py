@@ -215,3 +215,22 @@ def test_masked_eval_set_uses_the_lightning_validation_masks():
     assert (eval_set.inputs[rows, cols] == MASK_ID).all()
     assert len(rows) == pytest.approx(0.8 * 0.15 * ids.numel(), rel=0.25)
     assert math.isclose(len(eval_set.sites(hidden_only=False)[0]), (eval_set.labels >= 0).sum().item())
+
+
+def test_paired_bootstrap_interval_over_windows():
+    from grelu_caduceus.demo import paired_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    windows = np.repeat(np.arange(200), 50)  # 200 windows of 50 sites
+    truth = rng.random(windows.size)
+    baseline = truth < 0.40
+    better = truth < 0.45  # right wherever the baseline is, and on 5% more sites
+    assert paired_bootstrap_ci(baseline, baseline, windows, 200) == (0.0, 0.0)
+    lo, hi = paired_bootstrap_ci(better, baseline, windows, 200)
+    assert 0.0 < lo < (better.mean() - baseline.mean()) < hi < 0.1
+    lo, hi = paired_bootstrap_ci(baseline, better, windows, 200)
+    assert hi < 0.0
+    # A window-level effect: the model wins on half of the windows and loses on the other half.
+    mixed = np.where(windows < 100, truth < 0.6, truth < 0.2)
+    lo, hi = paired_bootstrap_ci(mixed, baseline, windows, 200)
+    assert lo < 0.0 < hi
