@@ -16,7 +16,7 @@ if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import _registration  # noqa: E402
-from .core import CaduceusConfig  # noqa: E402, CaduceusForMaskedLM, load_pretrained, save_pretrained
+from .core import CaduceusConfig, CaduceusForMaskedLM, load_pretrained, save_pretrained  # noqa: E402
 
 _registration.install()
 
