@@ -725,13 +725,6 @@ def plot_finetune_curves(out: Path, names: list[str], task_title: str) -> str | 
     return "finetune_curves.png"
 
 
-def task_reference(task: str) -> dict | None:
-    """The simple baseline recorded for a bundled task in MANIFEST.json (model, val_auroc, test_auroc)."""
-    from .data.bundled import manifest, task_table
-
-    return manifest()["files"].get(task_table(task).name, {}).get("baseline")
-
-
 def write_report(out: Path, metrics: dict, figures: dict) -> Path:
     m = metrics
     lines = [
@@ -809,6 +802,8 @@ def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int =
     Returns:
         dict with at least mlm_val_accuracy, mlm_baseline_accuracy and finetune_val_auroc.
     """
+    from .data import task_baseline
+
     started = time.perf_counter()
     demo = DemoRun(out_dir, device, budget, seed)
     b = demo.budget
@@ -850,7 +845,7 @@ def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int =
         "finetune_task": demo.task.name,
         "finetune_task_title": demo.task.title,
         "finetune_task_positive": demo.task.positive,
-        "finetune_task_reference": task_reference(demo.task.name),
+        "finetune_task_reference": task_baseline(demo.task.name),
         "finetune_runs": runs,
         "budget": b.name,
         "device": demo.device,

@@ -177,9 +177,9 @@ def write_markdown(path: Path, result: dict) -> None:
     for name, r in rows:
         lines.append(f"| {name} | {r['steps']} ({r['epochs']}) | {r['best_val_auroc']:.3f} | {r['test']['auroc']:.3f} "
                      f"| {r['test']['avg_precision']:.3f} | {r['train_wall_seconds']:.0f} s |")
-    from grelu_caduceus.data.bundled import manifest, task_table
+    from grelu_caduceus.data import task_baseline
 
-    reference = manifest()["files"].get(task_table(a["task"]).name, {}).get("baseline")
+    reference = task_baseline(a["task"])
     if reference:
         lines += ["", f"Reference (bundled manifest): {reference['model']}, val AUROC {reference['val_auroc']:.3f}, "
                   f"test AUROC {reference['test_auroc']:.3f}."]

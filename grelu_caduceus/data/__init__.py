@@ -8,6 +8,7 @@ from .bundled import (
     demo_genome_regions,
     load_task,
     read_task_table,
+    task_baseline,
     task_table,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "demo_genome_regions",
     "load_task",
     "read_task_table",
+    "task_baseline",
     "task_table",
 ]

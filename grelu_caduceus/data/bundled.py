@@ -86,6 +86,11 @@ def task_table(name: str) -> Path:
     return _bundled_file(f"{name}_chr20.tsv.gz")
 
 
+def task_baseline(name: str) -> dict | None:
+    """The simple baseline MANIFEST.json records for a bundled task (keys model, val_auroc, test_auroc)."""
+    return manifest()["files"].get(task_table(name).name, {}).get("baseline")
+
+
 def read_task_table(name: str, split: str | None = None) -> pd.DataFrame:
     """The task table as a DataFrame (columns chrom, start, end, seq, label, split).
 
