@@ -340,7 +340,7 @@ class DemoRun:
     """One demo run in ``out_dir``; each stage method is idempotent (see the module docstring)."""
 
     def __init__(self, out_dir, device="auto", budget="default", seed=0):
-        from .cli import UserError
+        from .errors import UserError
 
         if isinstance(budget, str):
             if budget not in BUDGETS:
@@ -357,7 +357,7 @@ class DemoRun:
 
     # ---- bookkeeping
     def _check_same_settings(self):
-        from .cli import UserError
+        from .errors import UserError
 
         settings = {"budget": asdict(self.budget), "seed": self.seed}
         path = self.out / "demo_settings.json"
@@ -638,7 +638,7 @@ class DemoRun:
 
 def resolve_device(device: str) -> str:
     """"auto" -> "cuda" when a GPU is visible, else "cpu"; clear error for an unusable choice."""
-    from .cli import UserError
+    from .errors import UserError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -882,7 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .cli import UserError
+    from .errors import UserError
 
     args = build_parser().parse_args(argv)
     if args.quick and args.budget not in (None, "quick"):

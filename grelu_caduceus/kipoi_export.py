@@ -547,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """``grelu-caduceus export-kipoi --model CKPT --out DIR [--example-fasta FA --example-bed BED]``."""
-    from .cli import UserError
+    from .errors import UserError
     from .data.genome import GenomeDataError
 
     args = build_parser().parse_args(argv)

@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """``grelu-caduceus predict --model CKPT --fasta FA --bed BED --out TSV``."""
-    from .cli import UserError
+    from .errors import UserError
 
     args = build_parser().parse_args(argv)
     try:

@@ -22,8 +22,7 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """A mistake in the user's input: printed as one clear message, without a traceback."""
+from ..errors import UserError  # noqa: F401  (re-exported: the CLI's modules raise it)
 
 
 def usage() -> str:
