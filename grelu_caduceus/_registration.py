@@ -3,7 +3,8 @@
 gReLU finds a model class with ``getattr(grelu.model.models, model_type)`` and has no plugin
 registry, so the classes must be set on that module. Importing gReLU takes seconds, so instead of
 importing it here we register the classes the moment ``grelu.model.models`` is imported (at once,
-if it already is).
+if it already is). Likewise, when ``grelu.lightning`` is imported its LightningModel is made to
+leave float32 matmul precision as the caller set it (``grelu_compat.scope_matmul_precision``).
 """
 
 import importlib
@@ -11,6 +12,7 @@ import importlib.abc
 import sys
 
 TARGET = "grelu.model.models"
+LIGHTNING = "grelu.lightning"
 # class name on grelu.model.models -> module of ours that defines it
 MODEL_CLASSES = {
     "CaduceusModel": "grelu_caduceus.models.caduceus",
@@ -49,34 +51,46 @@ def register(models_module) -> None:
             getattr(models_module, name)
 
 
+def scope_lightning(lightning_module) -> None:
+    from .grelu_compat import scope_matmul_precision
+
+    scope_matmul_precision(lightning_module)
+
+
+# module of gReLU -> what to do to it once it is imported
+HOOKS = {TARGET: register, LIGHTNING: scope_lightning}
+
+
 class _Loader(importlib.abc.Loader):
-    def __init__(self, loader):
-        self.loader = loader
+    def __init__(self, loader, hook):
+        self.loader, self.hook = loader, hook
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
         self.loader.exec_module(module)
-        register(module)
+        self.hook(module)
 
 
 class _RegisterWhenImported(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name != TARGET:
+        if name not in HOOKS:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(name, path, target)
             if spec is not None:
-                spec.loader = _Loader(spec.loader)
+                spec.loader = _Loader(spec.loader, HOOKS[name])
                 return spec
         return None
 
 
 def install() -> None:
-    if TARGET in sys.modules:
-        register(sys.modules[TARGET])
-    elif not any(isinstance(f, _RegisterWhenImported) for f in sys.meta_path):
+    for name, hook in HOOKS.items():
+        if name in sys.modules:
+            hook(sys.modules[name])
+    if not all(name in sys.modules for name in HOOKS) and not any(
+            isinstance(f, _RegisterWhenImported) for f in sys.meta_path):
         sys.meta_path.insert(0, _RegisterWhenImported())

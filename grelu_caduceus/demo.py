@@ -18,6 +18,7 @@ finished stages and resumes an interrupted pretraining or fine-tuning from its l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -105,24 +106,36 @@ def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def configure_threads() -> str:
-    """Use one compute thread on CPU unless OpenMP threads wait passively.
+@contextlib.contextmanager
+def compute_threads(device: str):
+    """Use one compute thread on CPU unless OpenMP threads wait passively; yields a description.
 
     torch's OpenMP pool and the numba scan's pool alternate many times per step; with busy-waiting
-    idle threads (OpenMP's default) they starve each other. ``import grelu_caduceus`` sets
-    OMP_WAIT_POLICY=PASSIVE when it runs before torch (2 cores, the default pretraining step: 1.0 s
-    on one thread, 0.62 s on two with passive waiting, 3.8 s on two with busy waiting).
+    idle threads (OpenMP's default) they starve each other. The ``grelu-caduceus`` command sets
+    OMP_WAIT_POLICY=PASSIVE for its own process before torch starts (2 cores, the default
+    pretraining step: 1.0 s on one thread, 0.62 s on two with passive waiting, 3.8 s on two with
+    busy waiting). The caller's thread counts are restored on exit.
     """
+    if device != "cpu":
+        yield "GPU"
+        return
     if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
-        return f"{torch.get_num_threads()} threads"
-    torch.set_num_threads(1)
+        yield f"{torch.get_num_threads()} threads"
+        return
     try:
         import numba
-
-        numba.set_num_threads(1)
     except ImportError:
-        pass
-    return "1 thread (set OMP_WAIT_POLICY=PASSIVE before starting to use more)"
+        numba = None
+    saved = torch.get_num_threads(), numba.get_num_threads() if numba else None
+    torch.set_num_threads(1)
+    if numba:
+        numba.set_num_threads(1)
+    try:
+        yield "1 thread (set OMP_WAIT_POLICY=PASSIVE before starting to use more)"
+    finally:
+        torch.set_num_threads(saved[0])
+        if numba:
+            numba.set_num_threads(saved[1])
 
 
 class StepProgress:
@@ -802,12 +815,16 @@ def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int =
     Returns:
         dict with at least mlm_val_accuracy, mlm_baseline_accuracy and finetune_val_auroc.
     """
+    demo = DemoRun(out_dir, device, budget, seed)
+    with compute_threads(demo.device) as threads:
+        return _run_stages(demo, threads)
+
+
+def _run_stages(demo: "DemoRun", threads: str) -> dict:
     from .data import task_baseline
 
     started = time.perf_counter()
-    demo = DemoRun(out_dir, device, budget, seed)
     b = demo.budget
-    threads = configure_threads() if demo.device == "cpu" else "GPU"
     log(f"writing to {demo.out} (budget {b.name}, device {demo.device}, {threads}, seed {demo.seed})")
     pretrain = demo.pretrain()
     mlm_eval = demo.evaluate_mlm(pretrain)

@@ -17,11 +17,18 @@ avoids:
   on a LabeledSeqDataset, so the same dataset later yields no labels in training or testing.
 * :func:`load_checkpoint` -- ``load_from_checkpoint`` needs ``weights_only=False`` with
   torch >= 2.6 and our classes registered on ``grelu.model.models`` first.
+* :func:`scope_matmul_precision` -- ``LightningModel.train_on_dataset``, ``tune_on_dataset``,
+  ``predict_on_dataset``, ``test_on_dataset`` and ``embed_on_dataset`` call
+  ``torch.set_float32_matmul_precision("medium")`` process-wide and never restore it; on CPUs with
+  AMX that makes every later float32 matmul of the process bfloat16. Installed when gReLU's
+  lightning module is imported (see ``_registration``), it scopes the setting to each call.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
 import warnings
 from typing import Optional
 
@@ -246,6 +253,91 @@ def load_checkpoint(path, map_location="cpu", **kwargs):
     return LightningModel.load_from_checkpoint(str(path), map_location=map_location, **kwargs).eval()
 
 
+# --- float32 matmul precision ----------------------------------------------------------------------------
+
+# LightningModel methods that set the precision, and whether they train
+PRECISION_SETTING_METHODS = {"train_on_dataset": True, "tune_on_dataset": True, "predict_on_dataset": False,
+                             "test_on_dataset": False, "embed_on_dataset": False}
+
+
+class _TorchSeenByGrelu(types.ModuleType):
+    """``torch`` as gReLU's lightning module sees it, except that its process-wide
+    ``set_float32_matmul_precision("medium")`` calls do nothing: the method wrappers of
+    :func:`scope_matmul_precision` decide the precision of each call and restore it afterwards."""
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def set_float32_matmul_precision(precision):  # noqa: ARG004 (gReLU's request, decided per call)
+        return None
+
+
+def _is_ours(model) -> bool:
+    return type(getattr(model, "model", None)).__module__.startswith("grelu_caduceus.")
+
+
+def _on_cuda(accelerator) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def call_precision(model, method: str, bound: inspect.BoundArguments) -> Optional[str]:
+    """The float32 matmul precision for one call of a LightningModel method; None keeps the caller's.
+
+    Reduced precision (TF32) only ever applies on CUDA. Our models use it only for training and only
+    where ``train_params["matmul_precision"]`` asks ("high" or "medium"); gReLU's own models keep
+    gReLU's choice ("medium", i.e. TF32) on CUDA, and none of them changes CPU precision.
+    """
+    training = PRECISION_SETTING_METHODS[method]
+    if training:
+        accelerator = model.parse_devices(model.train_params.get("devices", "cpu"))[0]
+    elif method == "embed_on_dataset":
+        device = bound.arguments.get("device", "cpu")
+        accelerator = "cpu" if str(device) == "cpu" else "gpu"
+    else:
+        accelerator = model.parse_devices(bound.arguments.get("devices", "cpu"))[0]
+    if not _on_cuda(accelerator):
+        return None
+    if _is_ours(model):
+        return model.train_params.get("matmul_precision") if training else None
+    return model.train_params.get("matmul_precision") or "medium"
+
+
+def _precision_scoped(method_name: str, method):
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from .core.precision import float32_matmul_precision
+
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        with float32_matmul_precision(call_precision(self, method_name, bound)):
+            return method(self, *args, **kwargs)
+
+    wrapper._grelu_caduceus_scoped = True
+    return wrapper
+
+
+def scope_matmul_precision(lightning_module) -> None:
+    """Make gReLU's LightningModel leave float32 matmul precision as its caller set it.
+
+    ``lightning_module`` is ``grelu.lightning``: its ``torch.set_float32_matmul_precision`` calls are
+    dropped, and each method of :data:`PRECISION_SETTING_METHODS` runs under the precision
+    :func:`call_precision` picks, restoring every precision setting on return. Idempotent.
+    """
+    if not isinstance(lightning_module.__dict__.get("torch"), _TorchSeenByGrelu):
+        lightning_module.torch = _TorchSeenByGrelu()
+    cls = lightning_module.LightningModel
+    for name in PRECISION_SETTING_METHODS:
+        method = cls.__dict__.get(name)
+        if method is not None and not getattr(method, "_grelu_caduceus_scoped", False):
+            setattr(cls, name, _precision_scoped(name, method))
+
+
 __all__ = [
     "change_head",
     "load_checkpoint",
@@ -253,6 +345,7 @@ __all__ = [
     "predict_on_dataset",
     "predict_variant_effects",
     "reference_mismatches",
+    "scope_matmul_precision",
     "set_task",
     "tune_on_dataset",
 ]

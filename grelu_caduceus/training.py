@@ -26,11 +26,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+from .core.precision import float32_matmul_precision
+
 # Trainer settings read from train_params, with their defaults. The first block are gReLU's own
 # keys (same defaults as grelu.lightning.default_train_params); the rest are the ones gReLU ignores.
 TRAINER_DEFAULTS = {
     # gReLU keys
-    "devices": "cpu",  # "cpu", "auto", a GPU index or a list of GPU indices (gReLU's meaning)
+    "devices": "cpu",  # "cpu", "auto", a number of GPUs or a list of GPU indices (Lightning's meaning)
     "max_epochs": 1,
     "logger": None,  # None | "csv" | "wandb" | "tensorboard" | a Lightning Logger
     "save_dir": ".",
@@ -45,6 +47,9 @@ TRAINER_DEFAULTS = {
     "accelerator": None,  # None: from devices; else passed as is, with devices in Lightning's meaning
     "num_nodes": 1,
     "precision": None,  # None (32-true) | "bf16-mixed" | "16-mixed" | "bf16-true" | ...
+    # None: float32 matmuls as the caller set them; "high" | "medium": allow TF32 on CUDA while
+    # training (never on CPU, where oneDNN would compute float32 matmuls in bfloat16 on AMX)
+    "matmul_precision": None,
     "strategy": "auto",  # "auto" | "ddp" | "fsdp" | any Lightning strategy name or object
     "max_steps": -1,
     "max_time": None,  # e.g. "00:01:30:00" or {"minutes": 5}: stop after this wall time
@@ -96,12 +101,13 @@ def _settings(train_params: dict, overrides: dict) -> dict:
 
 
 def resolve_devices(devices, accelerator=None):
-    """(accelerator, devices) for the Trainer from gReLU's ``devices``.
+    """(accelerator, devices) for the Trainer, with ``devices`` in Lightning's meaning.
 
-    gReLU's meaning: "cpu" -> one CPU process; an int or list -> those GPU *indices* (``2`` is GPU
-    number 2, ``[0, 1]`` two GPUs); "auto" -> every available accelerator. With an explicit
-    ``accelerator`` the devices are passed unchanged, in Lightning's meaning (``accelerator="cpu",
-    devices=2`` is two CPU processes, ``accelerator="gpu", devices=4`` four GPUs).
+    "cpu" (or None) -> one CPU process; "auto" -> every available accelerator; an int n -> n GPUs
+    (-1: all of them); a list -> those GPU indices (``[2]`` is GPU number 2). With an explicit
+    ``accelerator`` the devices are passed unchanged (``accelerator="cpu", devices=2`` is two CPU
+    processes). Note that gReLU's own ``LightningModel.parse_devices`` reads an int as a GPU index;
+    every Trainer of this package reads it as a count, as Lightning does.
     """
     if accelerator is not None:
         return accelerator, ("auto" if devices in (None, "cpu") else devices)
@@ -109,14 +115,31 @@ def resolve_devices(devices, accelerator=None):
         return "cpu", "auto"
     if devices == "auto":
         return "auto", "auto"
-    if isinstance(devices, int) and not isinstance(devices, bool):
-        return "gpu", [devices]
-    if isinstance(devices, (list, tuple)) and all(isinstance(d, int) for d in devices):
+    if isinstance(devices, int) and not isinstance(devices, bool) and (devices > 0 or devices == -1):
+        return "gpu", devices
+    if isinstance(devices, (list, tuple)) and devices and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices):
         return "gpu", list(devices)
     raise ValueError(
-        f"devices={devices!r} is not understood: use 'cpu', 'auto', a GPU index or a list of GPU indices "
-        "(or set accelerator explicitly to pass devices to Lightning unchanged)."
+        f"devices={devices!r} is not understood: use 'cpu', 'auto', a number of GPUs (-1: all) or a list of "
+        "GPU indices such as [0, 2] (or set accelerator to pass devices to Lightning unchanged)."
     )
+
+
+def training_precision(params: dict):
+    """The float32 matmul precision a training run asks for (None: the caller's), checked.
+
+    Reduced precision ("high"/"medium", TF32) applies only when the run is on CUDA: on CPU it would
+    make oneDNN compute float32 matmuls in bfloat16 (CPUs with AMX), so it is ignored there.
+    """
+    from .core.precision import PRECISIONS
+
+    asked = params.get("matmul_precision")
+    if asked is not None and asked not in PRECISIONS:
+        raise ValueError(f"matmul_precision must be None or one of {', '.join(PRECISIONS)}, got {asked!r}.")
+    accelerator, _ = resolve_devices(params.get("devices", "cpu"), params.get("accelerator"))
+    on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return asked if on_cuda else None
 
 
 def fsdp_block_classes() -> set:
@@ -269,7 +292,6 @@ def train_on_dataset(model, train_dataset, val_dataset, checkpoint_path=None, va
     _check_labeled(val_dataset, "validation")
     _settings(model.train_params, overrides)  # validates the override names before anything changes
     model.train_params.update(overrides)
-    torch.set_float32_matmul_precision("medium")  # as gReLU: allows TF32 matmuls on GPUs
     trainer = build_trainer(model.train_params)
     train_loader = model.make_train_loader(train_dataset)
     val_loader = model.make_test_loader(val_dataset)
@@ -283,7 +305,9 @@ def train_on_dataset(model, train_dataset, val_dataset, checkpoint_path=None, va
     model.data_params["val"] = dict(model._get_dataset_attrs(val_dataset))
     model.train_params["grelu_version"] = grelu.__version__
 
-    trainer.fit(model=model, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=checkpoint_path)
+    with float32_matmul_precision(training_precision(model.train_params)):
+        trainer.fit(model=model, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                    ckpt_path=checkpoint_path)
     return trainer
 
 
@@ -296,4 +320,5 @@ __all__ = [
     "resolve_devices",
     "resolve_strategy",
     "train_on_dataset",
+    "training_precision",
 ]

@@ -1,8 +1,12 @@
 import os
 import sys
 
-import pytest
-import torch
+# The test process is one of our entry points: like the CLI, it asks OpenMP for passive waiting
+# before torch starts (torch's and numba's pools otherwise starve each other on 2 cores).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -11,3 +15,21 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def process_settings_unchanged(request):
+    """Fail any test after which float32 matmul precision or the thread count differ: a leaked
+    "medium" precision makes later float32 results bfloat16 on CPUs with AMX, so later tests would
+    pass or fail by their order and by the CPU."""
+    from grelu_caduceus.core.precision import precision_state
+
+    before = precision_state(), torch.get_num_threads()
+    yield
+    after = precision_state(), torch.get_num_threads()
+    if after != before:
+        from grelu_caduceus.core.precision import restore_precision_state
+
+        restore_precision_state(before[0])
+        torch.set_num_threads(before[1])
+        pytest.fail(f"{request.node.nodeid} changed process settings: (precision, threads) {before} -> {after}")

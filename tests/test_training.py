@@ -112,14 +112,29 @@ def test_seed_is_applied_when_building():
     assert torch.equal(first, torch.rand(3))
 
 
-def test_devices_follow_grelu_meaning():
+def test_devices_follow_lightning_meaning_in_every_trainer_builder(monkeypatch):
     assert resolve_devices("cpu") == ("cpu", "auto")
-    assert resolve_devices(1) == ("gpu", [1])  # gReLU: an int is a GPU index
+    assert resolve_devices(2) == ("gpu", 2)  # Lightning: an int is a number of GPUs
+    assert resolve_devices(-1) == ("gpu", -1)
+    assert resolve_devices([2]) == ("gpu", [2])  # a list names GPU indices
     assert resolve_devices([0, 3]) == ("gpu", [0, 3])
     assert resolve_devices("auto") == ("auto", "auto")
     assert resolve_devices(4, accelerator="gpu") == ("gpu", 4)  # explicit accelerator: Lightning's meaning
     with pytest.raises(ValueError, match="devices='cuda:0' is not understood"):
         resolve_devices("cuda:0")
+    for bad in (0, -2, True, [], [-1]):
+        with pytest.raises(ValueError, match="is not understood"):
+            resolve_devices(bad)
+    # both Trainer builders read devices=2 the same way: two GPUs
+    import pytorch_lightning as pl
+
+    from grelu_caduceus.tasks import mlm
+
+    seen = []
+    monkeypatch.setattr(pl, "Trainer", lambda **kwargs: seen.append((kwargs["accelerator"], kwargs["devices"])))
+    build_trainer({"devices": 2, "checkpoint": False})
+    mlm.build_mlm_trainer({"devices": 2, "max_steps": 1}, "unused_dir")
+    assert seen == [("gpu", 2), ("gpu", 2)]
 
 
 def test_fsdp_wraps_caduceus_blocks_and_refuses_cpu():

@@ -168,6 +168,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    matmul_precision: Optional[str] = None  # null | high | medium: TF32 matmuls while training on CUDA
     max_steps: int = -1
     max_epochs: Optional[int] = 10
     val_check_interval: Any = None  # int: batches; float in (0, 1]: fraction of an epoch
@@ -194,6 +195,8 @@ class TrainerConfig:
                  "(several CPU processes need strategy=ddp)")
         _positive("num_nodes", self.num_nodes)
         _one_of("precision", str(self.precision), PRECISIONS)
+        if self.matmul_precision is not None:
+            _one_of("matmul_precision", self.matmul_precision, ("highest", "high", "medium"))
         _require(self.max_steps == -1 or self.max_steps > 0,
                  f"max_steps must be > 0 or -1 (no limit), got {self.max_steps}")
         _require(self.max_epochs is None or self.max_epochs > 0 or self.max_epochs == -1,

@@ -296,11 +296,15 @@ def fit_labelled(lm, trainer, train_ds, val_ds, resume=None) -> None:
     gReLU keeps in data_params (prediction tools read them), then fits."""
     import grelu
 
+    from ..core.precision import float32_matmul_precision
+    from ..training import training_precision
+
     lm.data_params["tasks"] = train_ds.tasks.reset_index(names="name").to_dict(orient="list")
     lm.data_params["train"] = dict(lm._get_dataset_attrs(train_ds))
     lm.data_params["val"] = dict(lm._get_dataset_attrs(val_ds))
     lm.train_params["grelu_version"] = grelu.__version__
-    trainer.fit(lm, lm.make_train_loader(train_ds), lm.make_test_loader(val_ds), ckpt_path=resume)
+    with float32_matmul_precision(training_precision(lm.train_params)):
+        trainer.fit(lm, lm.make_train_loader(train_ds), lm.make_test_loader(val_ds), ckpt_path=resume)
 
 
 def _resume_path(resume, out_dir: Path):

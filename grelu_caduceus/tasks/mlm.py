@@ -14,7 +14,9 @@ from grelu.lightning import LightningModel
 from torch import nn
 
 from ..core import CaduceusConfig, CaduceusForMaskedLM, load_pretrained
+from ..core.precision import float32_matmul_precision
 from ..core.tokens import A_ID, MASK_ID, N_ID, T_ID, onehot_to_ids, rc_ids
+from ..training import resolve_devices, training_precision
 
 IGNORE = -100
 
@@ -238,9 +240,7 @@ def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), **overrid
     out_dir = Path(out_dir)
     if p.get("seed") is not None:
         pl.seed_everything(p["seed"], workers=True)
-    devices = p.get("devices", "cpu")
-    accelerator = "cpu" if devices == "cpu" else p.get("accelerator", "auto")
-    devices = 1 if devices == "cpu" else devices
+    accelerator, devices = resolve_devices(p.get("devices", "cpu"), p.get("accelerator"))
     ckpt_dir = out_dir / "checkpoints"
     callbacks = [
         pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True,
@@ -317,5 +317,6 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
         ckpt_path = str(last) if last.exists() else None
     elif resume:
         ckpt_path = str(resume)
-    trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
+    with float32_matmul_precision(training_precision(p)):
+        trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
     return trainer
