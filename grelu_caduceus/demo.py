@@ -467,7 +467,8 @@ class DemoRun:
             train, val = self.mlm_datasets()
             model = MLMLightningModel(dict(d_model=b.d_model, n_layer=b.n_layer, rcps=True), self.mlm_train_params())
             trainer = train_mlm(model, train, val, self.pretrain_dir, resume="auto",
-                                extra_callbacks=[StepProgress.make("pretrain", b.max_steps)])
+                                extra_callbacks=[StepProgress.make("pretrain", b.max_steps)],
+                                resume_hint="run the same demo command again")
             trainer.save_checkpoint(self.mlm_checkpoint)
             return {"checkpoint": str(self.mlm_checkpoint), "steps": int(trainer.global_step),
                     "parameters": int(sum(p.numel() for p in model.model.parameters()))}
@@ -510,7 +511,7 @@ class DemoRun:
             import pytorch_lightning as pl
             from grelu.lightning import LightningModel
 
-            from .tasks.mlm import SaveOnInterrupt
+            from .training import SaveOnInterrupt
 
             b = self.budget
             what = "from the pretrained masked LM" if pretrained_checkpoint else "from scratch (comparison)"
@@ -540,7 +541,7 @@ class DemoRun:
                 logger=pl.loggers.CSVLogger(self.out / name, name="logs", version=""),
                 callbacks=[pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_auroc",
                                                         mode="max", save_last=True),
-                           SaveOnInterrupt(ckpt_dir), StepProgress.make(name, total_steps)],
+                           SaveOnInterrupt(ckpt_dir, "run the same demo command again"), StepProgress.make(name, total_steps)],
                 num_sanity_val_steps=0, enable_model_summary=False, log_every_n_steps=5,
                 enable_progress_bar=sys.stderr.isatty(),
                 default_root_dir=str(self.out / name),

@@ -19,12 +19,18 @@ and are written into ``model.train_params``, so the checkpoint records what was 
 
 from __future__ import annotations
 
+import csv
 import difflib
+import logging
+import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from .core.precision import float32_matmul_precision
 
@@ -62,6 +68,7 @@ TRAINER_DEFAULTS = {
     "deterministic": None,
     "log_every_n_steps": 50,
     "enable_progress_bar": True,
+    "enable_model_summary": True,
     "num_sanity_val_steps": 2,
     "callbacks": None,  # extra Lightning callbacks
     "fsdp_kwargs": None,  # extra FSDPStrategy arguments for strategy="fsdp"
@@ -169,6 +176,116 @@ def resolve_strategy(strategy, accelerator, fsdp_kwargs=None):
     return FSDPStrategy(**kwargs)
 
 
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- callbacks
+class ValidateOnLastStep(pl.Callback):
+    """Validate when training stops at ``max_steps`` between two scheduled validations.
+
+    A run shorter than one epoch would otherwise never validate, so ``val_loss`` is never seen and
+    no best checkpoint is written. Lightning validates when ``trainer.should_stop`` is set at the end
+    of a training batch (as early stopping does); this sets it on the last step.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+
+class PrintValidationMetrics(pl.Callback):
+    """One console line per validation: ``validation at step 120 (epoch 1): val_loss 0.6812 ...``."""
+
+    def __init__(self, digits: int = 4):
+        self.digits = digits
+
+    def on_validation_end(self, trainer, pl_module):
+        # Lightning's rank-zero logger: shown on the console (Lightning gives it a handler) and, under
+        # Hydra, also written to the run's train.log
+        from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+        if trainer.sanity_checking:
+            return
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+        if not metrics:
+            return
+        shown = "  ".join(f"{k} {float(v):.{self.digits}g}" for k, v in sorted(metrics.items()))
+        where = f" at step {trainer.global_step} (epoch {trainer.current_epoch})" if trainer.state.fn == "fit" else ""
+        rank_zero_info(f"validation{where}: {shown}")
+
+
+class SaveOnInterrupt(pl.Callback):
+    """Writes ``<dirpath>/last.ckpt`` when training stops on an exception or Ctrl-C (so that an
+    interrupted run resumes where it stopped, not at the last periodic checkpoint) and, on Ctrl-C,
+    says how to resume.
+
+    Not Lightning's OnExceptionCheckpoint: with one of those among the callbacks, Lightning turns
+    ``fit(ckpt_path=None)`` into a resume from the last checkpoint (a fresh run would not start
+    afresh), and it deletes the file after a normal end.
+
+    Args:
+        dirpath: the run's checkpoint folder.
+        resume_hint: how to resume, e.g. "run the same command again with hydra.run.dir=RUN".
+    """
+
+    def __init__(self, dirpath, resume_hint: str | None = None):
+        self.ckpt_path = str(Path(dirpath) / "last.ckpt")
+        self.resume_hint = resume_hint or "pass it as the checkpoint to resume from"
+
+    def on_exception(self, trainer, pl_module, exception):
+        if trainer.global_step == 0:
+            return  # nothing trained yet: keep whatever last.ckpt there is
+        trainer.save_checkpoint(self.ckpt_path, weights_only=False)
+        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
+            print(f"\nInterrupted at step {trainer.global_step}: saved {self.ckpt_path}. To resume, "
+                  f"{self.resume_hint}.", file=sys.stderr, flush=True)
+
+
+def run_folder_checkpoint(ckpt_dir, **kwargs) -> ModelCheckpoint:
+    """A ModelCheckpoint writing fixed names into a run folder (``best``, ``last``, ``step{step}``):
+    a resumed run overwrites them instead of adding ``last-v1.ckpt`` duplicates."""
+    return ModelCheckpoint(dirpath=str(ckpt_dir), enable_version_counter=False, auto_insert_metric_name=False,
+                           **kwargs)
+
+
+# --------------------------------------------------------------------------- loggers
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = sorted(next(csv.reader(file), []))
+
+
+class RunFolderCSVLogger(pl.loggers.CSVLogger):
+    """``<run>/logs/metrics.csv``; with ``resuming=True`` the rows of the earlier run are kept and
+    the resumed run's rows follow them (Lightning's CSVLogger deletes the file)."""
+
+    def __init__(self, out_dir, resuming: bool = False):
+        super().__init__(str(out_dir), name="logs", version="")
+        self.resuming = resuming
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is None and self.resuming:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return super().experiment
+
+
+def run_folder_logger(kind, out_dir, resuming: bool = False, wandb_project: str = "grelu-caduceus"):
+    """The logger of a run folder: "csv" (logs/metrics.csv), "wandb" or None."""
+    if kind == "csv":
+        return RunFolderCSVLogger(Path(out_dir), resuming=resuming)
+    if kind == "wandb":
+        return pl.loggers.WandbLogger(save_dir=str(out_dir), project=wandb_project)
+    if kind in (None, False):
+        return False
+    raise ValueError(f"logger={kind!r} is not supported here: use 'csv', 'wandb' or None.")
+
+
 def build_callbacks(params: dict) -> list:
     """Checkpointing and early stopping as gReLU sets them up, plus ``params["callbacks"]``.
 
@@ -186,6 +303,7 @@ def build_callbacks(params: dict) -> list:
         raise ValueError(f"checkpoint must be True, False or a dict of ModelCheckpoint arguments, got {checkpoint!r}.")
     if params["early_stopping"]:
         callbacks.append(EarlyStopping(monitor=params["monitor"], patience=params["patience"], mode=params["mode"]))
+    callbacks += [ValidateOnLastStep(), PrintValidationMetrics()]
     return callbacks + list(params["callbacks"] or [])
 
 
@@ -250,6 +368,7 @@ def build_trainer(train_params: dict, **overrides) -> pl.Trainer:
         default_root_dir=p["save_dir"],
         log_every_n_steps=p["log_every_n_steps"],
         enable_progress_bar=p["enable_progress_bar"],
+        enable_model_summary=p["enable_model_summary"],
         num_sanity_val_steps=p["num_sanity_val_steps"],
     )
     if p["precision"] is not None:
@@ -306,19 +425,26 @@ def train_on_dataset(model, train_dataset, val_dataset, checkpoint_path=None, va
     model.train_params["grelu_version"] = grelu.__version__
 
     with float32_matmul_precision(training_precision(model.train_params)):
+        # gReLU checkpoints hold numpy arrays (performance), which weights_only loading refuses
         trainer.fit(model=model, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                    ckpt_path=checkpoint_path)
+                    ckpt_path=checkpoint_path, weights_only=False if checkpoint_path else None)
     return trainer
 
 
 __all__ = [
     "TRAINER_DEFAULTS",
+    "PrintValidationMetrics",
+    "RunFolderCSVLogger",
+    "SaveOnInterrupt",
+    "ValidateOnLastStep",
     "build_callbacks",
     "build_logger",
     "build_trainer",
     "fsdp_block_classes",
     "resolve_devices",
     "resolve_strategy",
+    "run_folder_checkpoint",
+    "run_folder_logger",
     "train_on_dataset",
     "training_precision",
 ]

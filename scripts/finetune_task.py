@@ -197,10 +197,20 @@ def write_markdown(path: Path, result: dict) -> None:
 
 
 def main(argv=None):
+    """Run the script; the thread count and warning filters it sets are restored on return."""
     args = parse_args(argv)
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            return _main(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _main(args):
     import grelu_caduceus  # noqa: F401  (registers CaduceusModel with gReLU)
 
     start = time.time()

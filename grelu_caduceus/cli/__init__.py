@@ -8,9 +8,13 @@
     grelu-caduceus bench SUITE ...             benchmarks (scaling, long_range, gpu)
 """
 
+import contextlib
 import importlib
+import logging
 import os
+import re
 import sys
+import warnings
 
 # command -> (module, one-line help); each module defines main(argv: list[str]) -> int | None
 COMMANDS = {
@@ -44,6 +48,41 @@ def use_passive_openmp_waiting() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+# Lightning's console lines and warnings that are tips or deprecation notices about Lightning's own
+# internals, not about the user's run (the run folder's messages and every error stay)
+NOISE_LINES = (r"^(GPU|TPU|HPU|IPU) available", r"Tip:", r"^You are using a CUDA device",
+               r"^`Trainer\(limit_\w+_batches=")
+NOISE_WARNINGS = (r".*LeafSpec.*", r".*does not have many workers.*", r".*is smaller than the logging interval.*",
+                  r".*Checkpoint directory .* exists and is not empty.*", r".*is deprecated.*",
+                  r".*The '\w+_dataloader' does not have many workers.*")
+LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                     "lightning_fabric.utilities.rank_zero")
+
+
+class _DropNoise(logging.Filter):
+    pattern = re.compile("|".join(NOISE_LINES))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+@contextlib.contextmanager
+def quiet_console():
+    """Drop Lightning's tips and deprecation notices for the length of a command (then restored)."""
+    drop = _DropNoise()
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for pattern in NOISE_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -56,7 +95,8 @@ def main(argv=None) -> int:
     use_passive_openmp_waiting()
     module = importlib.import_module(COMMANDS[command][0])
     try:
-        return int(module.main(rest) or 0)
+        with quiet_console():
+            return int(module.main(rest) or 0)
     except UserError as err:
         print(f"grelu-caduceus {command}: error: {err}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ work with one line that names the problem and the valid choices; see :mod:`.conf
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -240,6 +241,8 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
     except (FileNotFoundError, ValueError) as err:  # constructors reject what the schema cannot know
         raise UserError(f"cannot build {checked.model['model_type']}: {err}") from err
     t = checked.trainer
+    resume = _resume_path(t.resume, out_dir)
+    check_run_folder(checked, out_dir, resume, force=t.resume == "force")
     overrides = {"num_nodes": t.num_nodes}
     if t.limit_val_batches is not None:
         overrides["limit_val_batches"] = t.limit_val_batches
@@ -252,43 +255,41 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
     log.info("model %s (%s parameters), task %s, %d train / %d val items; run folder %s",
              lm.model_params.get("model_type"), f"{sum(p.numel() for p in lm.parameters()):,}",
              checked.task.name, len(train_ds), len(val_ds), out_dir)
-    resume = _resume_path(t.resume, out_dir)
     if checked.task.name == "mlm":
         from ..tasks.mlm import train_mlm
 
-        trainer = train_mlm(lm, train_ds, val_ds, out_dir, resume=resume, **overrides)
+        trainer = train_mlm(lm, train_ds, val_ds, out_dir, resume=resume, resume_hint=resume_hint(out_dir),
+                            **overrides)
     else:
-        trainer = labelled_trainer(lm.train_params, out_dir, **overrides)
+        trainer = labelled_trainer(lm.train_params, out_dir, resuming=resume is not None, **overrides)
         fit_labelled(lm, trainer, train_ds, val_ds, resume)
     # Periodic checkpoints follow checkpoint_every; this one makes every run end with last.ckpt.
-    trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt")
+    trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt", weights_only=False)
     result = TrainResult(lm, trainer, out_dir)
     log.info("checkpoints: %s", ", ".join(str(p) for p in result.checkpoints))
     return result
 
 
-def labelled_trainer(train_params: dict, out_dir: Path, **overrides):
+def resume_hint(out_dir: Path) -> str:
+    return f"run the same command again with hydra.run.dir={out_dir} (trainer.resume=auto continues from last.ckpt)"
+
+
+def labelled_trainer(train_params: dict, out_dir: Path, resuming: bool = False, **overrides):
     """The project's Trainer (grelu_caduceus.training.build_trainer) with the run-folder layout that
     MLM runs have too: checkpoints/{best,last,step*}.ckpt and logs/metrics.csv."""
-    import pytorch_lightning as pl
-
-    from ..tasks.mlm import SaveOnInterrupt
-    from ..training import build_trainer
+    from ..training import SaveOnInterrupt, build_trainer, run_folder_checkpoint, run_folder_logger
 
     p = train_params
     ckpt_dir = out_dir / "checkpoints"
-    callbacks = [SaveOnInterrupt(ckpt_dir)]
+    callbacks = [SaveOnInterrupt(ckpt_dir, resume_hint(out_dir))]
     if p["checkpoint_every"]:
-        callbacks.append(pl.callbacks.ModelCheckpoint(
-            dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=p["checkpoint_every"], save_top_k=-1,
-            auto_insert_metric_name=False))
-    best = dict(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
-                save_top_k=1 if p["save_best"] else 0, save_last=True)
-    loggers = {"csv": lambda: pl.loggers.CSVLogger(out_dir, name="logs", version=""),
-               "wandb": lambda: pl.loggers.WandbLogger(save_dir=str(out_dir), project="grelu-caduceus"),
-               None: lambda: None}
-    return build_trainer(p, checkpoint=best, callbacks=callbacks, logger=loggers[p["logger"]](),
-                         enable_progress_bar=p["progress_bar"], num_sanity_val_steps=0, **overrides)
+        callbacks.append(run_folder_checkpoint(ckpt_dir, filename="step{step}",
+                                               every_n_train_steps=p["checkpoint_every"], save_top_k=-1))
+    best = dict(dirpath=str(ckpt_dir), filename="best", monitor="val_loss", mode="min",
+                save_top_k=1 if p["save_best"] else 0, save_last=True, enable_version_counter=False)
+    return build_trainer(p, checkpoint=best, callbacks=callbacks, logger=run_folder_logger(p["logger"], out_dir, resuming),
+                         enable_progress_bar=p["progress_bar"], num_sanity_val_steps=0, enable_model_summary=False,
+                         **overrides)
 
 
 def fit_labelled(lm, trainer, train_ds, val_ds, resume=None) -> None:
@@ -304,18 +305,83 @@ def fit_labelled(lm, trainer, train_ds, val_ds, resume=None) -> None:
     lm.data_params["val"] = dict(lm._get_dataset_attrs(val_ds))
     lm.train_params["grelu_version"] = grelu.__version__
     with float32_matmul_precision(training_precision(lm.train_params)):
-        trainer.fit(lm, lm.make_train_loader(train_ds), lm.make_test_loader(val_ds), ckpt_path=resume)
+        # gReLU checkpoints hold numpy arrays (performance), which weights_only loading refuses
+        trainer.fit(lm, lm.make_train_loader(train_ds), lm.make_test_loader(val_ds), ckpt_path=resume,
+                    weights_only=False if resume else None)
 
 
 def _resume_path(resume, out_dir: Path):
     if resume in (None, "none", "null", ""):
         return None
-    if resume == "auto":
+    if resume in ("auto", "force"):
         last = out_dir / "checkpoints" / "last.ckpt"
         return str(last) if last.exists() else None
     if not Path(resume).exists():
-        raise UserError(f"trainer.resume={resume}: no such checkpoint (use auto, null or a .ckpt path)")
+        raise UserError(f"trainer.resume={resume}: no such checkpoint (use auto, force, null or a .ckpt path)")
     return str(resume)
+
+
+# --------------------------------------------------------------------------- resume safety
+RUN_CONFIG = "run_config.json"  # the configuration a run folder's checkpoints were trained with
+# Keys that may change when a run is resumed: how long and where it runs, not what it trains.
+RESUMABLE_KEYS = ("trainer.max_steps", "trainer.max_epochs", "trainer.resume", "trainer.progress_bar",
+                  "trainer.log_every_n_steps", "trainer.devices", "trainer.num_nodes", "trainer.num_workers",
+                  "trainer.limit_val_batches", "trainer.checkpoint_every")
+
+
+def run_config(checked: ValidatedConfig) -> dict:
+    """The configuration of a run as flat dotted keys (model.d_model, task.lr, ...)."""
+    sections = {"model": dict(checked.model), "task": asdict(checked.task), "data": asdict(checked.data),
+                "trainer": asdict(checked.trainer), "seed": checked.seed}
+    flat = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", _yaml_safe(sections))
+    return flat
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """``key: old -> new`` for every key that differs, except :data:`RESUMABLE_KEYS`."""
+    keys = sorted((set(saved) | set(current)) - set(RESUMABLE_KEYS))
+    missing = "(unset)"
+    return [f"{k}: {saved.get(k, missing)} -> {current.get(k, missing)}" for k in keys
+            if saved.get(k, missing) != current.get(k, missing)]
+
+
+def check_run_folder(checked: ValidatedConfig, out_dir: Path, resume, force: bool = False) -> None:
+    """Refuse to resume a run folder's checkpoint with a configuration other than the one it was
+    trained with; record the configuration of the run that starts or continues here.
+
+    A resumed run would otherwise keep the old optimizer state and schedule under new settings
+    (a changed ``task.lr``), or fail deep inside Lightning (a changed ``model.d_model``).
+    ``trainer.resume=force`` resumes anyway when only non-model keys differ.
+    """
+    current = run_config(checked)
+    record = out_dir / RUN_CONFIG
+    if resume is not None:
+        # the run the checkpoint belongs to: its own folder's record, else this folder's
+        source = Path(resume).resolve().parent.parent / RUN_CONFIG
+        source = source if source.is_file() else record
+        if source.is_file():
+            saved = json.loads(source.read_text())
+            differences = config_differences(saved, current)
+            model_changes = [d for d in differences if d.startswith("model.")]
+            if differences and (not force or model_changes):
+                shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
+                fix = ("start a new run with another hydra.run.dir=..., or trainer.resume=null to train from "
+                       "scratch in this folder (its checkpoints are replaced)")
+                if not model_changes:
+                    fix += ", or trainer.resume=force to resume with the new settings"
+                raise UserError(f"{resume} was trained with a different configuration ({shown}): {fix}")
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+    tmp.replace(record)  # atomic: DDP ranks re-run this into the same folder
 
 
 def _write_params(lm, out_dir: Path) -> None:

@@ -16,7 +16,8 @@ from torch import nn
 from ..core import CaduceusConfig, CaduceusForMaskedLM, load_pretrained
 from ..core.precision import float32_matmul_precision
 from ..core.tokens import A_ID, MASK_ID, N_ID, T_ID, onehot_to_ids, rc_ids
-from ..training import resolve_devices, training_precision
+from ..training import (PrintValidationMetrics, SaveOnInterrupt, ValidateOnLastStep, resolve_devices,
+                        run_folder_checkpoint, run_folder_logger, training_precision)
 
 IGNORE = -100
 
@@ -218,22 +219,12 @@ def warmup_cosine(warmup_steps: int, max_steps: int, min_ratio: float = 0.1):
 __all__ = ["MLMLightningModel", "mask_tokens", "build_mlm_model", "warmup_cosine", "IGNORE", "N_ID"]
 
 
-class SaveOnInterrupt(pl.Callback):
-    """Writes ``last.ckpt`` when training stops on an exception or Ctrl-C, so an interrupted run
-    resumes where it stopped instead of at the last periodic checkpoint."""
-
-    def __init__(self, dirpath):
-        self.dirpath = dirpath
-
-    def on_exception(self, trainer, pl_module, exception):
-        if trainer.global_step > 0:
-            trainer.save_checkpoint(f"{self.dirpath}/last.ckpt")
-
-
-def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), **overrides) -> pl.Trainer:
+def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), resuming: bool = False,
+                      resume_hint: str | None = None, **overrides) -> pl.Trainer:
     """A Lightning Trainer from MLM train_params: steps, validation interval, clipping, accumulation,
     precision, strategy, devices, seed, periodic + best + on-interrupt checkpoints, CSV/W&B logging.
-    ``extra_callbacks`` are added to those (a ``callbacks`` override replaces them)."""
+    ``extra_callbacks`` are added to those (a ``callbacks`` override replaces them); ``resuming``
+    keeps the earlier rows of logs/metrics.csv; ``resume_hint`` is printed after Ctrl-C."""
     from pathlib import Path
 
     p = train_params
@@ -243,20 +234,18 @@ def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), **overrid
     accelerator, devices = resolve_devices(p.get("devices", "cpu"), p.get("accelerator"))
     ckpt_dir = out_dir / "checkpoints"
     callbacks = [
-        pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True,
-                                     every_n_train_steps=p.get("checkpoint_every", 500), save_top_k=-1,
-                                     auto_insert_metric_name=False),
-        SaveOnInterrupt(ckpt_dir),
+        run_folder_checkpoint(ckpt_dir, filename="step{step}", save_last=True,
+                              every_n_train_steps=p.get("checkpoint_every", 500), save_top_k=-1),
+        SaveOnInterrupt(ckpt_dir, resume_hint or "call train_mlm again with resume='auto'"),
+        ValidateOnLastStep(),
+        PrintValidationMetrics(),
         *extra_callbacks,
     ]
     if p.get("save_best", True):
-        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss",
-                                                      mode="min", save_top_k=1))
-    logger = False
-    if p.get("logger") == "csv":
-        logger = pl.loggers.CSVLogger(out_dir, name="logs", version="")
-    elif p.get("logger") == "wandb":
-        logger = pl.loggers.WandbLogger(save_dir=str(out_dir), project=p.get("wandb_project", "grelu-caduceus"))
+        callbacks.append(run_folder_checkpoint(ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                               save_top_k=1))
+    logger = run_folder_logger(p.get("logger"), out_dir, resuming=resuming,
+                               wandb_project=p.get("wandb_project", "grelu-caduceus"))
     kwargs = dict(
         max_steps=p["max_steps"],
         max_epochs=p.get("max_epochs", -1),
@@ -281,7 +270,7 @@ def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), **overrid
 
 
 def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, resume="auto", extra_callbacks=(),
-              **trainer_overrides):
+              resume_hint: str | None = None, **trainer_overrides):
     """Pretrain ``model`` on datasets of one-hot windows and write checkpoints under ``out_dir``.
 
     Args:
@@ -294,6 +283,7 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
         resume: "auto" resumes from out_dir/checkpoints/last.ckpt if it exists; a path resumes from it;
             None starts afresh.
         extra_callbacks: Lightning callbacks added to the checkpoint callbacks (e.g. progress logging).
+        resume_hint: what to print after Ctrl-C about resuming (the caller knows its own command).
         trainer_overrides: passed to the Lightning Trainer.
 
     Returns:
@@ -306,17 +296,19 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
     p = model.train_params
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
-    trainer = build_mlm_trainer(p, out_dir, extra_callbacks=extra_callbacks, **trainer_overrides)
-    loader = dict(batch_size=p["batch_size"], num_workers=p["num_workers"],
-                  persistent_workers=p["num_workers"] > 0)
-    train_loader = DataLoader(train_dataset, shuffle=True, drop_last=len(train_dataset) > p["batch_size"], **loader)
-    val_loader = DataLoader(val_dataset, shuffle=False, **loader) if val_dataset is not None else None
     ckpt_path = None
     if resume == "auto":
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if last.exists() else None
     elif resume:
         ckpt_path = str(resume)
+    trainer = build_mlm_trainer(p, out_dir, extra_callbacks=extra_callbacks, resuming=ckpt_path is not None,
+                                resume_hint=resume_hint, **trainer_overrides)
+    loader = dict(batch_size=p["batch_size"], num_workers=p["num_workers"],
+                  persistent_workers=p["num_workers"] > 0)
+    train_loader = DataLoader(train_dataset, shuffle=True, drop_last=len(train_dataset) > p["batch_size"], **loader)
+    val_loader = DataLoader(val_dataset, shuffle=False, **loader) if val_dataset is not None else None
     with float32_matmul_precision(training_precision(p)):
-        trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
+        trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path,
+                    weights_only=False if ckpt_path else None)
     return trainer
