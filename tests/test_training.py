@@ -223,7 +223,8 @@ def test_step_based_validation_and_max_steps(tmp_path):
     trainer = train_on_dataset(model, tr, va, max_steps=5, max_epochs=-1, val_check_interval=2, checkpoint=False,
                                validate_first=False, callbacks=[counter], **QUIET)
     assert trainer.global_step == 5
-    assert counter.steps == [2, 4]  # every 2 training batches, across the epoch boundary at 3
+    # every 2 training batches, across the epoch boundary at 3, and at the last step (ValidateOnLastStep)
+    assert counter.steps == [2, 4, 5]
 
 
 def test_checkpoint_false_and_prediction_flag(tmp_path):
