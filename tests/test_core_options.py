@@ -1,0 +1,88 @@
+"""Caduceus core options: the scan-backend environment variable, dtype casting, fused_add_norm,
+Mamba/ssm_cfg option checking and gradient checkpointing."""
+
+import json
+
+import pytest
+import torch
+from helpers import rel_err, write_checkpoint
+from spec_reference import forward as spec_forward
+
+import grelu_caduceus.core.caduceus as caduceus_module
+import grelu_caduceus.core.scan as scan_module
+from grelu_caduceus.core import CaduceusConfig, CaduceusForMaskedLM, Mamba, load_pretrained, save_pretrained
+from grelu_caduceus.core.scan import resolve_backend, selective_scan
+
+COMP = torch.tensor([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15])
+ENV = "GRELU_CADUCEUS_SCAN"
+
+
+def random_ids(g, batch=2, length=61):
+    return torch.randint(7, 12, (batch, length), generator=g)
+
+
+def scan_inputs(dtype=torch.float32, batch=1, dim=4, L=9, N=3):
+    g = torch.Generator().manual_seed(0)
+    u, delta = torch.randn(batch, dim, L, generator=g), torch.randn(batch, dim, L, generator=g)
+    A = -torch.rand(dim, N, generator=g) - 0.1
+    B, C = torch.randn(batch, N, L, generator=g), torch.randn(batch, N, L, generator=g)
+    return [t.to(dtype) for t in (u, delta, A, B, C)]
+
+
+# 1. GRELU_CADUCEUS_SCAN decides what "auto" means.
+
+
+def test_env_var_decides_what_auto_means(monkeypatch):
+    monkeypatch.setenv(ENV, "reference")
+    assert resolve_backend("auto", "cpu") == "reference"
+    assert resolve_backend(None, "cpu") == "reference"
+    assert resolve_backend("torch", "cpu") == "torch"  # an explicit backend still wins
+    monkeypatch.setenv(ENV, "auto")
+    assert resolve_backend("auto", "cpu") == scan_module.available_backends("cpu")[0]
+    monkeypatch.delenv(ENV)
+    assert resolve_backend("auto", "cpu") == scan_module.available_backends("cpu")[0]
+
+
+def test_env_var_reaches_the_scan_of_a_model(monkeypatch):
+    """A model whose mixers say "auto" (the default) runs the backend the variable names."""
+    calls = []
+    real = scan_module.selective_scan_reference
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(scan_module, "selective_scan_reference", spy)
+    mixer = Mamba(8).eval()
+    assert mixer.scan_backend == "auto"
+    x = torch.randn(1, 5, 8)
+    with torch.no_grad():
+        expected = mixer(x)
+        assert not calls
+        monkeypatch.setenv(ENV, "reference")
+        assert rel_err(mixer(x), expected) < 1e-5
+    assert len(calls) == 1
+    mixer.scan_backend = "torch"  # explicit, so the variable no longer applies
+    with torch.no_grad():
+        mixer(x)
+    assert len(calls) == 1
+
+
+def test_float64_under_auto_stays_exact(monkeypatch):
+    monkeypatch.setenv(ENV, "cpu")  # a float32 kernel: float64 inputs keep the exact torch loop
+    assert resolve_backend("auto", "cpu", torch.float64) == "torch"
+    assert resolve_backend("auto", "cpu", torch.float32) == "cpu"
+    monkeypatch.setenv(ENV, "reference")
+    assert resolve_backend("auto", "cpu", torch.float64) == "reference"
+    y = selective_scan(*scan_inputs(torch.float64))
+    assert y.dtype == torch.float64
+
+
+@pytest.mark.parametrize("value", ["numba", "Torch", "fast"])
+def test_bad_env_var_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv(ENV, value)
+    with pytest.raises(ValueError, match=rf"GRELU_CADUCEUS_SCAN='{value}'.*auto, mamba_ssm, triton, cpu, torch, reference"):
+        selective_scan(*scan_inputs())
+    with pytest.raises(ValueError, match="GRELU_CADUCEUS_SCAN"):  # also for float64 inputs
+        selective_scan(*scan_inputs(torch.float64))
+    assert resolve_backend("torch", "cpu") == "torch"  # an explicit backend does not read it
