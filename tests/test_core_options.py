@@ -86,3 +86,24 @@ def test_bad_env_var_is_a_clear_error(monkeypatch, value):
     with pytest.raises(ValueError, match="GRELU_CADUCEUS_SCAN"):  # also for float64 inputs
         selective_scan(*scan_inputs(torch.float64))
     assert resolve_backend("torch", "cpu") == "torch"  # an explicit backend does not read it
+
+
+# 2. load_pretrained(dtype=...) keeps A_log and D in float32.
+
+
+def test_load_pretrained_bf16_keeps_a_log_and_d_float32(tmp_path, rng):
+    write_checkpoint(tmp_path, d_model=16, n_layer=2, rcps=True)
+    model = load_pretrained(tmp_path, dtype=torch.bfloat16)
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    ssm = {n for n in dtypes if n.endswith((".A_log", ".D"))}
+    assert len(ssm) == 2 * 2 * 2  # layers x (mamba_fwd, mamba_rev) x (A_log, D)
+    assert all(dtypes[n] == torch.float32 for n in ssm)
+    assert all(dtypes[n] == torch.bfloat16 for n in set(dtypes) - ssm)
+    ids = random_ids(rng)
+    with torch.no_grad():
+        logits = model(ids)
+        reference = load_pretrained(tmp_path)(ids)
+    assert torch.isfinite(logits).all()
+    assert rel_err(logits, reference) < 5e-2
+    double = load_pretrained(tmp_path, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in double.parameters())  # never less precise than the rest

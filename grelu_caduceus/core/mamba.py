@@ -98,3 +98,23 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
         )
         return self.out_proj(y.transpose(1, 2))
+
+def cast_keeping_ssm_float32(module: nn.Module, device=None, dtype=None) -> nn.Module:
+    """``module.to(device, dtype)``, except that every Mamba's ``A_log`` and ``D`` stay float32.
+
+    As in mamba-ssm, which keeps them in float32 under bf16/fp16 weights: the scan's decay
+    ``exp(dt * A)`` is sensitive to their precision. With ``dtype=torch.float64`` they become float64
+    too (never less precise than the rest). ``dtype=None`` moves the module without casting it.
+
+    Returns:
+        ``module``, changed in place.
+    """
+    if dtype is None:
+        return module.to(device=device)
+    module.to(device=device, dtype=dtype)
+    ssm_dtype = torch.promote_types(dtype, torch.float32)
+    for m in module.modules():
+        if isinstance(m, Mamba):
+            for p in (m.A_log, m.D):
+                p.data = p.data.to(ssm_dtype)
+    return module

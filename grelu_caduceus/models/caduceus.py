@@ -13,6 +13,7 @@ from grelu.model.models import BaseModel
 from torch import nn
 
 from ..core import CaduceusBackbone, CaduceusConfig, load_pretrained, set_scan_backend
+from ..core.mamba import cast_keeping_ssm_float32
 from ..core.tokens import rc_onehot
 from .common import CropAndBin
 
@@ -197,10 +198,6 @@ def _trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len
     trunk = CaduceusTrunk(backbone, conjoin=conjoin, crop_len=crop_len, bin_size=bin_size)
     head = ConvHead(n_tasks=n_tasks, in_channels=trunk.out_channels, act_func=final_act_func,
                     pool_func=final_pool_func)
-    trunk.to(device=device, dtype=dtype)
+    cast_keeping_ssm_float32(trunk, device=device, dtype=dtype)  # A_log and D stay float32, as in Mamba
     head.to(device=device, dtype=dtype)
-    # A_log and D stay float32 (as in Mamba): the scan's decay is sensitive to their precision.
-    for name, p in trunk.named_parameters():
-        if name.endswith(("A_log", ".D")):
-            p.data = p.data.float()
     return trunk, head
