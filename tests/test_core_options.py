@@ -107,3 +107,42 @@ def test_load_pretrained_bf16_keeps_a_log_and_d_float32(tmp_path, rng):
     assert rel_err(logits, reference) < 5e-2
     double = load_pretrained(tmp_path, dtype=torch.float64)
     assert all(p.dtype == torch.float64 for p in double.parameters())  # never less precise than the rest
+
+
+# 4. Unknown Mamba options and ssm_cfg keys are refused, with a close match.
+
+
+def test_unknown_mamba_options_are_refused():
+    with pytest.raises(TypeError, match=r"'dt_mn' \(did you mean 'dt_min'\?\).*valid options: d_state"):
+        Mamba(16, dt_mn=0.01)
+    with pytest.raises(TypeError, match="'flavour'"):
+        Mamba(16, flavour=1)
+    with pytest.raises(ValueError, match=r"dt_init 'rand' \(did you mean 'random'\?\).*'random', 'constant'"):
+        Mamba(16, dt_init="rand")
+    constant = Mamba(16, dt_init="constant", use_fast_path=False)  # both real options
+    assert torch.all(constant.dt_proj.weight == constant.dt_proj.weight.flatten()[0])
+
+
+def test_ssm_cfg_keys_are_checked():
+    with pytest.raises(ValueError, match=r"ssm_cfg.*'d_stat' \(did you mean 'd_state'\?\).*use_fast_path"):
+        CaduceusConfig(ssm_cfg={"d_stat": 8})
+    with pytest.raises(ValueError, match="layer='Mamba2'.*'Mamba1'"):
+        CaduceusConfig(ssm_cfg={"layer": "Mamba2"})
+    config = CaduceusConfig(d_model=16, n_layer=1, ssm_cfg={"layer": "Mamba1", "d_state": 8})
+    assert CaduceusForMaskedLM(config).backbone.layers[0].mixer.mamba_fwd.d_state == 8
+
+
+def test_released_ssm_cfg_loads(tmp_path, rng):
+    """The released config.json's full ssm_cfg, use_fast_path included, loads; a typo in it does not."""
+    write_checkpoint(tmp_path, d_model=16, n_layer=2, rcps=True)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["ssm_cfg"] = {"bias": False, "conv_bias": True, "d_conv": 4, "d_state": 16, "dt_init": "random",
+                      "dt_init_floor": 0.0001, "dt_max": 0.1, "dt_min": 0.001, "dt_rank": "auto", "dt_scale": 1.0,
+                      "expand": 2, "use_fast_path": True}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with torch.no_grad():
+        assert torch.isfinite(load_pretrained(tmp_path)(random_ids(rng))).all()
+    cfg["ssm_cfg"]["d_conf"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="'d_conf' \\(did you mean 'd_conv'\\?\\)"):
+        load_pretrained(tmp_path)

@@ -81,7 +81,7 @@ class Block(nn.Module):
             bidirectional=config.bidirectional,
             strategy=config.bidirectional_strategy,
             weight_tie=config.bidirectional_weight_tie,
-            **config.ssm_cfg,
+            **config.mamba_options,
             **kw,
         )
         self.mixer = RCPSMixer(bimamba) if config.rcps else bimamba
