@@ -109,6 +109,57 @@ def test_load_pretrained_bf16_keeps_a_log_and_d_float32(tmp_path, rng):
     assert all(p.dtype == torch.float64 for p in double.parameters())  # never less precise than the rest
 
 
+# 3. fused_add_norm false: the released unfused path (halves in place), against the float64 spec.
+
+
+@pytest.mark.parametrize("rcps", [False, True])
+@pytest.mark.parametrize("fused_add_norm", [True, False])
+def test_fused_add_norm_matches_spec(tmp_path, rng, rcps, fused_add_norm):
+    sd, cfg = write_checkpoint(tmp_path, d_model=24, n_layer=3, rcps=rcps, fused_add_norm=fused_add_norm)
+    model = load_pretrained(tmp_path)
+    assert model.config.fused_add_norm is fused_add_norm
+    ids = random_ids(rng)
+    with torch.no_grad():
+        logits, hidden = model(ids, return_hidden=True)
+    ref_logits, ref_hidden = spec_forward(sd, cfg, ids)
+    assert rel_err(logits, ref_logits) < 1e-5
+    assert rel_err(hidden, ref_hidden) < 1e-5
+
+
+def test_unfused_ps_differs_from_fused_and_is_equivariant(tmp_path, rng):
+    """Same weights, the two settings: different models, both RC-equivariant; the norms sit under
+    the released unfused code's state-dict names."""
+    sd, cfg = write_checkpoint(tmp_path, d_model=24, n_layer=3, rcps=True, fused_add_norm=False)
+    ids = random_ids(rng)
+    unfused, _ = spec_forward(sd, cfg, ids)
+    swapped, _ = spec_forward(sd, cfg, ids, block_half_order="other")
+    assert rel_err(swapped, unfused) > 1e-2
+    model = load_pretrained(tmp_path)
+    keys = set(model.state_dict())
+    assert "caduceus.backbone.layers.0.norm.submodule.weight" in keys
+    assert "caduceus.backbone.norm_f.submodule.weight" in keys
+    with torch.no_grad():
+        logits = model(ids)
+        logits_rc = model(COMP[ids.flip(1)])
+    assert rel_err(logits, unfused) < 1e-5
+    assert rel_err(logits_rc, logits.flip(1)[..., COMP]) < 1e-5
+    save_pretrained(model, tmp_path / "again")
+    with torch.no_grad():
+        assert torch.equal(load_pretrained(tmp_path / "again")(ids), logits)
+
+
+def test_unfused_block_normalises_in_the_norms_dtype():
+    """As mamba-ssm's unfused path: the float32 residual sum is cast to the (bf16) norm's dtype first."""
+    config = CaduceusConfig(d_model=8, n_layer=1, fused_add_norm=False, residual_in_fp32=True)
+    block = caduceus_module.Block(config).to(torch.bfloat16)
+    seen = []
+    block.norm.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    hidden = torch.randn(1, 5, 8, dtype=torch.bfloat16)
+    with torch.no_grad():
+        _, residual = block(hidden, torch.randn(1, 5, 8))
+    assert seen == [torch.bfloat16] and residual.dtype == torch.float32
+
+
 # 4. Unknown Mamba options and ssm_cfg keys are refused, with a close match.
 
 

@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .bimamba import BiMamba
 from .config import CaduceusConfig
-from .rcps import RCPSEmbedding, RCPSLMHead, RCPSMixer, flipped_norm
+from .rcps import RCPSEmbedding, RCPSLMHead, RCPSMixer, RCPSNorm, flipped_norm
 from .tokens import complement_index, embed_onehot
 
 
@@ -64,9 +64,12 @@ class Embeddings(nn.Module):
 class Block(nn.Module):
     """Pre-norm residual block, "add then norm": (hidden, residual) -> (mixer(norm(h + r)), h + r).
 
-    For PS, the 2d-channel stream is split in halves [s1, s2]; the block normalises the second half
-    as the forward strand and the first as the RC strand, and the carried residual becomes [s2, s1]
-    (the released checkpoints' ordering: the halves trade places at every block).
+    For PS, the 2d-channel stream is split in halves [s1, s2]. With ``fused_add_norm`` (the released
+    checkpoints' setting) the block normalises the second half as the forward strand and the first
+    as the RC strand, and the carried residual becomes [s2, s1]: the halves trade places at every
+    block. With ``fused_add_norm=False`` it follows the released code's unfused path: the halves stay
+    in place, ``normed = [n(s1), rc(n(rc(s2)))]`` and residual [s1, s2] (see ``RCPSNorm``). Unfused
+    blocks, Ph or PS, normalise the sum cast to the norm's dtype, as mamba-ssm's unfused Block does.
     """
 
     def __init__(self, config: CaduceusConfig, device=None, dtype=None):
@@ -74,8 +77,8 @@ class Block(nn.Module):
         kw = dict(device=device, dtype=dtype)
         self.rcps = config.rcps
         self.residual_in_fp32 = config.residual_in_fp32
-        norm_cls = RMSNorm if config.rms_norm else LayerNorm
-        self.norm = norm_cls(config.d_model, eps=config.norm_epsilon, **kw)
+        self.fused_add_norm = config.fused_add_norm
+        self.norm = _make_norm(config, **kw)
         bimamba = BiMamba(
             config.d_model,
             bidirectional=config.bidirectional,
@@ -89,7 +92,9 @@ class Block(nn.Module):
     def forward(self, hidden, residual=None):
         """hidden, residual: (B, L, H) -> (hidden, residual), both (B, L, H)."""
         summed = hidden if residual is None else hidden.to(residual.dtype) + residual
-        if self.rcps:
+        if not self.fused_add_norm:  # halves in place for PS (RCPSNorm)
+            normed, residual = self.norm(summed.to(self.norm.weight.dtype)), summed
+        elif self.rcps:
             s1, s2 = summed.chunk(2, dim=-1)
             normed = torch.cat([self.norm(s2), flipped_norm(self.norm, s1)], dim=-1)
             residual = torch.cat([s2, s1], dim=-1)
@@ -98,6 +103,13 @@ class Block(nn.Module):
         if self.residual_in_fp32:
             residual = residual.float()
         return self.mixer(normed.to(hidden.dtype)), residual
+
+
+def _make_norm(config: CaduceusConfig, device=None, dtype=None) -> nn.Module:
+    """The norm of a block or the final norm; wrapped in RCPSNorm for unfused PS (the released layout)."""
+    norm_cls = RMSNorm if config.rms_norm else LayerNorm
+    norm = norm_cls(config.d_model, eps=config.norm_epsilon, device=device, dtype=dtype)
+    return RCPSNorm(norm) if config.rcps and not config.fused_add_norm else norm
 
 
 class CaduceusBackbone(nn.Module):
@@ -113,8 +125,7 @@ class CaduceusBackbone(nn.Module):
         self.config = config
         self.embeddings = Embeddings(config, device=device, dtype=dtype)
         self.layers = nn.ModuleList(Block(config, device=device, dtype=dtype) for _ in range(config.n_layer))
-        norm_cls = RMSNorm if config.rms_norm else LayerNorm
-        self.norm_f = norm_cls(config.d_model, eps=config.norm_epsilon, device=device, dtype=dtype)
+        self.norm_f = _make_norm(config, device=device, dtype=dtype)
         self.gradient_checkpointing = False
 
     def forward(self, x, output_hidden_states=False):
@@ -129,7 +140,9 @@ class CaduceusBackbone(nn.Module):
             else:
                 hidden, residual = layer(hidden, residual)
         summed = hidden if residual is None else hidden.to(residual.dtype) + residual
-        if self.config.rcps:
+        if not self.config.fused_add_norm:  # unfused: the sum in the norm's dtype; PS halves in place
+            out = self.norm_f(summed.to(self.norm_f.weight.dtype))
+        elif self.config.rcps:
             s1, s2 = summed.chunk(2, dim=-1)
             out = torch.cat([self.norm_f(s1), flipped_norm(self.norm_f, s2)], dim=-1)
         else:
