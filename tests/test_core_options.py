@@ -197,3 +197,100 @@ def test_released_ssm_cfg_loads(tmp_path, rng):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="'d_conf' \\(did you mean 'd_conv'\\?\\)"):
         load_pretrained(tmp_path)
+
+
+# 5. Gradient checkpointing: HF-style enable/disable, use_reentrant, stride.
+
+
+def _grads(model, ids):
+    model.zero_grad()
+    model(ids).logsumexp(-1).sum().backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+@pytest.fixture
+def ps_model():
+    torch.manual_seed(0)
+    return CaduceusForMaskedLM(CaduceusConfig(d_model=16, n_layer=4, rcps=True)).train()
+
+
+def test_checkpointing_gives_the_same_gradients(ps_model, rng):
+    ids = random_ids(rng, length=40)
+    reference = _grads(ps_model, ids)
+    for kwargs, stride in [({"use_reentrant": False}, 1), ({"use_reentrant": True}, 1), (None, 2), ({"use_reentrant": True}, 3)]:
+        ps_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs, stride=stride)
+        assert ps_model.is_gradient_checkpointing
+        assert rel_err(_grads(ps_model, ids), reference) < 1e-6, (kwargs, stride)
+    ps_model.gradient_checkpointing_disable()
+    assert not ps_model.is_gradient_checkpointing
+    assert rel_err(_grads(ps_model, ids), reference) < 1e-6
+
+
+def test_checkpointing_calls_checkpoint_on_every_kth_layer_with_the_kwargs(ps_model, rng, monkeypatch):
+    calls = []
+    real = caduceus_module.checkpoint
+
+    def counting(function, *args, **kwargs):
+        calls.append((function, kwargs))
+        return real(function, *args, **kwargs)
+
+    monkeypatch.setattr(caduceus_module, "checkpoint", counting)
+    layers = list(ps_model.backbone.layers)
+    ids = random_ids(rng, length=20)
+
+    def checkpointed_layers():
+        calls.clear()
+        ps_model(ids).sum().backward()
+        return [layers.index(function) for function, _ in calls]
+
+    assert checkpointed_layers() == []  # off by default
+    ps_model.gradient_checkpointing_enable()
+    assert checkpointed_layers() == [0, 1, 2, 3]
+    assert all(kwargs == {"use_reentrant": False} for _, kwargs in calls)
+    ps_model.gradient_checkpointing_enable({"use_reentrant": True, "preserve_rng_state": False}, stride=2)
+    assert checkpointed_layers() == [0, 2]
+    assert all(kwargs == {"use_reentrant": True, "preserve_rng_state": False} for _, kwargs in calls)
+    ps_model.backbone.gradient_checkpointing_stride = 3
+    assert checkpointed_layers() == [0, 3]
+    ps_model.eval()  # evaluation never recomputes
+    assert checkpointed_layers() == []
+    ps_model.train()
+    ps_model.gradient_checkpointing_disable()
+    assert checkpointed_layers() == []
+
+
+@pytest.mark.parametrize("stride", [0, -2, 1.5, 2.0, True, False, "2", None])
+def test_bad_checkpointing_stride_is_refused(ps_model, stride):
+    with pytest.raises(ValueError, match="gradient_checkpointing_stride must be a positive integer"):
+        ps_model.gradient_checkpointing_enable(stride=stride)
+    assert not ps_model.is_gradient_checkpointing and ps_model.backbone.gradient_checkpointing_stride == 1
+    with pytest.raises(ValueError, match="positive integer"):
+        ps_model.backbone.gradient_checkpointing_stride = stride
+
+
+def test_old_boolean_enable_call_is_refused(ps_model):
+    """gradient_checkpointing_enable(False) must not silently switch checkpointing on."""
+    with pytest.raises(TypeError, match="gradient_checkpointing_disable"):
+        ps_model.gradient_checkpointing_enable(False)
+    assert not ps_model.is_gradient_checkpointing
+
+
+def test_grelu_models_pass_checkpointing_options_through(tmp_path):
+    pytest.importorskip("grelu")
+    from grelu_caduceus.models.caduceus import CaduceusModel, CaduceusPretrainedModel
+    from grelu_caduceus.tasks.mlm import build_mlm_model
+
+    model = CaduceusModel(n_tasks=1, d_model=16, n_layer=3, gradient_checkpointing=True, gradient_checkpointing_stride=2)
+    backbone = model.embedding.backbone
+    assert backbone.gradient_checkpointing and backbone.gradient_checkpointing_stride == 2
+    assert not CaduceusModel(n_tasks=1, d_model=16, n_layer=1).embedding.backbone.gradient_checkpointing
+    with pytest.raises(ValueError, match="positive integer"):
+        CaduceusModel(n_tasks=1, d_model=16, n_layer=1, gradient_checkpointing_stride=0)
+    write_checkpoint(tmp_path, d_model=16, n_layer=2)
+    pretrained = CaduceusPretrainedModel(n_tasks=1, pretrained_path=str(tmp_path), gradient_checkpointing=True,
+                                         dtype="bfloat16")
+    assert pretrained.embedding.backbone.gradient_checkpointing
+    assert {p.dtype for n, p in pretrained.embedding.named_parameters() if n.endswith((".A_log", ".D"))} == {torch.float32}
+    mlm = build_mlm_model({"d_model": 16, "n_layer": 2, "gradient_checkpointing": True, "gradient_checkpointing_stride": 2})
+    assert mlm.is_gradient_checkpointing and mlm.backbone.gradient_checkpointing_stride == 2
+    assert not build_mlm_model({"d_model": 16, "n_layer": 2}).is_gradient_checkpointing

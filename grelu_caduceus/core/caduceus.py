@@ -6,6 +6,7 @@ H = hidden channels (d, or 2d for PS), V = padded vocabulary (16).
 """
 
 import math
+import numbers
 from functools import partial
 
 import torch
@@ -17,6 +18,8 @@ from .bimamba import BiMamba
 from .config import CaduceusConfig
 from .rcps import RCPSEmbedding, RCPSLMHead, RCPSMixer, RCPSNorm, flipped_norm
 from .tokens import complement_index, embed_onehot
+
+DEFAULT_CHECKPOINT_KWARGS = {"use_reentrant": False}
 
 
 class RMSNorm(nn.Module):
@@ -118,6 +121,9 @@ class CaduceusBackbone(nn.Module):
     forward(x): token ids (B, L) long, or one-hot (B, 4, L) float in A,C,G,T order (all-zero column =
     N; an optional 5th row marks MASK), differentiable w.r.t. the one-hot. Returns (B, L, H): the
     final normalised hidden states.
+
+    Gradient checkpointing (off by default; see :meth:`gradient_checkpointing_enable`) recomputes
+    layers in the backward pass instead of storing their activations, in training mode only.
     """
 
     def __init__(self, config: CaduceusConfig, device=None, dtype=None):
@@ -127,16 +133,62 @@ class CaduceusBackbone(nn.Module):
         self.layers = nn.ModuleList(Block(config, device=device, dtype=dtype) for _ in range(config.n_layer))
         self.norm_f = _make_norm(config, device=device, dtype=dtype)
         self.gradient_checkpointing = False
+        self.gradient_checkpointing_kwargs = dict(DEFAULT_CHECKPOINT_KWARGS)
+        self._gradient_checkpointing_stride = 1
+
+    @property
+    def gradient_checkpointing_stride(self) -> int:
+        """Checkpoint every k-th layer (layers 0, k, 2k, ...); 1 checkpoints every layer."""
+        return self._gradient_checkpointing_stride
+
+    @gradient_checkpointing_stride.setter
+    def gradient_checkpointing_stride(self, stride: int) -> None:
+        # bool is an int subclass, but True/False as a stride is surely a mistaken call
+        if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+            raise ValueError(f"gradient_checkpointing_stride must be a positive integer (1 = every layer), "
+                             f"got {stride!r}.")
+        self._gradient_checkpointing_stride = int(stride)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, stride: int = 1) -> None:
+        """Recompute layers in the backward pass instead of storing their activations (training only).
+
+        Args:
+            gradient_checkpointing_kwargs: keyword arguments of ``torch.utils.checkpoint.checkpoint``,
+                as in Hugging Face's method of the same name, e.g. ``{"use_reentrant": True}``. Missing
+                keys default to ``{"use_reentrant": False}`` (PyTorch's recommendation; Hugging Face
+                defaults to True, whose checkpointed layers get no gradients when no input needs one).
+            stride: checkpoint every ``stride``-th layer (layers 0, stride, 2*stride, ...); the others
+                keep their activations: less recomputation for more memory. 1 = every layer.
+
+        Raises:
+            TypeError: ``gradient_checkpointing_kwargs`` is not a dict (to switch off, call
+                :meth:`gradient_checkpointing_disable`).
+            ValueError: ``stride`` is not a positive integer.
+        """
+        if gradient_checkpointing_kwargs is not None and not isinstance(gradient_checkpointing_kwargs, dict):
+            raise TypeError(
+                f"gradient_checkpointing_kwargs must be a dict of torch.utils.checkpoint.checkpoint options "
+                f"(e.g. {{'use_reentrant': False}}), got {gradient_checkpointing_kwargs!r}; "
+                "to switch checkpointing off call gradient_checkpointing_disable()."
+            )
+        self.gradient_checkpointing_stride = stride
+        self.gradient_checkpointing_kwargs = {**DEFAULT_CHECKPOINT_KWARGS, **(gradient_checkpointing_kwargs or {})}
+        self.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Store every layer's activations again (the default)."""
+        self.gradient_checkpointing = False
 
     def forward(self, x, output_hidden_states=False):
         _check_input(x)
         hidden, residual = self.embeddings(x), None
         all_hidden = []
-        for layer in self.layers:
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(hidden)
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
+            if recompute and i % self.gradient_checkpointing_stride == 0:
+                hidden, residual = checkpoint(layer, hidden, residual, **self.gradient_checkpointing_kwargs)
             else:
                 hidden, residual = layer(hidden, residual)
         summed = hidden if residual is None else hidden.to(residual.dtype) + residual
@@ -200,8 +252,16 @@ class CaduceusForMaskedLM(nn.Module):
         set_scan_backend(self, backend)
         return self
 
-    def gradient_checkpointing_enable(self, enable: bool = True) -> None:
-        self.backbone.gradient_checkpointing = enable
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, stride: int = 1) -> None:
+        """Checkpoint the backbone's layers; see :meth:`CaduceusBackbone.gradient_checkpointing_enable`."""
+        self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs, stride=stride)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.backbone.gradient_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.backbone.gradient_checkpointing
 
 
 def set_scan_backend(module: nn.Module, backend: str) -> None:
