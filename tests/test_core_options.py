@@ -81,7 +81,8 @@ def test_float64_under_auto_stays_exact(monkeypatch):
 @pytest.mark.parametrize("value", ["numba", "Torch", "fast"])
 def test_bad_env_var_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv(ENV, value)
-    with pytest.raises(ValueError, match=rf"GRELU_CADUCEUS_SCAN='{value}'.*auto, mamba_ssm, triton, cpu, torch, reference"):
+    choices = "auto, mamba_ssm, triton, cpu, torch, reference"
+    with pytest.raises(ValueError, match=rf"GRELU_CADUCEUS_SCAN='{value}'.*{choices}"):
         selective_scan(*scan_inputs())
     with pytest.raises(ValueError, match="GRELU_CADUCEUS_SCAN"):  # also for float64 inputs
         selective_scan(*scan_inputs(torch.float64))
@@ -217,7 +218,8 @@ def ps_model():
 def test_checkpointing_gives_the_same_gradients(ps_model, rng):
     ids = random_ids(rng, length=40)
     reference = _grads(ps_model, ids)
-    for kwargs, stride in [({"use_reentrant": False}, 1), ({"use_reentrant": True}, 1), (None, 2), ({"use_reentrant": True}, 3)]:
+    cases = [({"use_reentrant": False}, 1), ({"use_reentrant": True}, 1), (None, 2), ({"use_reentrant": True}, 3)]
+    for kwargs, stride in cases:
         ps_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs, stride=stride)
         assert ps_model.is_gradient_checkpointing
         assert rel_err(_grads(ps_model, ids), reference) < 1e-6, (kwargs, stride)
@@ -280,7 +282,8 @@ def test_grelu_models_pass_checkpointing_options_through(tmp_path):
     from grelu_caduceus.models.caduceus import CaduceusModel, CaduceusPretrainedModel
     from grelu_caduceus.tasks.mlm import build_mlm_model
 
-    model = CaduceusModel(n_tasks=1, d_model=16, n_layer=3, gradient_checkpointing=True, gradient_checkpointing_stride=2)
+    model = CaduceusModel(n_tasks=1, d_model=16, n_layer=3, gradient_checkpointing=True,
+                          gradient_checkpointing_stride=2)
     backbone = model.embedding.backbone
     assert backbone.gradient_checkpointing and backbone.gradient_checkpointing_stride == 2
     assert not CaduceusModel(n_tasks=1, d_model=16, n_layer=1).embedding.backbone.gradient_checkpointing
@@ -290,7 +293,9 @@ def test_grelu_models_pass_checkpointing_options_through(tmp_path):
     pretrained = CaduceusPretrainedModel(n_tasks=1, pretrained_path=str(tmp_path), gradient_checkpointing=True,
                                          dtype="bfloat16")
     assert pretrained.embedding.backbone.gradient_checkpointing
-    assert {p.dtype for n, p in pretrained.embedding.named_parameters() if n.endswith((".A_log", ".D"))} == {torch.float32}
-    mlm = build_mlm_model({"d_model": 16, "n_layer": 2, "gradient_checkpointing": True, "gradient_checkpointing_stride": 2})
+    ssm_dtypes = {p.dtype for n, p in pretrained.embedding.named_parameters() if n.endswith((".A_log", ".D"))}
+    assert ssm_dtypes == {torch.float32}
+    mlm = build_mlm_model({"d_model": 16, "n_layer": 2, "gradient_checkpointing": True,
+                           "gradient_checkpointing_stride": 2})
     assert mlm.is_gradient_checkpointing and mlm.backbone.gradient_checkpointing_stride == 2
     assert not build_mlm_model({"d_model": 16, "n_layer": 2}).is_gradient_checkpointing
