@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 COMP_MAP = {str(i): i for i in range(7)} | {"7": 10, "8": 9, "9": 8, "10": 7, "11": 11}
 
 
-def random_state_dict(d_model=32, n_layer=2, rcps=False, d_state=16, d_conv=4, seed=0, tied_once=False, scale=1.0):
+def random_state_dict(d_model=32, n_layer=2, rcps=False, d_state=16, d_conv=4, seed=0, tied_once=False, scale=1.0,
+                      fused_add_norm=True):
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, std=0.02):
@@ -46,13 +47,16 @@ def random_state_dict(d_model=32, n_layer=2, rcps=False, d_state=16, d_conv=4, s
         sd["lm_head.complement_map"] = comp
     else:
         sd["lm_head.weight"] = emb
+    if rcps and not fused_add_norm:  # the released unfused PS code keeps its norms in a wrapper module
+        sd = {k.replace("norm.weight", "norm.submodule.weight").replace("norm_f.weight", "norm_f.submodule.weight"): v
+              for k, v in sd.items()}
     return sd
 
 
-def config_dict(d_model=32, n_layer=2, rcps=False, d_state=16, d_conv=4, strategy="add"):
+def config_dict(d_model=32, n_layer=2, rcps=False, d_state=16, d_conv=4, strategy="add", fused_add_norm=True):
     return dict(model_type="caduceus", architectures=["CaduceusForMaskedLM"], d_model=d_model, n_layer=n_layer,
                 vocab_size=12, ssm_cfg=dict(d_state=d_state, d_conv=d_conv, expand=2, dt_rank="auto"),
-                rms_norm=True, residual_in_fp32=True, fused_add_norm=True, pad_vocab_size_multiple=8,
+                rms_norm=True, residual_in_fp32=True, fused_add_norm=fused_add_norm, pad_vocab_size_multiple=8,
                 norm_epsilon=1e-5, initializer_cfg=None, bidirectional=True, bidirectional_strategy=strategy,
                 bidirectional_weight_tie=True, rcps=rcps, complement_map=COMP_MAP)
 

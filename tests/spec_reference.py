@@ -57,9 +57,18 @@ def bimamba(sd, p, u, cfg):
 
 
 def forward(sd, cfg, ids, block_half_order="released"):
-    """Returns (logits (B, L, 16), hidden (B, L, d or 2d)) in float64."""
+    """Returns (logits (B, L, 16), hidden (B, L, d or 2d)) in float64.
+
+    PS blocks: with fused_add_norm (the released configs) the halves trade places at every block;
+    with fused_add_norm false the released code's unfused path keeps them in place and stores the
+    norms as norm.submodule.weight / norm_f.submodule.weight. block_half_order="other" uses the
+    opposite ordering (for tests that pin the ordering).
+    """
     sd = {k: v.double() if v.is_floating_point() else v for k, v in sd.items()}
     pb, eps, ps = "caduceus.backbone.", cfg["norm_epsilon"], cfg["rcps"]
+    fused = cfg.get("fused_add_norm", True)
+    norm_name = "norm.weight" if fused or not ps else "norm.submodule.weight"
+    swap = fused if block_half_order == "released" else not fused
     comp = torch.tensor(COMP)
     if ps:
         E = sd[pb + "embeddings.word_embeddings.embedding.weight"]
@@ -69,12 +78,12 @@ def forward(sd, cfg, ids, block_half_order="released"):
         hidden = E[ids]
     residual = None
     for i in range(cfg["n_layer"]):
-        w = sd[f"{pb}layers.{i}.norm.weight"]
+        w = sd[f"{pb}layers.{i}.{norm_name}"]
         s = hidden if residual is None else hidden + residual
         if ps:
             d = s.shape[-1] // 2
             s1, s2 = s[..., :d], s[..., d:]
-            if block_half_order == "released":
+            if swap:
                 normed, residual = torch.cat([rms(s2, w, eps), rc(rms(rc(s1), w, eps))], -1), torch.cat([s2, s1], -1)
             else:
                 normed, residual = torch.cat([rms(s1, w, eps), rc(rms(rc(s2), w, eps))], -1), s
@@ -85,7 +94,7 @@ def forward(sd, cfg, ids, block_half_order="released"):
             normed, residual = rms(s, w, eps), s
             hidden = bimamba(sd, f"{pb}layers.{i}.mixer.", normed, cfg)
     s = hidden + residual
-    wf = sd[pb + "norm_f.weight"]
+    wf = sd[pb + "norm_f." + norm_name[len("norm."):]]
     if ps:
         d = s.shape[-1] // 2
         out = torch.cat([rms(s[..., :d], wf, eps), rc(rms(rc(s[..., d:]), wf, eps))], -1)

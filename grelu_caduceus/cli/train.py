@@ -179,7 +179,7 @@ def _mlm_model_params(model: dict) -> dict:
 
     if model["model_type"] == "CaduceusPretrainedModel":
         return {"pretrained_path": model["pretrained_path"]}
-    keep = set(MODEL_KEYS) | set(SSM_KEYS) | {"gradient_checkpointing", "scan_backend"}
+    keep = set(MODEL_KEYS) | set(SSM_KEYS) | {"gradient_checkpointing", "gradient_checkpointing_stride", "scan_backend"}
     return {k: v for k, v in model.items() if k in keep}
 
 

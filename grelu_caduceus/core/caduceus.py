@@ -6,6 +6,7 @@ H = hidden channels (d, or 2d for PS), V = padded vocabulary (16).
 """
 
 import math
+import numbers
 from functools import partial
 
 import torch
@@ -15,8 +16,10 @@ from torch.utils.checkpoint import checkpoint
 
 from .bimamba import BiMamba
 from .config import CaduceusConfig
-from .rcps import RCPSEmbedding, RCPSLMHead, RCPSMixer, flipped_norm
+from .rcps import RCPSEmbedding, RCPSLMHead, RCPSMixer, RCPSNorm, flipped_norm
 from .tokens import complement_index, embed_onehot
+
+DEFAULT_CHECKPOINT_KWARGS = {"use_reentrant": False}
 
 
 class RMSNorm(nn.Module):
@@ -64,9 +67,12 @@ class Embeddings(nn.Module):
 class Block(nn.Module):
     """Pre-norm residual block, "add then norm": (hidden, residual) -> (mixer(norm(h + r)), h + r).
 
-    For PS, the 2d-channel stream is split in halves [s1, s2]; the block normalises the second half
-    as the forward strand and the first as the RC strand, and the carried residual becomes [s2, s1]
-    (the released checkpoints' ordering: the halves trade places at every block).
+    For PS, the 2d-channel stream is split in halves [s1, s2]. With ``fused_add_norm`` (the released
+    checkpoints' setting) the block normalises the second half as the forward strand and the first
+    as the RC strand, and the carried residual becomes [s2, s1]: the halves trade places at every
+    block. With ``fused_add_norm=False`` it follows the released code's unfused path: the halves stay
+    in place, ``normed = [n(s1), rc(n(rc(s2)))]`` and residual [s1, s2] (see ``RCPSNorm``). Unfused
+    blocks, Ph or PS, normalise the sum cast to the norm's dtype, as mamba-ssm's unfused Block does.
     """
 
     def __init__(self, config: CaduceusConfig, device=None, dtype=None):
@@ -74,14 +80,14 @@ class Block(nn.Module):
         kw = dict(device=device, dtype=dtype)
         self.rcps = config.rcps
         self.residual_in_fp32 = config.residual_in_fp32
-        norm_cls = RMSNorm if config.rms_norm else LayerNorm
-        self.norm = norm_cls(config.d_model, eps=config.norm_epsilon, **kw)
+        self.fused_add_norm = config.fused_add_norm
+        self.norm = _make_norm(config, **kw)
         bimamba = BiMamba(
             config.d_model,
             bidirectional=config.bidirectional,
             strategy=config.bidirectional_strategy,
             weight_tie=config.bidirectional_weight_tie,
-            **config.ssm_cfg,
+            **config.mamba_options,
             **kw,
         )
         self.mixer = RCPSMixer(bimamba) if config.rcps else bimamba
@@ -89,7 +95,9 @@ class Block(nn.Module):
     def forward(self, hidden, residual=None):
         """hidden, residual: (B, L, H) -> (hidden, residual), both (B, L, H)."""
         summed = hidden if residual is None else hidden.to(residual.dtype) + residual
-        if self.rcps:
+        if not self.fused_add_norm:  # halves in place for PS (RCPSNorm)
+            normed, residual = self.norm(summed.to(self.norm.weight.dtype)), summed
+        elif self.rcps:
             s1, s2 = summed.chunk(2, dim=-1)
             normed = torch.cat([self.norm(s2), flipped_norm(self.norm, s1)], dim=-1)
             residual = torch.cat([s2, s1], dim=-1)
@@ -100,12 +108,22 @@ class Block(nn.Module):
         return self.mixer(normed.to(hidden.dtype)), residual
 
 
+def _make_norm(config: CaduceusConfig, device=None, dtype=None) -> nn.Module:
+    """The norm of a block or the final norm; wrapped in RCPSNorm for unfused PS (the released layout)."""
+    norm_cls = RMSNorm if config.rms_norm else LayerNorm
+    norm = norm_cls(config.d_model, eps=config.norm_epsilon, device=device, dtype=dtype)
+    return RCPSNorm(norm) if config.rcps and not config.fused_add_norm else norm
+
+
 class CaduceusBackbone(nn.Module):
     """Embedding, ``n_layer`` blocks and the final norm.
 
     forward(x): token ids (B, L) long, or one-hot (B, 4, L) float in A,C,G,T order (all-zero column =
     N; an optional 5th row marks MASK), differentiable w.r.t. the one-hot. Returns (B, L, H): the
     final normalised hidden states.
+
+    Gradient checkpointing (off by default; see :meth:`gradient_checkpointing_enable`) recomputes
+    layers in the backward pass instead of storing their activations, in training mode only.
     """
 
     def __init__(self, config: CaduceusConfig, device=None, dtype=None):
@@ -113,23 +131,70 @@ class CaduceusBackbone(nn.Module):
         self.config = config
         self.embeddings = Embeddings(config, device=device, dtype=dtype)
         self.layers = nn.ModuleList(Block(config, device=device, dtype=dtype) for _ in range(config.n_layer))
-        norm_cls = RMSNorm if config.rms_norm else LayerNorm
-        self.norm_f = norm_cls(config.d_model, eps=config.norm_epsilon, device=device, dtype=dtype)
+        self.norm_f = _make_norm(config, device=device, dtype=dtype)
+        self.gradient_checkpointing = False
+        self.gradient_checkpointing_kwargs = dict(DEFAULT_CHECKPOINT_KWARGS)
+        self._gradient_checkpointing_stride = 1
+
+    @property
+    def gradient_checkpointing_stride(self) -> int:
+        """Checkpoint every k-th layer (layers 0, k, 2k, ...); 1 checkpoints every layer."""
+        return self._gradient_checkpointing_stride
+
+    @gradient_checkpointing_stride.setter
+    def gradient_checkpointing_stride(self, stride: int) -> None:
+        # bool is an int subclass, but True/False as a stride is surely a mistaken call
+        if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+            raise ValueError(f"gradient_checkpointing_stride must be a positive integer (1 = every layer), "
+                             f"got {stride!r}.")
+        self._gradient_checkpointing_stride = int(stride)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, stride: int = 1) -> None:
+        """Recompute layers in the backward pass instead of storing their activations (training only).
+
+        Args:
+            gradient_checkpointing_kwargs: keyword arguments of ``torch.utils.checkpoint.checkpoint``,
+                as in Hugging Face's method of the same name, e.g. ``{"use_reentrant": True}``. Missing
+                keys default to ``{"use_reentrant": False}`` (PyTorch's recommendation; Hugging Face
+                defaults to True, whose checkpointed layers get no gradients when no input needs one).
+            stride: checkpoint every ``stride``-th layer (layers 0, stride, 2*stride, ...); the others
+                keep their activations: less recomputation for more memory. 1 = every layer.
+
+        Raises:
+            TypeError: ``gradient_checkpointing_kwargs`` is not a dict (to switch off, call
+                :meth:`gradient_checkpointing_disable`).
+            ValueError: ``stride`` is not a positive integer.
+        """
+        if gradient_checkpointing_kwargs is not None and not isinstance(gradient_checkpointing_kwargs, dict):
+            raise TypeError(
+                f"gradient_checkpointing_kwargs must be a dict of torch.utils.checkpoint.checkpoint options "
+                f"(e.g. {{'use_reentrant': False}}), got {gradient_checkpointing_kwargs!r}; "
+                "to switch checkpointing off call gradient_checkpointing_disable()."
+            )
+        self.gradient_checkpointing_stride = stride
+        self.gradient_checkpointing_kwargs = {**DEFAULT_CHECKPOINT_KWARGS, **(gradient_checkpointing_kwargs or {})}
+        self.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Store every layer's activations again (the default)."""
         self.gradient_checkpointing = False
 
     def forward(self, x, output_hidden_states=False):
         _check_input(x)
         hidden, residual = self.embeddings(x), None
         all_hidden = []
-        for layer in self.layers:
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(hidden)
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
+            if recompute and i % self.gradient_checkpointing_stride == 0:
+                hidden, residual = checkpoint(layer, hidden, residual, **self.gradient_checkpointing_kwargs)
             else:
                 hidden, residual = layer(hidden, residual)
         summed = hidden if residual is None else hidden.to(residual.dtype) + residual
-        if self.config.rcps:
+        if not self.config.fused_add_norm:  # unfused: the sum in the norm's dtype; PS halves in place
+            out = self.norm_f(summed.to(self.norm_f.weight.dtype))
+        elif self.config.rcps:
             s1, s2 = summed.chunk(2, dim=-1)
             out = torch.cat([self.norm_f(s1), flipped_norm(self.norm_f, s2)], dim=-1)
         else:
@@ -187,8 +252,16 @@ class CaduceusForMaskedLM(nn.Module):
         set_scan_backend(self, backend)
         return self
 
-    def gradient_checkpointing_enable(self, enable: bool = True) -> None:
-        self.backbone.gradient_checkpointing = enable
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, stride: int = 1) -> None:
+        """Checkpoint the backbone's layers; see :meth:`CaduceusBackbone.gradient_checkpointing_enable`."""
+        self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs, stride=stride)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.backbone.gradient_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.backbone.gradient_checkpointing
 
 
 def set_scan_backend(module: nn.Module, backend: str) -> None:

@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from .caduceus import CaduceusForMaskedLM
 from .config import CaduceusConfig
+from .mamba import cast_keeping_ssm_float32
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -21,7 +22,8 @@ def load_pretrained(path, device=None, dtype=None, scan_backend="auto", strict=T
 
     Args:
         path: folder with config.json and model.safetensors or pytorch_model.bin.
-        device, dtype: where and in which float dtype to place the weights (A_log and D stay float32).
+        device, dtype: where and in which float dtype to place the weights (A_log and D stay float32,
+            as in mamba-ssm; float64 with ``dtype=torch.float64``).
         scan_backend: selective-scan backend (see ``grelu_caduceus.core.scan.BACKENDS``).
         strict: refuse unknown or missing tensors (tied tensors may be stored once or under every name).
 
@@ -39,7 +41,7 @@ def load_pretrained(path, device=None, dtype=None, scan_backend="auto", strict=T
     model = CaduceusForMaskedLM(config, init_weights=False)
     load_state_dict_tied(model, state, strict=strict)
     model.set_scan_backend(scan_backend)
-    return model.to(device=device, dtype=dtype).eval() if dtype else model.to(device=device).eval()
+    return cast_keeping_ssm_float32(model, device=device, dtype=dtype).eval()
 
 
 def read_state_dict(folder: Path) -> dict:

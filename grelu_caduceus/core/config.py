@@ -6,17 +6,24 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .mamba import MAMBA_OPTIONS, unknown_options_message
 from .tokens import COMPLEMENT, VOCAB_SIZE
 
 MODEL_TYPE = "caduceus"
 _SSM_DEFAULTS = dict(d_state=16, d_conv=4, expand=2, dt_rank="auto")
+# ssm_cfg keys: Mamba's options (the released configs also carry use_fast_path) and mamba-ssm v2's
+# mixer selector "layer", which may only name the Mamba1 mixer Caduceus uses. The scan backend is a
+# runtime choice (set_scan_backend), not part of a config.
+SSM_LAYERS = ("Mamba1",)
+SSM_CFG_KEYS = tuple(k for k in MAMBA_OPTIONS if k != "scan_backend") + ("layer",)
 
 
 @dataclass
 class CaduceusConfig:
     """Hyper-parameters of a Caduceus masked LM, named as in the released config.json.
 
-    ``ssm_cfg`` holds the Mamba mixer's options (d_state, d_conv, expand, dt_rank, dt_min, dt_max, ...).
+    ``ssm_cfg`` holds the Mamba mixer's options (d_state, d_conv, expand, dt_rank, dt_min, dt_max, ...;
+    ``SSM_CFG_KEYS``); an unknown key is refused with a ValueError naming it.
     Keys of a loaded config.json that are not fields here are kept in ``extra`` and written back.
     """
 
@@ -41,6 +48,12 @@ class CaduceusConfig:
 
     def __post_init__(self):
         self.ssm_cfg = {**_SSM_DEFAULTS, **(self.ssm_cfg or {})}
+        unknown = set(self.ssm_cfg) - set(SSM_CFG_KEYS)
+        if unknown:
+            raise ValueError(unknown_options_message("ssm_cfg", unknown, SSM_CFG_KEYS))
+        if self.ssm_cfg.get("layer", SSM_LAYERS[0]) not in SSM_LAYERS:
+            raise ValueError(f"ssm_cfg layer={self.ssm_cfg['layer']!r} is not supported: Caduceus uses "
+                             f"the {SSM_LAYERS[0]!r} mixer.")
         if self.complement_map is None:
             self.complement_map = dict(COMPLEMENT)
         self.complement_map = {int(k): int(v) for k, v in self.complement_map.items()}
@@ -59,6 +72,11 @@ class CaduceusConfig:
     @property
     def d_inner(self) -> int:
         return self.ssm_cfg["expand"] * self.d_model
+
+    @property
+    def mamba_options(self) -> dict:
+        """Keyword arguments of every Mamba mixer: ``ssm_cfg`` without the mixer selector "layer"."""
+        return {k: v for k, v in self.ssm_cfg.items() if k != "layer"}
 
     @property
     def hidden_size(self) -> int:

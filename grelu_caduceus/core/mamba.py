@@ -1,5 +1,7 @@
 """The Mamba mixer (Gu & Dao, 2023) with the parameter names and shapes of mamba-ssm's ``Mamba``."""
 
+import difflib
+import inspect
 import math
 
 import torch
@@ -8,6 +10,9 @@ from torch import nn
 
 from .conv import causal_conv1d
 from .scan import selective_scan
+
+
+DT_INITS = ("random", "constant")
 
 
 class Mamba(nn.Module):
@@ -19,11 +24,18 @@ class Mamba(nn.Module):
         d_conv: width of the causal depthwise convolution.
         expand: d_inner = expand * d_model.
         dt_rank: rank of the step-size projection; "auto" = ceil(d_model / 16).
-        dt_min, dt_max, dt_init_floor, dt_scale, dt_init: step-size initialisation (Mamba's).
+        dt_min, dt_max, dt_init_floor, dt_scale: step-size initialisation (Mamba's).
+        dt_init: "random" (uniform dt_proj weight, Mamba's default) or "constant".
         conv_bias, bias: biases of the convolution and of in_proj/out_proj.
+        use_fast_path: accepted for mamba-ssm compatibility (released ssm_cfg have it) and ignored:
+            ``scan_backend`` chooses the kernel.
         scan_backend: see ``grelu_caduceus.core.scan.BACKENDS``; "auto" picks the fastest available.
 
     Shapes: input (B, L, d_model) -> output (B, L, d_model).
+
+    Raises:
+        TypeError: an option that is none of the above (named, with the closest valid one).
+        ValueError: an unknown ``dt_init``.
     """
 
     def __init__(
@@ -40,11 +52,17 @@ class Mamba(nn.Module):
         dt_init_floor: float = 1e-4,
         conv_bias: bool = True,
         bias: bool = False,
+        use_fast_path: bool = True,
         scan_backend: str = "auto",
         device=None,
         dtype=None,
-        **unused,
+        **unknown,
     ):
+        if unknown:  # a typo in ssm_cfg must not silently fall back to a default
+            raise TypeError(unknown_options_message("Mamba", unknown, MAMBA_OPTIONS))
+        if dt_init not in DT_INITS:
+            raise ValueError(f"Unknown dt_init {dt_init!r}{_closest(dt_init, DT_INITS)}; choose one of "
+                             f"{', '.join(map(repr, DT_INITS))}.")
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
@@ -98,3 +116,43 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
         )
         return self.out_proj(y.transpose(1, 2))
+
+
+# Keyword options of Mamba (besides d_model, device and dtype), for error messages and ssm_cfg checks.
+MAMBA_OPTIONS = tuple(
+    name for name, p in inspect.signature(Mamba.__init__).parameters.items()
+    if p.kind is p.POSITIONAL_OR_KEYWORD and name not in ("self", "d_model", "device", "dtype")
+)
+
+
+def _closest(name, valid) -> str:
+    """' (did you mean 'x'?)' for the closest valid name, or ''."""
+    match = difflib.get_close_matches(str(name), list(valid), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def unknown_options_message(owner: str, unknown, valid) -> str:
+    """One line naming each unknown option, the closest valid one, and every valid option."""
+    named = ", ".join(f"{k!r}{_closest(k, valid)}" for k in sorted(unknown))
+    return f"{owner} got unknown option(s) {named}; valid options: {', '.join(valid)}."
+
+
+def cast_keeping_ssm_float32(module: nn.Module, device=None, dtype=None) -> nn.Module:
+    """``module.to(device, dtype)``, except that every Mamba's ``A_log`` and ``D`` stay float32.
+
+    As in mamba-ssm, which keeps them in float32 under bf16/fp16 weights: the scan's decay
+    ``exp(dt * A)`` is sensitive to their precision. With ``dtype=torch.float64`` they become float64
+    too (never less precise than the rest). ``dtype=None`` moves the module without casting it.
+
+    Returns:
+        ``module``, changed in place.
+    """
+    if dtype is None:
+        return module.to(device=device)
+    module.to(device=device, dtype=dtype)
+    ssm_dtype = torch.promote_types(dtype, torch.float32)
+    for m in module.modules():
+        if isinstance(m, Mamba):
+            for p in (m.A_log, m.D):
+                p.data = p.data.to(ssm_dtype)
+    return module

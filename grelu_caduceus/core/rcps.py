@@ -65,6 +65,28 @@ class RCPSMixer(nn.Module):
         return torch.cat([out_a, rc_half(out_b)], dim=-1)
 
 
+class RCPSNorm(nn.Module):
+    """``[n(a), rc(n(rc(b)))]``: a per-half norm that keeps the halves in place.
+
+    The norm of Caduceus-PS blocks and final norm when ``fused_add_norm`` is False, as in the released
+    code's unfused path. It holds the norm as ``submodule``, so the state-dict keys are the released
+    ones for that setting (``norm.submodule.weight``, ``norm_f.submodule.weight``).
+    Input/output (B, L, 2d).
+    """
+
+    def __init__(self, submodule: nn.Module):
+        super().__init__()
+        self.submodule = submodule
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.submodule.weight
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=-1)
+        return torch.cat([self.submodule(a), flipped_norm(self.submodule, b)], dim=-1)
+
+
 class RCPSLMHead(nn.Module):
     """Tied LM head on the PS stream: ``logits = a W^T + flip_channels(b) W[complement]^T``.
 

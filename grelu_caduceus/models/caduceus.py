@@ -13,6 +13,7 @@ from grelu.model.models import BaseModel
 from torch import nn
 
 from ..core import CaduceusBackbone, CaduceusConfig, load_pretrained, set_scan_backend
+from ..core.mamba import cast_keeping_ssm_float32
 from ..core.tokens import rc_onehot
 from .common import CropAndBin
 
@@ -80,7 +81,9 @@ class CaduceusModel(BaseModel):
         bin_size: average the output over non-overlapping bins (128 for Enformer-like profiles).
         conjoin: also run the reverse complement and average (post-hoc conjoining for Ph).
         dtype: "float32" or "bfloat16" weights.
-        gradient_checkpointing: recompute each layer in the backward pass to save memory.
+        gradient_checkpointing: recompute layers in the backward pass to save memory.
+        gradient_checkpointing_stride: with gradient_checkpointing, recompute every k-th layer only
+            (layers 0, k, 2k, ...); 1 = every layer.
         scan_backend: selective-scan backend ("auto", "cpu", "triton", "mamba_ssm", "torch").
 
     Input (N, 4, L) one-hot; output (N, n_tasks, 1) when pooled, else (N, n_tasks, L_out).
@@ -106,6 +109,7 @@ class CaduceusModel(BaseModel):
         dtype=None,
         device=None,
         gradient_checkpointing: bool = False,
+        gradient_checkpointing_stride: int = 1,
         scan_backend: str = "auto",
     ):
         config = CaduceusConfig(
@@ -122,7 +126,8 @@ class CaduceusModel(BaseModel):
         # Build through the masked LM so the backbone gets Mamba's initialisation, then keep the backbone.
         backbone = CaduceusForMaskedLM(config).backbone
         super().__init__(*_trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len,
-                                          bin_size, conjoin, dtype, device, gradient_checkpointing, scan_backend))
+                                          bin_size, conjoin, dtype, device, gradient_checkpointing,
+                                          gradient_checkpointing_stride, scan_backend))
 
 
 class CaduceusPretrainedModel(BaseModel):
@@ -136,7 +141,7 @@ class CaduceusPretrainedModel(BaseModel):
         freeze: freeze the backbone so only the head trains.
         conjoin: average with the reverse-complement pass; default True for Ph models, False for PS.
         final_pool_func, final_act_func, crop_len, bin_size, dtype, device, gradient_checkpointing,
-        scan_backend: as in CaduceusModel.
+        gradient_checkpointing_stride, scan_backend: as in CaduceusModel.
 
     Reloading a fine-tuned gReLU checkpoint reads ``pretrained_path`` again for the architecture;
     the weights then come from the checkpoint.
@@ -156,6 +161,7 @@ class CaduceusPretrainedModel(BaseModel):
         dtype=None,
         device=None,
         gradient_checkpointing: bool = False,
+        gradient_checkpointing_stride: int = 1,
         scan_backend: str = "auto",
     ):
         backbone = load_backbone(pretrained_path)
@@ -169,7 +175,8 @@ class CaduceusPretrainedModel(BaseModel):
         conjoin = (not backbone.config.rcps) if conjoin is None else conjoin
         backbone.train()
         super().__init__(*_trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len,
-                                          bin_size, conjoin, dtype, device, gradient_checkpointing, scan_backend))
+                                          bin_size, conjoin, dtype, device, gradient_checkpointing,
+                                          gradient_checkpointing_stride, scan_backend))
 
 
 def load_backbone(path) -> CaduceusBackbone:
@@ -188,19 +195,19 @@ def load_backbone(path) -> CaduceusBackbone:
 
 
 def _trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len, bin_size, conjoin, dtype,
-                    device, gradient_checkpointing, scan_backend):
+                    device, gradient_checkpointing, gradient_checkpointing_stride, scan_backend):
     dtype = resolve_dtype(dtype)
     if final_pool_func not in ("avg", "max", None):
         raise ValueError(f"final_pool_func must be 'avg', 'max' or None, got {final_pool_func!r}.")
-    backbone.gradient_checkpointing = gradient_checkpointing
+    backbone.gradient_checkpointing_stride = gradient_checkpointing_stride  # checked even when off
+    if gradient_checkpointing:
+        backbone.gradient_checkpointing_enable(stride=gradient_checkpointing_stride)
+    else:
+        backbone.gradient_checkpointing_disable()
     set_scan_backend(backbone, scan_backend)
     trunk = CaduceusTrunk(backbone, conjoin=conjoin, crop_len=crop_len, bin_size=bin_size)
     head = ConvHead(n_tasks=n_tasks, in_channels=trunk.out_channels, act_func=final_act_func,
                     pool_func=final_pool_func)
-    trunk.to(device=device, dtype=dtype)
+    cast_keeping_ssm_float32(trunk, device=device, dtype=dtype)  # A_log and D stay float32, as in Mamba
     head.to(device=device, dtype=dtype)
-    # A_log and D stay float32 (as in Mamba): the scan's decay is sensitive to their precision.
-    for name, p in trunk.named_parameters():
-        if name.endswith(("A_log", ".D")):
-            p.data = p.data.float()
     return trunk, head

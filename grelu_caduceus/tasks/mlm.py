@@ -72,8 +72,8 @@ def build_mlm_model(model_params: dict) -> CaduceusForMaskedLM:
     """A CaduceusForMaskedLM from gReLU-style model_params (or from ``pretrained_path``)."""
     if model_params.get("pretrained_path"):
         return load_pretrained(model_params["pretrained_path"]).train()
-    unknown = set(model_params) - set(MODEL_KEYS) - set(SSM_KEYS) - {"model_type", "pretrained_path",
-                                                                      "gradient_checkpointing", "scan_backend"}
+    unknown = set(model_params) - set(MODEL_KEYS) - set(SSM_KEYS) - {
+        "model_type", "pretrained_path", "gradient_checkpointing", "gradient_checkpointing_stride", "scan_backend"}
     if unknown:
         raise ValueError(f"Unknown MLM model parameters {sorted(unknown)}; valid: {sorted(MODEL_KEYS + SSM_KEYS)}.")
     config = CaduceusConfig(
@@ -81,7 +81,10 @@ def build_mlm_model(model_params: dict) -> CaduceusForMaskedLM:
         ssm_cfg={k: model_params[k] for k in SSM_KEYS if k in model_params},
     )
     model = CaduceusForMaskedLM(config)
-    model.gradient_checkpointing_enable(bool(model_params.get("gradient_checkpointing", False)))
+    stride = model_params.get("gradient_checkpointing_stride", 1)
+    model.backbone.gradient_checkpointing_stride = stride  # a bad stride fails even when off
+    if model_params.get("gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(stride=stride)
     model.set_scan_backend(model_params.get("scan_backend", "auto"))
     return model
 

@@ -3,7 +3,9 @@
 Every backend computes the same thing as :func:`selective_scan_reference` and takes the same
 arguments as mamba-ssm's ``selective_scan_fn``. ``backend="auto"`` picks, in order: mamba-ssm's CUDA
 kernel (if importable and the tensors are on CUDA), the Triton kernel (CUDA), the compiled numba
-kernel (CPU), and the pure-PyTorch loop (anything else).
+kernel (CPU), and the pure-PyTorch loop (anything else). The environment variable
+``GRELU_CADUCEUS_SCAN`` (one of ``BACKENDS``) overrides what "auto" picks; a backend named explicitly
+in code still wins over it.
 """
 
 import functools
@@ -15,6 +17,8 @@ import torch
 from .reference import selective_scan_reference
 
 BACKENDS = ("auto", "mamba_ssm", "triton", "cpu", "torch", "reference")
+EXACT_BACKENDS = ("torch", "reference")  # compute in float64 when given float64
+ENV_VAR = "GRELU_CADUCEUS_SCAN"
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,14 +41,35 @@ def available_backends(device="cpu"):
     return found
 
 
-def resolve_backend(backend, device):
-    """Turn ``"auto"`` (or the GRELU_CADUCEUS_SCAN environment variable) into a concrete backend."""
-    backend = backend or os.environ.get("GRELU_CADUCEUS_SCAN", "auto")
+def resolve_backend(backend, device, dtype=None):
+    """Turn ``"auto"`` (or None) into a concrete backend; any other backend is returned unchanged.
+
+    "auto" means the ``GRELU_CADUCEUS_SCAN`` environment variable when it is set (and not "auto"),
+    else the fastest of ``available_backends(device)``. float64 inputs ask for exactness: under
+    "auto" they use the float64-capable "torch" backend, or "reference" if the variable names it
+    (the compiled kernels compute in float32).
+
+    Args:
+        backend: one of ``BACKENDS``, or None (= "auto").
+        device: device of the scan's tensors.
+        dtype: dtype of the scan's input ``u``, optional.
+
+    Raises:
+        ValueError: ``backend`` or the environment variable is not one of ``BACKENDS``.
+    """
+    backend = backend or "auto"
     if backend not in BACKENDS:
         raise ValueError(f"Unknown scan backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    if backend == "auto":
-        return available_backends(device)[0]
-    return backend
+    if backend != "auto":
+        return backend
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env and env not in BACKENDS:
+        raise ValueError(f"{ENV_VAR}={env!r} is not a scan backend; set it to one of {', '.join(BACKENDS)}.")
+    if dtype == torch.float64:
+        return env if env in EXACT_BACKENDS else "torch"
+    if env and env != "auto":
+        return env
+    return available_backends(device)[0]
 
 
 def selective_scan(
@@ -61,14 +86,12 @@ def selective_scan(
         z: (batch, d_inner, L) gate, optional: ``y * silu(z)``.
         delta_bias: (d_inner,) added before the softplus, optional.
         delta_softplus: apply softplus to ``delta + delta_bias``.
-        backend: one of ``BACKENDS``.
+        backend: one of ``BACKENDS``; "auto" as described in :func:`resolve_backend`.
 
     Returns:
         (batch, d_inner, L) tensor in u's dtype.
     """
-    if backend in (None, "auto") and u.dtype == torch.float64:
-        backend = "torch"  # the compiled kernels compute in float32; float64 asks for exactness
-    backend = resolve_backend(backend, u.device)
+    backend = resolve_backend(backend, u.device, u.dtype)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if backend == "reference":
         return selective_scan_reference(*args)
