@@ -15,16 +15,16 @@ from grelu_caduceus.hyena.pretrained import config_from_released
 D, N_LAYER, D_INNER, L_MAX, EMB, FORDER, W = 16, 2, 40, 64, 5, 8, 10.0
 
 
-def released_config(checkpointing=False, lr_pos_emb=0.0, modulate=True):
+def released_config(checkpointing=False, lr_pos_emb=0.0, modulate=True, l_max=L_MAX):
     return {"d_model": D, "n_layer": N_LAYER, "d_inner": D_INNER, "vocab_size": 12, "resid_dropout": 0.0,
             "embed_dropout": 0.1, "fused_mlp": False, "fused_dropout_add_ln": True,
             "checkpoint_mixer": checkpointing, "checkpoint_mlp": checkpointing, "residual_in_fp32": True,
             "pad_vocab_size_multiple": 8,
             "layer": {"_name_": "hyena", "emb_dim": EMB, "filter_order": FORDER, "short_filter_order": 3,
-                      "l_max": L_MAX, "modulate": modulate, "w": W, "lr": 6e-4, "wd": 0.0, "lr_pos_emb": lr_pos_emb}}
+                      "l_max": l_max, "modulate": modulate, "w": W, "lr": 6e-4, "wd": 0.0, "lr_pos_emb": lr_pos_emb}}
 
 
-def released_backbone(seed=0):
+def released_backbone(seed=0, l_max=L_MAX):
     """Random backbone tensors with the original's names (without the ``model.backbone.`` prefix).
 
     The positional features, decay rates and sine frequencies are perturbed away from their initial
@@ -34,8 +34,8 @@ def released_backbone(seed=0):
     rnd = lambda *s, std=0.3: torch.randn(*s, generator=g) * std  # noqa: E731
     sd = {"embeddings.word_embeddings.weight": rnd(16, D, std=1.0)}
     bands = (EMB - 1) // 2
-    t = torch.linspace(0, 1, L_MAX)[None, :, None]
-    w = 2 * math.pi * torch.linspace(0, L_MAX - 1, L_MAX)[None, :, None] / L_MAX
+    t = torch.linspace(0, 1, l_max)[None, :, None]
+    w = 2 * math.pi * torch.linspace(0, l_max - 1, l_max)[None, :, None] / l_max
     f = torch.linspace(1e-4, bands - 1, bands)[None, None]
     z0 = torch.exp(-1j * f * w)
     z0 = torch.cat([t, z0.real, z0.imag], dim=-1)
@@ -215,3 +215,31 @@ def test_by_hub_name_offline_and_pickles_need_opt_in(tmp_path, monkeypatch):
         load_pretrained("LongSafari/hyenadna-tiny-1k-seqlen")
     model = load_pretrained("hyenadna-tiny-1k-seqlen", trust_pickle=True)
     assert model(ids_of(8)).shape == (2, 8, D)
+
+
+def test_grelu_pretrained_model_new_head_freezing_truncation_and_embed(tmp_path):
+    import grelu_caduceus  # noqa: F401
+    from grelu.model.models import HyenaDNAPretrainedModel
+    from pathlib import Path
+
+    from grelu_caduceus.embed import embed_intervals
+
+    folder = write_original(tmp_path / "m", released_backbone(l_max=256), l_max=256)
+    model = HyenaDNAPretrainedModel(n_tasks=3, pretrained_path=str(folder), freeze=True, n_layers=1)
+    assert len(model.embedding.backbone.layers) == 1
+    assert not any(p.requires_grad for p in model.embedding.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    x = torch.nn.functional.one_hot(ids_of(100)[0:1] - 7, 5)[..., :4].float().transpose(1, 2)
+    assert model(x).shape == (1, 3, 1)
+    full = HyenaDNAPretrainedModel(n_tasks=1, pretrained_path=str(folder), final_pool_func=None).eval()
+    ids = torch.randint(7, 11, (1, 100), generator=torch.Generator().manual_seed(0))
+    onehot = torch.nn.functional.one_hot(ids - 7, 4).float().transpose(1, 2)
+    with torch.no_grad():  # the trunk's one-hot path equals the token path of the released model
+        released = load_pretrained(folder)(ids)
+        torch.testing.assert_close(full.embedding(onehot), released.transpose(1, 2), rtol=1e-5, atol=1e-5)
+
+    fasta = Path(__file__).resolve().parents[1] / "kipoi_model" / "example_files" / "genome.fa"
+    bed = tmp_path / "i.bed"
+    bed.write_text("chr20_43300000_43400000\t1000\t1200\nchr20_43300000_43400000\t5000\t5100\n")
+    _, emb = embed_intervals(folder, fasta, bed, progress=False)
+    assert emb.shape == (2, D) and torch.isfinite(torch.from_numpy(emb)).all()
