@@ -18,6 +18,7 @@ MODEL_CLASSES = {
     "CaduceusModel": "grelu_caduceus.models.caduceus",
     "CaduceusPretrainedModel": "grelu_caduceus.models.caduceus",
     "HyenaDNAModel": "grelu_caduceus.models.hyenadna",
+    "HyenaDNAPretrainedModel": "grelu_caduceus.models.hyenadna",
 }
 
 

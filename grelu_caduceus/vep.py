@@ -184,8 +184,10 @@ def load_masked_lm(model) -> CaduceusForMaskedLM:
             from .tasks.mlm import MLMLightningModel
 
             return MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).model
-        if path.is_dir():
-            return load_pretrained(path)
+        from .core.hub import is_hub_name
+
+        if path.is_dir() or is_hub_name(str(model)):
+            return load_pretrained(path if path.is_dir() else str(model))
         raise FileNotFoundError(
             f"Model {path} not found: give a masked-LM .ckpt (from `grelu-caduceus demo` or "
             "`grelu-caduceus train task=mlm`) or an HF-format Caduceus folder."

@@ -90,6 +90,11 @@ def test_every_model_config_builds_a_working_grelu_model(option, pretrained_fold
     tiny = TINY.get(option, [])
     if option == "caduceus_pretrained":
         tiny = [f"model.pretrained_path={pretrained_folder}"]
+    if option == "hyenadna_pretrained":
+        from test_hyenadna_pretrained import released_backbone, write_original
+
+        release = write_original(pretrained_folder.parent / "hyena", released_backbone(l_max=256), l_max=256)
+        tiny = [f"model.pretrained_path={release}"]
     checked = load_config([f"model={option}", *tiny])
     lm = build_lightning_model(checked, n_tasks=2, seq_len=200)
     assert lm.model_params["model_type"] == checked.model["model_type"]

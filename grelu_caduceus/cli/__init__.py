@@ -4,6 +4,7 @@
     grelu-caduceus train model=caduceus ...    Hydra-composed training (see configs/)
     grelu-caduceus predict ...                 predictions for a FASTA + BED
     grelu-caduceus vep ...                     variant-effect scores (zero-shot MLM or fine-tuned)
+    grelu-caduceus embed ...                   pooled embeddings of BED intervals (.npz)
     grelu-caduceus export-kipoi ...            write a Kipoi model folder from a checkpoint
     grelu-caduceus bench SUITE ...             benchmarks (scaling, long_range, gpu)
 """
@@ -22,6 +23,7 @@ COMMANDS = {
     "train": ("grelu_caduceus.cli.train", "train a model from Hydra configs: model=... task=... data=..."),
     "predict": ("grelu_caduceus.cli.predict", "predict a FASTA + BED with a trained checkpoint"),
     "vep": ("grelu_caduceus.cli.vep", "score variants (VCF or table): zero-shot MLM or fine-tuned model"),
+    "embed": ("grelu_caduceus.cli.embed", "pooled embeddings of BED intervals (Caduceus, HyenaDNA, gReLU models)"),
     "export-kipoi": ("grelu_caduceus.cli.export_kipoi", "write a Kipoi model folder from a checkpoint"),
     "bench": ("grelu_caduceus.cli.bench", "run a benchmark suite (scaling, long_range, gpu)"),
 }

@@ -18,8 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Caduceus masked LM at the masked variant site, averaged over both strands. --finetuned: alt - ref "
         "predictions of a fine-tuned gReLU model (gReLU's predict_variant_effects).",
     )
-    parser.add_argument("--model", required=True, help="masked-LM .ckpt or HF-format folder (zero-shot), or a "
-                        "fine-tuned gReLU .ckpt (with --finetuned)")
+    parser.add_argument("--model", required=True, help="masked-LM .ckpt, HF-format folder or hub name (zero-shot), "
+                        "or a fine-tuned gReLU .ckpt (with --finetuned)")
     parser.add_argument("--variants", required=True, help="VCF (.vcf/.vcf.gz) or a TSV/CSV with chrom, pos "
                         "(1-based), ref, alt columns")
     parser.add_argument("--genome", required=True, help="FASTA of the variants' assembly (plain or bgzip)")
@@ -43,8 +43,10 @@ def main(argv=None) -> int:
     from ..data.genome import GenomeDataError
     from ..vep import ReferenceMismatchError, VariantInputError, score_variants_finetuned, score_variants_zero_shot
 
+    from ..core.hub import is_hub_name
+
     for flag, path in (("--model", args.model), ("--variants", args.variants), ("--genome", args.genome)):
-        if not Path(path).exists():
+        if not Path(path).exists() and not (flag == "--model" and is_hub_name(path)):
             raise UserError(f"{flag} {path} does not exist.")
     if args.embedding_distance and args.finetuned:
         raise UserError("--embedding-distance applies to zero-shot scoring only; drop it or --finetuned.")

@@ -17,11 +17,15 @@ class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded as a Caduceus model; the message says why."""
 
 
-def load_pretrained(path, device=None, dtype=None, scan_backend="auto", strict=True) -> CaduceusForMaskedLM:
-    """Load a Caduceus masked LM from an HF-format folder, in eval mode.
+def load_pretrained(path, device=None, dtype=None, scan_backend="auto", strict=True, revision=None, cache_dir=None,
+                    local_files_only=None, trust_pickle=False) -> CaduceusForMaskedLM:
+    """Load a Caduceus masked LM from an HF-format folder or a hub name, in eval mode.
 
     Args:
-        path: folder with config.json and model.safetensors or pytorch_model.bin.
+        path: folder with config.json and model.safetensors or pytorch_model.bin, or a hub name such as
+            ``kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16`` (see ``core.hub``).
+        revision, cache_dir, local_files_only: for a hub name (see ``core.hub.resolve_checkpoint_folder``).
+        trust_pickle: allow a pytorch_model.bin that needs full unpickling (see ``core.hub.read_weight_file``).
         device, dtype: where and in which float dtype to place the weights (A_log and D stay float32,
             as in mamba-ssm; float64 with ``dtype=torch.float64``).
         scan_backend: selective-scan backend (see ``grelu_caduceus.core.scan.BACKENDS``).
@@ -30,28 +34,31 @@ def load_pretrained(path, device=None, dtype=None, scan_backend="auto", strict=T
     Returns:
         ``CaduceusForMaskedLM``: ``model(ids)`` gives logits (B, L, V), ``model.backbone(ids)`` hidden states.
     """
-    folder = Path(path)
+    from .hub import resolve_checkpoint_folder
+
+    folder = resolve_checkpoint_folder(path, revision=revision, cache_dir=cache_dir,
+                                       local_files_only=local_files_only)
     if not folder.is_dir():
         raise CheckpointError(f"Checkpoint folder {folder} does not exist (expected a folder with config.json).")
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"No config.json in {folder}: is this an HF-format Caduceus checkpoint folder?")
     config = CaduceusConfig.from_json_file(config_file)
-    state = read_state_dict(folder)
+    state = read_state_dict(folder, trust_pickle=trust_pickle)
     model = CaduceusForMaskedLM(config, init_weights=False)
     load_state_dict_tied(model, state, strict=strict)
     model.set_scan_backend(scan_backend)
     return cast_keeping_ssm_float32(model, device=device, dtype=dtype).eval()
 
 
-def read_state_dict(folder: Path) -> dict:
+def read_state_dict(folder: Path, trust_pickle: bool = False) -> dict:
     """The tensors of the first weight file found in ``folder`` (safetensors preferred)."""
+    from .hub import read_weight_file
+
     for name in WEIGHT_FILES:
         f = folder / name
         if f.is_file():
-            if name.endswith(".safetensors"):
-                return load_file(str(f))
-            return torch.load(f, map_location="cpu", weights_only=True)
+            return read_weight_file(f, trust_pickle=trust_pickle)
     raise CheckpointError(f"No weights in {folder}: expected one of {', '.join(WEIGHT_FILES)}.")
 
 

@@ -1,6 +1,7 @@
 """HyenaDNA (Nguyen et al., NeurIPS 2023), implemented in plain torch (no gReLU/Lightning imports).
 
-Used in this project as a baseline against Caduceus. See ``grelu_caduceus.models.hyenadna`` for the
+Used in this project as a baseline against Caduceus; ``load_pretrained`` reads the released
+checkpoints (LongSafari's layouts, from a folder or a hub name). See ``grelu_caduceus.models.hyenadna`` for the
 gReLU model class built on it.
 """
 
@@ -15,6 +16,7 @@ from grelu_caduceus.hyena.filter import (
 from grelu_caduceus.hyena.model import HyenaBlock, HyenaDNABackbone
 from grelu_caduceus.hyena.operator import HyenaOperator
 from grelu_caduceus.hyena.presets import HYENADNA_PRESETS, hyenadna_config, preset_sizes
+from grelu_caduceus.hyena.pretrained import PretrainedHyenaDNA, load_pretrained
 
 __all__ = [
     "HyenaDNAConfig",
@@ -29,4 +31,6 @@ __all__ = [
     "HYENADNA_PRESETS",
     "hyenadna_config",
     "preset_sizes",
+    "PretrainedHyenaDNA",
+    "load_pretrained",
 ]

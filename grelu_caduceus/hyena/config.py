@@ -24,6 +24,17 @@ class HyenaDNAConfig:
         initializer_range: std of the normal initialisation of linear and embedding weights.
         lm_head: add a language-model head (tied to the embedding) to the backbone.
         gradient_checkpointing: recompute each block in the backward pass (saves activation memory).
+        num_inner_mlps: hidden Linear + Sine layers of the implicit-filter MLP after the first.
+        modulate: apply the exponential decay window to the implicit filters.
+        modulation_shift: constant added to the decay window (0.05 in the released models).
+        stored_positions: keep the filters' positional features (z, t) and decay rates in the state
+            dict, at l_max, as the released checkpoints do.
+        train_positions: with stored_positions, make z a parameter (released with lr_pos_emb > 0).
+        shared_sine: one sine activation (one frequency vector) for the whole filter MLP, as released.
+        residual_in_fp32: keep the residual stream in float32 under low-precision weights.
+
+    ``HyenaDNAConfig.released(...)`` gives the options of the published checkpoints (see
+    ``grelu_caduceus.hyena.pretrained``).
     """
 
     d_model: int = 128
@@ -44,6 +55,19 @@ class HyenaDNAConfig:
     initializer_range: float = 0.02
     lm_head: bool = False
     gradient_checkpointing: bool = False
+    num_inner_mlps: int = 2
+    modulate: bool = True
+    modulation_shift: float = 0.0
+    stored_positions: bool = False
+    train_positions: bool = False
+    shared_sine: bool = False
+    residual_in_fp32: bool = False
+
+    @classmethod
+    def released(cls, **sizes) -> "HyenaDNAConfig":
+        """A config with the architecture options of the released HyenaDNA checkpoints."""
+        options = dict(modulation_shift=0.05, stored_positions=True, shared_sine=True, residual_in_fp32=True)
+        return cls(**(options | sizes))
 
     def __post_init__(self):
         if self.d_inner is None:

@@ -28,17 +28,27 @@ class HyenaBlock(nn.Module):
             sin_freq=config.sin_freq,
             dropout=config.hyena_dropout,
             filter_dropout=config.filter_dropout,
+            n_inner=config.num_inner_mlps,
+            modulate=config.modulate,
+            modulation_shift=config.modulation_shift,
+            stored_positions=config.stored_positions,
+            train_positions=config.train_positions,
+            shared_sine=config.shared_sine,
         )
         self.norm2 = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.mlp = nn.Sequential(
             nn.Linear(d, config.d_inner), nn.GELU(approximate="tanh"), nn.Linear(config.d_inner, d)
         )
         self.dropout = nn.Dropout(config.resid_dropout)
+        self.residual_in_fp32 = config.residual_in_fp32
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden: (B, L, d_model) -> (B, L, d_model)."""
-        hidden = hidden + self.dropout(self.mixer(self.norm1(hidden)))
-        return hidden + self.dropout(self.mlp(self.norm2(hidden)))
+        """hidden: (B, L, d_model) -> (B, L, d_model) (at least float32 with residual_in_fp32)."""
+        if self.residual_in_fp32 and hidden.dtype in (torch.float16, torch.bfloat16):
+            hidden = hidden.float()
+        dtype = self.norm1.weight.dtype
+        hidden = hidden + self.dropout(self.mixer(self.norm1(hidden.to(dtype))))
+        return hidden + self.dropout(self.mlp(self.norm2(hidden.to(dtype))))
 
 
 class HyenaDNABackbone(nn.Module):
@@ -125,7 +135,7 @@ class HyenaDNABackbone(nn.Module):
         use_checkpoint = self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.layers:
             hidden = checkpoint(block, hidden, use_reentrant=False) if use_checkpoint else block(hidden)
-        hidden = self.norm_f(hidden)
+        hidden = self.norm_f(hidden.to(self.norm_f.weight.dtype))
         if return_logits:
             if self.lm_head is None:
                 raise ValueError("This backbone has no LM head: build it with HyenaDNAConfig(lm_head=True).")

@@ -28,7 +28,10 @@ class HyenaOperator(nn.Module):
         sin_freq: float = 10.0,
         dropout: float = 0.0,
         filter_dropout: float = 0.0,
+        **filter_options,
     ):
+        """``filter_options``: further ImplicitFilter options (modulate, modulation_shift, n_inner,
+        stored_positions, train_positions, shared_sine)."""
         super().__init__()
         if order < 2:
             raise ValueError(f"Hyena order must be >= 2 (one gate and one long convolution at least), got {order}.")
@@ -49,6 +52,7 @@ class HyenaOperator(nn.Module):
             filter_order=filter_order,
             sin_freq=sin_freq,
             dropout=filter_dropout,
+            **filter_options,
         )
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(d_model, d_model)

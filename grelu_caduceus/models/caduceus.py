@@ -135,8 +135,10 @@ class CaduceusPretrainedModel(BaseModel):
 
     Args:
         n_tasks: number of output tracks.
-        pretrained_path: an HF-format folder (config.json + weights, e.g. a released checkpoint) or a
-            masked-LM checkpoint (.ckpt) trained with grelu-caduceus.
+        pretrained_path: an HF-format folder (config.json + weights, e.g. a released checkpoint), its
+            hub name (e.g. ``kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16``, from the
+            Hugging Face cache; see ``grelu_caduceus.core.hub``) or a masked-LM checkpoint (.ckpt)
+            trained with grelu-caduceus.
         n_layers: keep only the first n layers of the backbone (None: all).
         freeze: freeze the backbone so only the head trains.
         conjoin: average with the reverse-complement pass; default True for Ph models, False for PS.
@@ -180,12 +182,16 @@ class CaduceusPretrainedModel(BaseModel):
 
 
 def load_backbone(path) -> CaduceusBackbone:
-    """The backbone of an HF-format folder or of one of our masked-LM Lightning checkpoints (.ckpt)."""
+    """The backbone of an HF-format folder, a hub name or one of our masked-LM Lightning checkpoints (.ckpt)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".ckpt":
         from ..tasks.mlm import MLMLightningModel
 
         return MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).model.backbone
+    from ..core.hub import is_hub_name
+
+    if is_hub_name(str(path)):
+        return load_pretrained(str(path)).backbone
     if not path.exists():
         raise FileNotFoundError(
             f"Pretrained model {path} not found: give an HF-format Caduceus folder (config.json + weights) "

@@ -1,4 +1,5 @@
-"""HyenaDNA as a gReLU model: ``model_type="HyenaDNAModel"``."""
+"""HyenaDNA as gReLU models: ``model_type="HyenaDNAModel"`` (from scratch) and
+``model_type="HyenaDNAPretrainedModel"`` (a released backbone with a new head)."""
 
 import torch
 from grelu.model.heads import ConvHead
@@ -16,9 +17,10 @@ class HyenaDNATrunk(nn.Module):
     gradients with respect to the input exist (gReLU's attribution methods need them).
     """
 
-    def __init__(self, config: HyenaDNAConfig, crop_len: int = 0, bin_size: int = 1):
+    def __init__(self, config: HyenaDNAConfig, crop_len: int = 0, bin_size: int = 1,
+                 backbone: HyenaDNABackbone | None = None):
         super().__init__()
-        self.backbone = HyenaDNABackbone(config)
+        self.backbone = backbone if backbone is not None else HyenaDNABackbone(config)
         self.crop_and_bin = CropAndBin(crop_len, bin_size)
         self.out_channels = config.d_model
 
@@ -95,3 +97,65 @@ class HyenaDNAModel(BaseModel):
         # Reverse complement of an A,C,G,T one-hot = flip channels and length.
         prediction_rc = self.head(self.embedding(x.flip(1, 2))).flip(-1)
         return (prediction + prediction_rc) / 2
+
+
+class HyenaDNAPretrainedModel(HyenaDNAModel):
+    """A released HyenaDNA backbone with a new gReLU ConvHead (like CaduceusPretrainedModel).
+
+    Args:
+        n_tasks: number of output tracks.
+        pretrained_path: a released HyenaDNA folder (LongSafari layout: config.json + weights.ckpt, or the
+            ``*-hf`` layout) or its hub name, e.g. ``LongSafari/hyenadna-tiny-1k-seqlen`` (from the
+            Hugging Face cache; see ``grelu_caduceus.hyena.pretrained``).
+        n_layers: keep only the first n blocks of the backbone (None: all).
+        freeze: freeze the backbone so only the head trains.
+        conjoin: average the predictions for x and its reverse complement.
+        final_pool_func, final_act_func, crop_len, bin_size: as in HyenaDNAModel / CaduceusModel.
+        gradient_checkpointing: recompute blocks in the backward pass to save memory.
+        trust_pickle: allow a weights.ckpt that needs full unpickling (only for files you trust).
+        revision: hub revision for a hub name.
+        dtype, device: for the parameters.
+
+    Reloading a fine-tuned gReLU checkpoint reads ``pretrained_path`` again for the architecture;
+    the weights then come from the checkpoint. Inputs longer than the release's l_max are refused.
+    """
+
+    def __init__(
+        self,
+        n_tasks: int,
+        pretrained_path: str,
+        n_layers: int | None = None,
+        freeze: bool = False,
+        conjoin: bool = False,
+        final_pool_func: str | None = "avg",
+        final_act_func=None,
+        crop_len: int = 0,
+        bin_size: int = 1,
+        gradient_checkpointing: bool = False,
+        trust_pickle: bool = False,
+        revision: str | None = None,
+        dtype=None,
+        device=None,
+    ):
+        from grelu_caduceus.hyena.pretrained import load_pretrained
+
+        if final_pool_func not in ("avg", "max", None):
+            raise ValueError(f"final_pool_func must be 'avg', 'max' or None, got {final_pool_func!r}.")
+        backbone = load_pretrained(pretrained_path, revision=revision, trust_pickle=trust_pickle).backbone
+        if n_layers is not None:
+            if not 1 <= n_layers <= len(backbone.layers):
+                raise ValueError(f"n_layers must be between 1 and {len(backbone.layers)}, got {n_layers}.")
+            backbone.layers = backbone.layers[:n_layers]
+            backbone.config.n_layer = n_layers
+        backbone.config.gradient_checkpointing = gradient_checkpointing
+        if freeze:
+            backbone.requires_grad_(False)
+        backbone.train()
+        config = backbone.config
+        trunk = HyenaDNATrunk(config, crop_len=crop_len, bin_size=bin_size, backbone=backbone)
+        trunk.to(device=device, dtype=dtype)
+        head = ConvHead(n_tasks, in_channels=config.d_model, act_func=final_act_func, pool_func=final_pool_func,
+                        dtype=dtype, device=device)
+        BaseModel.__init__(self, embedding=trunk, head=head)
+        self.config = config
+        self.conjoin = conjoin

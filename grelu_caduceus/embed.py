@@ -1,0 +1,318 @@
+"""Sequence embeddings: one pooled vector per genomic interval, from Caduceus, HyenaDNA or a gReLU model.
+
+    from grelu_caduceus.embed import embed_intervals
+    table, embeddings = embed_intervals("kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16",
+                                        "hg38.fa", "peaks.bed", window=1024)
+
+The model sees each interval (or a window of ``window`` bp centred on it), optionally with
+``context`` bp of extra sequence on both sides, and its per-position hidden states over the
+interval/window (not the context) are averaged (or max-pooled) into one vector.
+
+Strands, as in the Caduceus paper: a Caduceus-PS backbone's hidden states are two halves whose
+second half is the reverse-complement stream with its channels reversed; the embedding is the
+forward half plus the channel-flipped second half, averaged (``(a + flip(b)) / 2``), so an
+interval and its reverse complement get the same pooled vector. Caduceus-Ph (and, on request,
+any other model) is conjoined post hoc: the features of the reverse complement, flipped back along
+the length, are averaged with those of the forward strand.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .core.tokens import rc_onehot
+from .data.genome import FastaGenome, GenomeDataError, one_hot_encode, read_intervals
+from .errors import UserError
+
+
+class EmbedError(UserError, ValueError):
+    """Inputs that cannot be embedded (bad model, intervals or options); the message says why."""
+
+
+@dataclass
+class Embedder:
+    """Per-position features of a one-hot batch.
+
+    Attributes:
+        features: (N, 4, L) one-hot -> (N, L_out, H) features; L_out is L for the language models and
+            may be shorter (binned) for gReLU models, whose positions are then mapped proportionally.
+        hidden_size: H.
+        family: "caduceus", "hyenadna" or "grelu".
+        description: how strands are combined (for the output's metadata).
+        max_len: longest input the model takes (None: any).
+    """
+
+    features: Callable[[torch.Tensor], torch.Tensor]
+    hidden_size: int
+    family: str
+    description: str
+    max_len: int | None = None
+    module: torch.nn.Module | None = None
+
+
+# --------------------------------------------------------------------------- models
+def _conjoined(fn, on: bool):
+    if not on:
+        return fn
+    return lambda x: (fn(x) + fn(rc_onehot(x)).flip(1)) / 2
+
+
+def caduceus_embedder(backbone, rc_average: bool | None = None) -> Embedder:
+    """Features of a CaduceusBackbone: PS halves combined the paper's way; Ph conjoined by default."""
+    rcps = bool(backbone.config.rcps)
+    conjoin = (not rcps) if rc_average is None else bool(rc_average) and not rcps
+
+    def features(x):
+        h = backbone(x.to(backbone.norm_f.weight.dtype))
+        if rcps:
+            a, b = h.chunk(2, dim=-1)
+            h = (a + b.flip(-1)) / 2
+        return h
+
+    how = "PS: (forward half + channel-flipped RC half) / 2" if rcps else (
+        "Ph: conjoined with the reverse-complement pass" if conjoin else "Ph: forward strand only")
+    return Embedder(_conjoined(features, conjoin), backbone.config.d_model, "caduceus", how, None, backbone)
+
+
+def hyena_embedder(backbone, rc_average: bool | None = None) -> Embedder:
+    """Final normalised hidden states of a HyenaDNA backbone (causal: forward strand unless rc_average)."""
+
+    def features(x):
+        return backbone(inputs_embeds=backbone.embed_onehot(x))
+
+    how = "conjoined with the reverse-complement pass" if rc_average else "forward strand only"
+    return Embedder(_conjoined(features, bool(rc_average)), backbone.config.d_model, "hyenadna", how,
+                    backbone.config.l_max, backbone)
+
+
+def grelu_embedder(lm, rc_average: bool | None = None) -> Embedder:
+    """The trunk (``model.embedding``) of a gReLU LightningModel of ours or of gReLU's own models."""
+    from .models.caduceus import CaduceusTrunk
+    from .models.hyenadna import HyenaDNATrunk
+
+    model = getattr(lm, "model", lm)
+    trunk = getattr(model, "embedding", None)
+    if isinstance(trunk, CaduceusTrunk):
+        conjoin = trunk.conjoin if rc_average is None else rc_average
+        return caduceus_embedder(trunk.backbone, rc_average=conjoin)
+    if isinstance(trunk, HyenaDNATrunk):
+        conjoin = getattr(model, "conjoin", False) if rc_average is None else rc_average
+        return hyena_embedder(trunk.backbone, rc_average=conjoin)
+    if trunk is None:
+        raise EmbedError(f"{type(model).__name__} has no trunk (model.embedding) to take embeddings from.")
+
+    def features(x):
+        return trunk(x).transpose(1, 2)
+
+    probe = features(torch.zeros(1, 4, 256, device=next(trunk.parameters()).device))
+    how = "conjoined with the reverse-complement pass" if rc_average else "forward strand only"
+    return Embedder(_conjoined(features, bool(rc_average)), int(probe.shape[-1]), "grelu", how, None, trunk)
+
+
+def load_embedder(model, rc_average: bool | None = None, trust_pickle: bool = False, revision: str | None = None,
+                  device=None) -> Embedder:
+    """An Embedder for a model object or a path/hub name.
+
+    Args:
+        model: a Caduceus HF-format folder or hub name; a HyenaDNA released folder or hub name
+            (LongSafari layout or ``*-hf``); a gReLU checkpoint (.ckpt) of one of our models (a masked
+            LM or a fine-tuned predictor); or a model object (CaduceusForMaskedLM, a backbone, a
+            gReLU LightningModel).
+        rc_average: conjoin with the reverse-complement pass (default: Caduceus-Ph and models trained
+            conjoined yes, others no; PS is strand-symmetric by construction).
+        trust_pickle: allow weight files that need full unpickling (see ``core.hub.read_weight_file``).
+        revision: hub revision, for a hub name.
+        device: torch device.
+    """
+    embedder = _load(model, rc_average, trust_pickle, revision)
+    if embedder.module is not None:
+        embedder.module.eval()
+        if device is not None:
+            embedder.module.to(device)
+    return embedder
+
+
+def _load(model, rc_average, trust_pickle, revision) -> Embedder:
+    from .core import CaduceusBackbone, CaduceusForMaskedLM
+    from .hyena import HyenaDNABackbone
+
+    if isinstance(model, CaduceusForMaskedLM):
+        return caduceus_embedder(model.backbone, rc_average)
+    if isinstance(model, CaduceusBackbone):
+        return caduceus_embedder(model, rc_average)
+    if isinstance(model, HyenaDNABackbone):
+        return hyena_embedder(model, rc_average)
+    if isinstance(model, torch.nn.Module):
+        inner = getattr(model, "model", None)
+        if isinstance(inner, CaduceusForMaskedLM):  # MLMLightningModel
+            return caduceus_embedder(inner.backbone, rc_average)
+        if hasattr(inner, "backbone") and isinstance(inner.backbone, HyenaDNABackbone):
+            return hyena_embedder(inner.backbone, rc_average)
+        return grelu_embedder(model, rc_average)
+    if not isinstance(model, (str, os.PathLike)):
+        raise EmbedError(f"Cannot take embeddings from a {type(model).__name__}: pass a model or a path/hub name.")
+    path = Path(model).expanduser()
+    if path.is_file():
+        return _load_checkpoint_file(path, rc_average)
+    from .core.hub import resolve_checkpoint_folder
+
+    folder = resolve_checkpoint_folder(str(model), revision=revision)
+    if folder.is_file():
+        return _load_checkpoint_file(folder, rc_average)
+    if _is_hyena_folder(folder):
+        from .hyena.pretrained import load_pretrained as load_hyena
+
+        return hyena_embedder(load_hyena(folder, trust_pickle=trust_pickle).backbone, rc_average)
+    from .core import load_pretrained
+
+    return caduceus_embedder(load_pretrained(folder, trust_pickle=trust_pickle).backbone, rc_average)
+
+
+def _is_hyena_folder(folder: Path) -> bool:
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file():
+        return (folder / "weights.ckpt").is_file()
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return "hyena" in str(cfg.get("model_type", "")).lower() or "layer" in cfg or (folder / "weights.ckpt").is_file()
+
+
+def _load_checkpoint_file(path: Path, rc_average) -> Embedder:
+    if path.suffix != ".ckpt":
+        raise EmbedError(f"{path} is a file but not a gReLU checkpoint (.ckpt): give a .ckpt, a model folder "
+                         "(config.json + weights) or a hub name.")
+    # Our own Lightning checkpoints (as everywhere in grelu-caduceus) store hyper-parameters that only
+    # load with full unpickling.
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    params = (raw.get("hyper_parameters") or {}).get("model_params", {}) if isinstance(raw, dict) else {}
+    if params.get("model_type") == "CaduceusForMaskedLM":
+        from .tasks.mlm import MLMLightningModel
+
+        lm = MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        return caduceus_embedder(lm.model.backbone, rc_average)
+    if not params:
+        raise EmbedError(f"{path} has no model_params: is it a checkpoint written by gReLU / grelu-caduceus?")
+    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU)
+    from grelu.lightning import LightningModel
+
+    lm = LightningModel.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
+    return grelu_embedder(lm, rc_average)
+
+
+# --------------------------------------------------------------------------- intervals
+def embedding_windows(intervals: pd.DataFrame, window: int | None = None, context: int = 0) -> pd.DataFrame:
+    """Where each interval is read and pooled.
+
+    Returns a frame with ``pool_start``/``pool_end`` (the interval, or the centred ``window``) and
+    ``read_start``/``read_end`` (the pooled region with ``context`` bp more on each side).
+    """
+    if context < 0:
+        raise EmbedError(f"context must be >= 0 bp, got {context}.")
+    start = intervals["start"].to_numpy(np.int64)
+    end = intervals["end"].to_numpy(np.int64)
+    if (end <= start).any():
+        row = intervals[end <= start].iloc[0]
+        raise EmbedError(f"Interval {row.chrom}:{row.start}-{row.end} is empty: BED end must be larger than start.")
+    if window is not None:
+        if int(window) < 1:
+            raise EmbedError(f"window must be a positive number of bases, got {window}.")
+        start = (start + end) // 2 - int(window) // 2
+        end = start + int(window)
+    return pd.DataFrame({"pool_start": start, "pool_end": end, "read_start": start - context,
+                         "read_end": end + context})
+
+
+def _pool(features: torch.Tensor, length: int, context: int, pool: str) -> torch.Tensor:
+    """Pool (N, L_out, H) features over the input positions [context, length - context)."""
+    n_out = features.shape[1]
+    lo = (context * n_out) // length
+    hi = max(lo + 1, -((-(length - context) * n_out) // length))
+    region = features[:, lo:hi].float()
+    return region.mean(1) if pool == "mean" else region.amax(1)
+
+
+@torch.no_grad()
+def embed_intervals(model, fasta, intervals, window: int | None = None, context: int = 0, pool: str = "mean",
+                    rc_average: bool | None = None, batch_size: int = 8, device=None, progress: bool = True,
+                    trust_pickle: bool = False, revision: str | None = None):
+    """One embedding per interval.
+
+    Args:
+        model: see :func:`load_embedder` (or an Embedder).
+        fasta: FASTA path (plain or bgzip) or FastaGenome.
+        intervals: BED path or DataFrame with chrom, start, end (0-based, end-exclusive).
+        window: pool over a window of this many bp centred on each interval instead of the interval.
+        context: bp of extra sequence on each side that the model sees but that is not pooled.
+        pool: "mean" or "max" over positions.
+        rc_average, trust_pickle, revision, device: see :func:`load_embedder`.
+        batch_size: windows per forward pass (windows of equal length are batched together).
+        progress: show a progress bar.
+
+    Returns:
+        (table, embeddings): the intervals with the pooled region (``pool_start``, ``pool_end``), and a
+        float32 array (N, H).
+    """
+    from tqdm.auto import tqdm
+
+    if pool not in ("mean", "max"):
+        raise EmbedError(f"pool must be 'mean' or 'max', got {pool!r}.")
+    embedder = model if isinstance(model, Embedder) else load_embedder(model, rc_average, trust_pickle, revision,
+                                                                       device)
+    if embedder.module is not None:
+        device = next(embedder.module.parameters()).device
+    genome = fasta if isinstance(fasta, FastaGenome) else FastaGenome(fasta)
+    table = read_intervals(intervals, "intervals")
+    if len(table) == 0:
+        raise EmbedError("The intervals file has no intervals: give a BED with at least one chrom/start/end line.")
+    for chrom in table["chrom"].unique():
+        genome.check_chrom(chrom)
+    windows = embedding_windows(table, window, context)
+    lengths = (windows.read_end - windows.read_start).to_numpy()
+    if embedder.max_len is not None and lengths.max() > embedder.max_len:
+        raise EmbedError(f"Windows of up to {lengths.max()} bp exceed the model's longest input "
+                         f"({embedder.max_len} bp): use a smaller --window/--context.")
+    out = np.zeros((len(table), embedder.hidden_size), dtype=np.float32)
+    order = np.argsort(lengths, kind="stable")
+    bar = tqdm(total=len(table), desc="embed", unit="interval", disable=not progress)
+    i = 0
+    while i < len(order):
+        same = order[i:][lengths[order[i:]] == lengths[order[i]]][:batch_size]
+        x = torch.stack([one_hot_encode(genome.fetch(table.chrom.iloc[j], int(windows.read_start.iloc[j]),
+                                                     int(windows.read_end.iloc[j]))) for j in same])
+        feats = embedder.features(x.to(device))
+        out[same] = _pool(feats, x.shape[-1], context, pool).cpu().numpy()
+        bar.update(len(same))
+        i += len(same)
+    bar.close()
+    table = table.copy()
+    table["pool_start"], table["pool_end"] = windows.pool_start.to_numpy(), windows.pool_end.to_numpy()
+    return table, out
+
+
+def save_embeddings(path, table: pd.DataFrame, embeddings: np.ndarray, **metadata) -> Path:
+    """Write ``embeddings`` (N, H) and the table's columns (plain arrays, no pickles) to an .npz."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"embeddings": embeddings}
+    for column in table.columns:
+        values = table[column].to_numpy()
+        arrays[column] = values.astype(str) if values.dtype == object else values
+    arrays.update({k: np.asarray(str(v)) for k, v in metadata.items()})
+    with open(path, "wb") as f:  # a file handle: numpy would add ".npz" to any other name
+        np.savez(f, **arrays)
+    return path
+
+
+__all__ = ["EmbedError", "Embedder", "embed_intervals", "embedding_windows", "load_embedder", "save_embeddings",
+           "GenomeDataError"]
