@@ -5,8 +5,18 @@ an ordinary exception whose message names the problem and the fix.
 """
 
 
+import sys
+
+
 class UserError(Exception):
     """A mistake in the user's input: printed as one clear message, without a traceback."""
 
 
-__all__ = ["UserError"]
+def is_user_error(err: BaseException) -> bool:
+    """A UserError, or an input error of the torch-only core (``core.errors.InputError``, which the
+    core defines itself since it imports nothing of the package outside core/)."""
+    core_errors = sys.modules.get("grelu_caduceus.core.errors")
+    return isinstance(err, UserError) or (core_errors is not None and isinstance(err, core_errors.InputError))
+
+
+__all__ = ["UserError", "is_user_error"]

@@ -18,6 +18,13 @@ def rng():
 
 
 @pytest.fixture(autouse=True)
+def torch_seeded():
+    """Every test starts from the same torch random state, whatever ran before it (pytest-randomly
+    runs the tests in a new order each time and reseeds Python's and numpy's generators likewise)."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
 def process_settings_unchanged(request):
     """Fail any test after which float32 matmul precision or the thread count differ: a leaked
     "medium" precision makes later float32 results bfloat16 on CPUs with AMX, so later tests would

@@ -13,7 +13,7 @@ from grelu_caduceus.core.hub import (
     read_weight_file,
     resolve_checkpoint_folder,
 )
-from grelu_caduceus.errors import UserError
+from grelu_caduceus.errors import is_user_error
 
 NAME = "kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -77,7 +77,7 @@ def test_uncached_name_fails_in_one_line_with_the_fix(offline_cache):
     message = str(info.value)
     assert "\n" not in message and "huggingface-cli download kuleshov-group/no-such-model" in message
     assert "local folder" in message and "offline" in message
-    assert isinstance(info.value, UserError) and isinstance(info.value, ValueError)
+    assert is_user_error(info.value) and isinstance(info.value, ValueError)  # the CLI prints it in one line
     with pytest.raises(HubCheckpointError, match="does not exist"):
         resolve_checkpoint_folder("./missing/folder")
 

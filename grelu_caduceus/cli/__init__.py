@@ -29,7 +29,7 @@ COMMANDS = {
 }
 
 
-from ..errors import UserError  # noqa: F401  (re-exported: the CLI's modules raise it)
+from ..errors import UserError, is_user_error  # noqa: F401  (UserError re-exported: the CLI's modules raise it)
 
 
 def usage() -> str:
@@ -99,7 +99,9 @@ def main(argv=None) -> int:
     try:
         with quiet_console():
             return int(module.main(rest) or 0)
-    except UserError as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         print(f"grelu-caduceus {command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

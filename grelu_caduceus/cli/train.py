@@ -32,7 +32,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import UserError
+from ..errors import UserError, is_user_error
 from .config_schema import ConfigError, ValidatedConfig, validate
 
 log = logging.getLogger(__name__)
@@ -511,7 +511,9 @@ def run_hydra(args: list[str]) -> int:
     def _hydra_entry(cfg: DictConfig) -> None:
         try:
             _run_job(cfg)
-        except UserError as err:  # keep user mistakes out of Hydra's traceback printer
+        except Exception as err:  # keep user mistakes out of Hydra's traceback printer
+            if not is_user_error(err):
+                raise
             outcome.setdefault("errors", []).append(err)
 
     saved_argv = sys.argv

@@ -8,13 +8,10 @@ from safetensors.torch import load_file, save_file
 
 from .caduceus import CaduceusForMaskedLM
 from .config import CaduceusConfig
+from .errors import CheckpointError  # noqa: F401  (raised here; importable from here as before)
 from .mamba import cast_keeping_ssm_float32
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be loaded as a Caduceus model; the message says why."""
 
 
 def load_pretrained(path, device=None, dtype=None, scan_backend="auto", strict=True, revision=None, cache_dir=None,

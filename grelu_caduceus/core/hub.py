@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from .checkpoint import CheckpointError
+from .errors import HubCheckpointError, UnsafePickleError
 
 # Files a model folder needs: configs and weights (no READMEs, tokenizers, images, optimizer states).
 ALLOW_PATTERNS = (
@@ -41,14 +40,6 @@ KNOWN_ORGS = {"caduceus-": "kuleshov-group", "hyenadna-": "LongSafari"}
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
-
-
-class HubCheckpointError(CheckpointError, UserError):
-    """A checkpoint name or path that cannot be resolved to a local folder; the message says what to do."""
-
-
-class UnsafePickleError(CheckpointError, UserError):
-    """A pickled weight file that only loads with full unpickling, which the caller did not allow."""
 
 
 def is_hub_name(path_or_name) -> bool:
