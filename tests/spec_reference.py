@@ -1,4 +1,4 @@
-"""A literal, slow, float64 transcription of shared/docs/caduceus-architecture.md, working directly on
+"""A literal, slow, float64 transcription of docs/architecture.md (the model contract), working directly on
 a released-layout state dict. It shares no code with grelu_caduceus, so the model is tested against
 the spec rather than against itself."""
 

@@ -1,7 +1,7 @@
 """Caduceus backbone and masked LM, Ph (``rcps=False``) and RC-equivariant PS (``rcps=True``).
 
 Module and parameter names follow the released checkpoints, so that ``state_dict()`` keys match them
-(see ``shared/docs/caduceus-architecture.md``). Shapes: B batch, L length, d = d_model,
+(see ``docs/architecture.md``, the model contract). Shapes: B batch, L length, d = d_model,
 H = hidden channels (d, or 2d for PS), V = padded vocabulary (16).
 """
 

