@@ -8,8 +8,10 @@
     grelu-caduceus bench SUITE ...             benchmarks (scaling, long_range, gpu)
 """
 
+import contextlib
 import importlib
 import sys
+import warnings
 
 # command -> (module, one-line help); each module defines main(argv: list[str]) -> int | None
 COMMANDS = {
@@ -22,7 +24,26 @@ COMMANDS = {
 }
 
 
-from ..errors import UserError  # noqa: F401  (re-exported: the CLI's modules raise it)
+from ..errors import InputWarning, UserError  # noqa: F401  (re-exported: the CLI's modules raise it)
+
+
+@contextlib.contextmanager
+def one_line_input_warnings(command: str):
+    """Print each InputWarning (what a policy did to odd input, and how often) as one line on stderr,
+    like errors; other warnings keep Python's format."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"grelu-caduceus {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def usage() -> str:
@@ -43,7 +64,8 @@ def main(argv=None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[command][0])
     try:
-        return int(module.main(rest) or 0)
+        with one_line_input_warnings(command):
+            return int(module.main(rest) or 0)
     except UserError as err:
         print(f"grelu-caduceus {command}: error: {err}", file=sys.stderr)
         return 2

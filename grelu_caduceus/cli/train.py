@@ -253,6 +253,11 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
              lm.model_params.get("model_type"), f"{sum(p.numel() for p in lm.parameters()):,}",
              checked.task.name, len(train_ds), len(val_ds), out_dir)
     resume = _resume_path(t.resume, out_dir)
+    if resume is not None:  # a truncated or corrupt checkpoint: one clear line, not torch's traceback
+        from ..checkpoint_files import read_checkpoint
+
+        read_checkpoint(resume, hint="resume from a complete one with trainer.resume=PATH (e.g. "
+                                     "checkpoints/step*.ckpt or last.ckpt), or start afresh with trainer.resume=null")
     if checked.task.name == "mlm":
         from ..tasks.mlm import train_mlm
 

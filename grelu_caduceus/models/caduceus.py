@@ -178,7 +178,13 @@ def load_backbone(path) -> CaduceusBackbone:
     if path.is_file() and path.suffix == ".ckpt":
         from ..tasks.mlm import MLMLightningModel
 
-        return MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).model.backbone
+        from ..checkpoint_files import read_checkpoint
+
+        mlm = read_checkpoint(path, lambda p: MLMLightningModel.load_from_checkpoint(p, map_location="cpu",
+                                                                                    weights_only=False),
+                              hint="point pretrained_path at a complete masked-LM checkpoint such as "
+                                   "RUN/checkpoints/last.ckpt or step*.ckpt, or at an HF-format Caduceus folder")
+        return mlm.model.backbone
     if not path.exists():
         raise FileNotFoundError(
             f"Pretrained model {path} not found: give an HF-format Caduceus folder (config.json + weights) "

@@ -317,5 +317,10 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
         ckpt_path = str(last) if last.exists() else None
     elif resume:
         ckpt_path = str(resume)
+    if ckpt_path is not None:  # a truncated or corrupt checkpoint: one clear line, not torch's traceback
+        from ..checkpoint_files import read_checkpoint
+
+        read_checkpoint(ckpt_path, hint="resume from a complete checkpoint (e.g. checkpoints/step*.ckpt) or "
+                                        "start afresh (resume=None)")
     trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
     return trainer
