@@ -2,7 +2,9 @@
 truncated or corrupt file becomes a clear one-line error instead of ``OSError: [Errno 22]``,
 ``UnpicklingError`` or a miniz ``RuntimeError`` from deep inside torch.
 
-Every reader of a checkpoint in this package goes through :func:`read_checkpoint`: with no
+A torch zip checkpoint is checked whole first (its zip directory and every member's CRC-32, which
+torch itself does not check, so damaged weights would otherwise load silently). Every reader of a
+checkpoint in this package goes through :func:`read_checkpoint`: with no
 ``load`` it returns the checkpoint's dict (``torch.load``); with ``load`` (for example
 ``functools.partial(LightningModel.load_from_checkpoint, map_location="cpu", weights_only=False)``)
 it returns what that returns, and only read failures are translated, so a readable checkpoint that
@@ -81,11 +83,22 @@ def read_checkpoint(path: str | os.PathLike, load: Callable[[str], object] | Non
         raise CheckpointFileError(f"cannot read checkpoint {path} ({err.strerror or err}): {hint}.") from err
     if not head:
         raise CheckpointFileError(f"checkpoint {path} is empty (0 bytes): {hint}.")
-    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
-        # torch.save writes a zip archive whose directory comes last: a cut-off file lacks it.
-        raise CheckpointFileError(f"{path} is truncated or corrupt (its zip archive has no end record; the save "
-                                  f"was cut short?): {hint}.")
-    if not head.startswith((b"PK", b"\x80")):
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            # torch.save writes a zip archive whose directory comes last: a cut-off file lacks it.
+            raise CheckpointFileError(f"{path} is truncated or corrupt (its zip archive has no end record, so the "
+                                      f"save was cut short): {hint}.")
+        # torch does not check the CRC-32 of the members it reads: damaged tensor bytes would load silently.
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise CheckpointFileError(f"{path} is truncated or corrupt (cannot be read as a zip archive: {err}): "
+                                      f"{hint}.") from err
+        if damaged is not None:
+            raise CheckpointFileError(f"{path} is truncated or corrupt (its member {damaged} fails its CRC check): "
+                                      f"{hint}.")
+    elif not head.startswith(b"\x80"):
         raise CheckpointFileError(f"{path} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle; "
                                   f"cannot be unpickled): {hint}.")
     try:
