@@ -84,12 +84,13 @@ _AS_N = str.maketrans(IUPAC_AMBIGUITY + IUPAC_AMBIGUITY.lower() + "acgtn",
                       "N" * (2 * len(IUPAC_AMBIGUITY)) + "ACGTN")
 
 
-def clean_sequence(sequence: str, where: str = "sequence") -> tuple[str, int, bool]:
+def clean_sequence(sequence: str, where="sequence") -> tuple[str, int, bool]:
     """Apply the letter rule to one window.
 
     Args:
         sequence: the window's letters, as read from a FASTA or a table.
-        where: names the window in the error message (e.g. "row 3 (chr1:100-300)").
+        where: names the window in the error message (e.g. "row 3 (chr1:100-300)"), or a function
+            returning that name (only called for the message).
 
     Returns:
         (the sequence upper-cased with IUPAC codes as N, the number of IUPAC codes, whether it has
@@ -104,7 +105,7 @@ def clean_sequence(sequence: str, where: str = "sequence") -> tuple[str, int, bo
         bad = sorted({chr(c) for c in raw[_LETTER_CLASS[raw] == _OTHER].tolist()})
         shown = ", ".join(repr(c) for c in bad[:6])
         raise GenomeDataError(
-            f"{where} holds {int(counts[_OTHER])} character(s) that are not DNA letters ({shown}): a window may "
+            f"{where() if callable(where) else where} holds {int(counts[_OTHER])} character(s) that are not DNA letters ({shown}): a window may "
             f"hold A, C, G, T, N and the IUPAC codes {'/'.join(IUPAC_AMBIGUITY)} (read as N), in either case. "
             "Is this a protein or aligned (gapped) sequence?"
         )
@@ -128,7 +129,7 @@ class WindowTally:
         self.rows: dict[str, list[int]] = {"padded": [], "iupac": [], "all_n": []}
 
     def clean(self, sequence: str, row: int, padded: bool = False) -> str:
-        cleaned, n_iupac, all_n = clean_sequence(sequence, self.describe(row))
+        cleaned, n_iupac, all_n = clean_sequence(sequence, lambda: self.describe(row))
         self.n += 1
         self.iupac_codes += n_iupac
         for kind, flag in (("padded", padded), ("iupac", n_iupac), ("all_n", all_n)):
