@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint_files import read_checkpoint
 from .core.tokens import A_ID, MASK_ID, T_ID, onehot_to_ids
 
+# a partial checkpoint left by a run stopped while saving: how to go on
+DEMO_HINT = "delete it (or the demo's --out folder) and run the demo again to redo that stage"
 MLM_VAL_MASK_SEED = 10_000  # MLMLightningModel.validation_step masks batch i with seed 10_000 + i
 
 
@@ -486,8 +489,8 @@ class DemoRun:
             eval_set = MaskedEvalSet.build(onehot_to_ids(windows), b.batch_size)
             train_bases = ids_to_bases(self.genome_ids("train"))
             baselines = [MostFrequentBase().fit(train_bases)] + [KmerContextModel(k).fit(train_bases) for k in (1, 2, 3, 4)]
-            model = MLMLightningModel.load_from_checkpoint(pretrain["checkpoint"], map_location="cpu",
-                                                           weights_only=False).model.to(self.device)
+            model = read_checkpoint(pretrain["checkpoint"], lambda p: MLMLightningModel.load_from_checkpoint(
+                p, map_location="cpu", weights_only=False), hint=DEMO_HINT).model.to(self.device)
             result = evaluate_masked(model, eval_set, baselines, b.batch_size, self.device)
             lo, hi = result["difference_ci95"]
             log(f"      model {result['model_accuracy']:.4f} vs best baseline {result['best_baseline']} "
@@ -547,6 +550,8 @@ class DemoRun:
                 default_root_dir=str(self.out / name),
             )
             last = ckpt_dir / "last.ckpt"
+            if last.exists():
+                read_checkpoint(last, hint=DEMO_HINT)
             trainer.fit(model, model.make_train_loader(train), model.make_test_loader(val_monitor),
                         ckpt_path=str(last) if last.exists() else None)
             trainer.save_checkpoint(ckpt_dir / "final.ckpt")
@@ -593,7 +598,9 @@ class DemoRun:
     def load_finetuned(self, path):
         from grelu.lightning import LightningModel
 
-        return LightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).to(self.device).eval()
+        lm = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
+                                                                                weights_only=False), hint=DEMO_HINT)
+        return lm.to(self.device).eval()
 
     @torch.no_grad()
     def predict_probs(self, model, dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -243,14 +243,18 @@ def load_checkpoint(path, map_location="cpu", **kwargs):
     """A gReLU LightningModel from a checkpoint of one of our models, in eval mode.
 
     Registers our classes with gReLU first and passes ``weights_only=False`` (gReLU checkpoints
-    hold numpy arrays, which torch >= 2.6 refuses by default).
+    hold numpy arrays, which torch >= 2.6 refuses by default). A missing, truncated or corrupt file
+    raises :class:`grelu_caduceus.checkpoint_files.CheckpointFileError` (see ``read_checkpoint``).
     """
     # Importing this package installed the registration; importing gReLU's models module runs it.
     import grelu.model.models  # noqa: F401
     from grelu.lightning import LightningModel
 
+    from .checkpoint_files import read_checkpoint
+
     kwargs.setdefault("weights_only", False)
-    return LightningModel.load_from_checkpoint(str(path), map_location=map_location, **kwargs).eval()
+    return read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location=map_location,
+                                                                              **kwargs)).eval()
 
 
 # --- float32 matmul precision ----------------------------------------------------------------------------

@@ -6,9 +6,15 @@ so both give the same numbers.
 
 * Windows: each interval is resized around its centre to the model's sequence length exactly as
   kipoiseq's ``resize_interval(anchor="center")`` does: ``centre = (start + end) // 2``,
-  ``window = [centre - L // 2, centre - L // 2 + L)``. Bases outside the chromosome read as N.
-* One-hot: (4, L) float32, rows A, C, G, T; N (and any other letter) is an all-zero column, which
-  is what our models were trained on (kipoiseq writes 0.25 in each row instead).
+  ``window = [centre - L // 2, centre - L // 2 + L)``. An interval that lies wholly or partly
+  outside its chromosome is an error naming its row; a window that runs past an end only because
+  it was resized is padded with N, and a warning counts such windows.
+* Letters (the rule of :func:`grelu_caduceus.data.genome.clean_sequence`): IUPAC ambiguity codes
+  (R, Y, K, M, S, W, B, D, H, V, either case) are read as N, with a warning that counts them; all-N
+  windows are kept, with a warning that counts them (their predictions are finite); any other
+  character is an error.
+* One-hot: (4, L) float32, rows A, C, G, T; N is an all-zero column, which is what our models were
+  trained on (kipoiseq writes 0.25 in each row instead).
 * Caduceus-Ph models are conjoined by default (the trunk averages the features of the sequence and
   of its reverse complement), so their predictions are reverse-complement invariant, like PS ones.
 
@@ -30,7 +36,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.genome import FastaGenome, GenomeDataError, IntervalSource, one_hot_encode, read_intervals
+from .checkpoint_files import CheckpointFileError, read_checkpoint
+from .data.genome import (
+    FastaGenome,
+    GenomeDataError,
+    IntervalSource,
+    WindowTally,
+    check_intervals_in_bounds,
+    clean_sequence,
+    one_hot_encode,
+    padded_windows,
+    read_intervals,
+)
 
 CONJOIN_CHOICES = ("auto", True, False)
 
@@ -74,18 +91,18 @@ class IntervalWindows(torch.utils.data.Dataset):
 
     def __init__(self, fasta: str | os.PathLike, intervals: IntervalSource, seq_len: int | None = None):
         self.genome = FastaGenome(fasta)
-        self.intervals = read_intervals(intervals, "intervals")
-        if len(self.intervals) == 0:
-            raise PredictError("The intervals file has no intervals: give a BED with at least one chrom/start/end line.")
+        self.intervals = read_intervals(intervals, "intervals")  # an empty BED is a GenomeDataError
         for chrom in self.intervals["chrom"].unique():
             self.genome.check_chrom(chrom)
         empty = self.intervals[self.intervals["end"] <= self.intervals["start"]]
         if len(empty):
             row = empty.iloc[0]
             raise PredictError(
-                f"{len(empty)} intervals have end <= start, e.g. {row.chrom}:{row.start}-{row.end}: BED "
-                "coordinates are 0-based and end-exclusive, so end must be larger than start."
+                f"{len(empty)} intervals have end <= start, e.g. row {empty.index[0] + 1}: {row.chrom}:{row.start}-"
+                f"{row.end}: BED coordinates are 0-based and end-exclusive, so end must be larger than start."
             )
+        source = "intervals" if isinstance(intervals, pd.DataFrame) else f"intervals file {intervals}"
+        check_intervals_in_bounds(self.intervals, self.genome, source)
         if seq_len is None:
             lengths = sorted(set((self.intervals["end"] - self.intervals["start"]).tolist()))
             if len(lengths) > 1:
@@ -96,6 +113,24 @@ class IntervalWindows(torch.utils.data.Dataset):
             seq_len = lengths[0]
         self.seq_len = int(seq_len)
         self.windows = centred_windows(self.intervals, self.seq_len)
+        self.tally = self._scan(source)
+
+    def _scan(self, source: str) -> WindowTally:
+        """Read every window once through the letter rule (data.genome.clean_sequence): a non-DNA
+        character stops here, and one warning per kind counts the windows padded with N past a
+        chromosome end, those holding IUPAC codes (read as N) and the all-N ones."""
+        padded = padded_windows(self.windows["chrom"].to_numpy(), self.windows["start"].to_numpy(), self.seq_len,
+                                self.genome.sizes)
+        tally = WindowTally(source, self._describe)
+        for i in range(len(self.windows)):
+            tally.clean(self.genome.fetch(*self.window(i)), i, padded=bool(padded[i]))
+        tally.warn(self.seq_len, stacklevel=4)
+        return tally
+
+    def _describe(self, index: int) -> str:
+        chrom, start, end = self.window(index)
+        row = self.intervals.iloc[index]
+        return f"row {index + 1}: {row['chrom']}:{row['start']}-{row['end']}, window {start}-{end}"
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -106,8 +141,9 @@ class IntervalWindows(torch.utils.data.Dataset):
         return str(row["chrom"]), int(row["start"]), int(row["end"])
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        """float32 one-hot (4, seq_len): rows A, C, G, T; N and bases outside the chromosome all zero."""
-        return one_hot_encode(self.genome.fetch(*self.window(index)))
+        """float32 one-hot (4, seq_len): rows A, C, G, T; N, IUPAC codes and bases outside the chromosome all zero."""
+        sequence, _, _ = clean_sequence(self.genome.fetch(*self.window(index)), f"window {index + 1}")
+        return one_hot_encode(sequence)
 
 
 # --------------------------------------------------------------------------- models
@@ -148,7 +184,10 @@ def _load_checkpoint(path: Path):
     from grelu.lightning import LightningModel
 
     try:
-        lm = LightningModel.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
+        lm = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
+                                                                                weights_only=False))
+    except CheckpointFileError:
+        raise
     except Exception as err:
         raise PredictError(f"Cannot load {path} as a gReLU model checkpoint: {_why_not_loadable(path, err)}") from err
     if lm.model_params.get("model_type") == "CaduceusForMaskedLM" or lm.train_params.get("task") == "mlm":
@@ -162,7 +201,7 @@ def _load_checkpoint(path: Path):
 def _why_not_loadable(path: Path, err: Exception) -> str:
     """A readable reason for a failed load (only called on the error path: reads the file again)."""
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
+        raw = read_checkpoint(path)
     except Exception as load_err:
         return f"it is not a readable PyTorch checkpoint ({type(load_err).__name__}: {load_err})."
     params = (raw.get("hyper_parameters") or {}) if isinstance(raw, dict) else {}

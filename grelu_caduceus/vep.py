@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .checkpoint_files import read_checkpoint
 from .core import CaduceusForMaskedLM, load_pretrained
 from .core.tokens import A_ID, MASK_ID, rc_ids, strings_to_ids
-from .data.genome import FastaGenome
+from .data.genome import FastaGenome, WindowTally
 
 BASES = "ACGT"
 VARIANT_COLUMNS = ["chrom", "pos", "ref", "alt"]
@@ -161,6 +162,49 @@ def check_reference(variants: pd.DataFrame, genome, on_mismatch: str = "error") 
     return variants
 
 
+# --------------------------------------------------------------------------- context windows
+def _variant_tally(table: pd.DataFrame, window: int, rows=None) -> WindowTally:
+    """Counts, over the variants' context windows, the letter rule's fix-ups (see data.genome.WindowTally).
+
+    Window i is that of variant ``rows[i]`` of ``table`` (default: variant i), named by its row (1-based)."""
+    def describe(i: int) -> str:
+        row = int(rows[i]) if rows is not None else i
+        return f"variant {row + 1} ({table.chrom.iat[row]}:{table.pos.iat[row]})"
+
+    return WindowTally(f"vep: {window} bp context windows", describe)
+
+
+def _read_window(genome: FastaGenome, tally: WindowTally, row: int, chrom: str, start: int, length: int) -> str:
+    """The window [start, start + length) of variant ``row`` through the letter rule: IUPAC codes read as N,
+    bases past the chromosome's ends padded with N, both counted in ``tally``."""
+    padded = start < 0 or start + length > genome.sizes[chrom]
+    return tally.clean(genome.fetch(chrom, start, start + length), int(row), padded=padded)
+
+
+def _variant_dataset(table: pd.DataFrame, rows: np.ndarray, genome: FastaGenome, seq_len: int, rc: bool):
+    """gReLU's VariantDataset of the variants ``rows`` of ``table``, with its windows read by our FASTA
+    reader: the same windows, alleles and augmentation, but IUPAC codes read as N and windows past a
+    chromosome end padded with N (gReLU would stop with KeyError or ValueError), each counted in one
+    warning."""
+    from grelu.data.dataset import VariantDataset
+    from grelu.sequence.format import strings_to_indices
+    from grelu.sequence.utils import resize
+    from grelu.variant import variants_to_intervals
+
+    class GenomeVariantDataset(VariantDataset):
+        def _load_seqs(self, variants: pd.DataFrame) -> None:
+            self.intervals = variants_to_intervals(variants, seq_len=self.seq_len)
+            self.padded_seq_len = self.seq_len + (2 * self.max_seq_shift)
+            windows = resize(self.intervals, seq_len=self.padded_seq_len)
+            tally = _variant_tally(table, self.padded_seq_len, rows)
+            seqs = [_read_window(genome, tally, row, c, int(s), self.padded_seq_len)
+                    for row, (c, s) in enumerate(windows[["chrom", "start"]].itertuples(index=False))]
+            tally.warn(self.padded_seq_len, stacklevel=5)
+            self.seqs = strings_to_indices(seqs)
+
+    return GenomeVariantDataset(table.iloc[rows][VARIANT_COLUMNS].reset_index(drop=True), seq_len=seq_len, rc=rc)
+
+
 # --------------------------------------------------------------------------- model loading
 def load_masked_lm(model) -> CaduceusForMaskedLM:
     """A CaduceusForMaskedLM from a model object, an MLMLightningModel, a masked-LM .ckpt or an
@@ -173,7 +217,7 @@ def load_masked_lm(model) -> CaduceusForMaskedLM:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if path.is_file() and path.suffix == ".ckpt":
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            checkpoint = read_checkpoint(path)
             model_type = checkpoint.get("hyper_parameters", {}).get("model_params", {}).get("model_type")
             if model_type != "CaduceusForMaskedLM":
                 raise ValueError(
@@ -183,7 +227,8 @@ def load_masked_lm(model) -> CaduceusForMaskedLM:
                 )
             from .tasks.mlm import MLMLightningModel
 
-            return MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).model
+            return read_checkpoint(path, lambda p: MLMLightningModel.load_from_checkpoint(
+                p, map_location="cpu", weights_only=False)).model
         from .core.hub import is_hub_name
 
         if path.is_dir() or is_hub_name(str(model)):
@@ -260,10 +305,11 @@ def score_variants_zero_shot(
     comp = net.complement_index().to(device)
     base_ids = torch.tensor([A_ID + i for i in range(4)], device=device)
     rows = np.flatnonzero(scorable)
+    tally = _variant_tally(table, window)
     for first in range(0, len(rows), batch_size):
         chunk = table.iloc[rows[first : first + batch_size]]
-        seqs = [genome.fetch(c, p - 1 - centre, p - 1 - centre + window)
-                for c, p in chunk[["chrom", "pos"]].itertuples(index=False)]
+        seqs = [_read_window(genome, tally, row, c, p - 1 - centre, window)
+                for row, (c, p) in zip(rows[first : first + batch_size], chunk[["chrom", "pos"]].itertuples(index=False))]
         ref_ids = strings_to_ids(seqs).to(device)  # (b, window)
         masked = ref_ids.clone()
         masked[:, centre] = MASK_ID
@@ -288,6 +334,7 @@ def score_variants_zero_shot(
             ref_emb, alt_emb = pooled.chunk(2)
             distances[rows[first : first + batch_size]] = (alt_emb - ref_emb).norm(dim=-1).cpu().numpy()
     net.train(was_training)
+    tally.warn(window)
     table["logp_ref"], table["logp_alt"] = logp_ref, logp_alt
     table["llr"] = logp_alt - logp_ref
     if embedding_distance:
@@ -305,13 +352,14 @@ def score_variants_finetuned(
     devices="cpu",
     on_mismatch: str = "error",
 ) -> pd.DataFrame:
-    """Variant effects (alt - ref prediction per task) of a fine-tuned gReLU model, through gReLU's
-    ``predict_variant_effects``.
+    """Variant effects (alt - ref prediction per task) of a fine-tuned gReLU model, as gReLU's
+    ``predict_variant_effects`` computes them (its VariantDataset: windows, alleles, strand averaging).
 
     Args:
         model: a gReLU LightningModel (e.g. a fine-tuned CaduceusModel) or its .ckpt path.
         variants: DataFrame (chrom, pos 1-based, ref, alt) or a VCF/table path.
-        genome: FASTA path; gReLU reads it with pyfaidx and needs ``FASTA.fai`` and ``FASTA.sizes``.
+        genome: FASTA path (plain or bgzip) or FastaGenome; windows are read by our reader: IUPAC codes
+            read as N and windows past a chromosome end padded with N, each counted in a warning.
         seq_len: input length (default: the training sequence length stored in the checkpoint).
         rc_average: average over both strands.
         devices: gReLU devices ("cpu" or GPU index).
@@ -321,7 +369,6 @@ def score_variants_finetuned(
         The variants with one column ``effect_<task>`` per task (NaN for mismatched refs).
     """
     from grelu.lightning import LightningModel
-    from grelu.variant import predict_variant_effects
 
     from . import _registration
 
@@ -330,31 +377,25 @@ def score_variants_finetuned(
         path = Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"Fine-tuned checkpoint {path} not found.")
-        model = LightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    genome_path = Path(genome.path if isinstance(genome, FastaGenome) else genome)
-    table = check_reference(read_variants(variants), genome_path, on_mismatch)
+        model = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
+                                                                                   weights_only=False))
+    genome = _as_genome(genome)
+    table = check_reference(read_variants(variants), genome, on_mismatch)
     if seq_len is None:
         seq_len = model.data_params.get("train", {}).get("seq_len")
         if seq_len is None:
             raise ValueError("The checkpoint does not record its training sequence length: pass seq_len "
                              "(CLI: --window).")
-    for suffix in (".fai", ".sizes"):
-        if not Path(f"{genome_path}{suffix}").is_file():
-            raise FileNotFoundError(
-                f"gReLU needs {genome_path}{suffix} beside the FASTA. Create it with "
-                + (f"`samtools faidx {genome_path}`." if suffix == ".fai"
-                   else f"`cut -f1,2 {genome_path}.fai > {genome_path}.sizes`.")
-            )
     keep = table.ref_match.to_numpy()
     n_tasks = model.model.head.n_tasks
     effects = np.full((len(table), n_tasks), np.nan)
     if keep.any():
-        scored = predict_variant_effects(
-            table[keep].reset_index(drop=True)[VARIANT_COLUMNS], model, devices=devices, seq_len=int(seq_len),
-            batch_size=batch_size, num_workers=0, genome=str(genome_path), rc=rc_average,
-            compare_func="subtract", return_ad=False,
-        )  # (n, tasks, L_out)
-        effects[keep] = np.asarray(scored).mean(-1)
+        # What gReLU's predict_variant_effects does (compare_func="subtract"), on a VariantDataset whose
+        # windows our FASTA reader reads through the letter rule (see _variant_dataset).
+        dataset = _variant_dataset(table, np.flatnonzero(keep), genome, int(seq_len), rc_average)
+        odds = model.predict_on_dataset(dataset, devices=devices, num_workers=0, batch_size=batch_size,
+                                        augment_aggfunc="mean")  # (n, 2 alleles, tasks, L_out)
+        effects[keep] = np.asarray(odds[:, 1] - odds[:, 0]).mean(-1)
     names = model.data_params.get("tasks", {}).get("name") or [str(i) for i in range(n_tasks)]
     for i, name in enumerate(names):
         table[f"effect_{name}"] = effects[:, i]

@@ -1,7 +1,10 @@
 """Kipoi dataloader of a grelu-caduceus export: FASTA + BED -> one-hot (4, L) windows.
 
 Each interval is resized around its centre to SEQ_LEN bp (kipoiseq's anchor="center" rule); rows
-are A, C, G, T; N and bases outside the chromosome are all-zero columns, as the model expects.
+are A, C, G, T; N, IUPAC ambiguity codes (read as N) and bases past a chromosome end are all-zero
+columns, as the model expects. An interval outside its chromosome is an error naming its row;
+windows padded with N, IUPAC codes and all-N windows are counted in warnings (the rules of
+grelu_caduceus.predict, which `grelu-caduceus predict` follows too).
 """
 
 from kipoi.data import Dataset

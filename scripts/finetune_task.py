@@ -89,6 +89,7 @@ def run(args, shuffled: bool, work_dir: str) -> dict:
     from grelu.lightning import LightningModel
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from grelu_caduceus.checkpoint_files import read_checkpoint
     from grelu_caduceus.grelu_compat import load_checkpoint
     from grelu_caduceus.training import train_on_dataset
 
@@ -116,7 +117,7 @@ def run(args, shuffled: bool, work_dir: str) -> dict:
     if best.best_model_path and float(best.best_model_score) > chosen_val:
         chosen = load_checkpoint(best.best_model_path)
         chosen_val = float(best.best_model_score)
-        chosen_step = int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["global_step"])
+        chosen_step = int(read_checkpoint(best.best_model_path)["global_step"])
     metrics = test_metrics(chosen, data["test"], batch_size=4 * args.batch_size)
     return {
         "shuffled_train_labels": shuffled,

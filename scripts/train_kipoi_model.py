@@ -60,7 +60,9 @@ def main(argv=None) -> int:
     import grelu_caduceus  # noqa: F401  (registers CaduceusModel with gReLU)
     from grelu.lightning import LightningModel
 
+    from grelu_caduceus.checkpoint_files import read_checkpoint
     from grelu_caduceus.data.bundled import manifest
+    from grelu_caduceus.grelu_compat import load_checkpoint
     from grelu_caduceus.kipoi_export import export_kipoi
 
     pl.seed_everything(args.seed, workers=True)
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         minutes = round((time.time() - started) / 60, 1)
         best = trainer.checkpoint_callback.best_model_path  # lowest validation loss
 
-    best_lm = LightningModel.load_from_checkpoint(best, map_location="cpu", weights_only=False)
+    best_lm = load_checkpoint(best)
     scores = {}
     for split, dataset in (("val", val), ("test", labelled_dataset("test", args.max_val))):
         metrics = best_lm.test_on_dataset(dataset, devices="cpu", batch_size=args.batch_size, num_workers=0)
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     trained = best_lm.train_params
     n_params = sum(p.numel() for p in best_lm.model.parameters())
     n_train = (best_lm.data_params.get("train") or {}).get("n_seqs", "?")
-    epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1
+    epoch = read_checkpoint(best)["epoch"] + 1
     baseline = manifest()["files"]["ctcf_chr20.tsv.gz"]["baseline"]
     description = (
         f"Caduceus-PS classifier of CTCF binding sites (bundled CTCF task: 200 bp windows of hg19 chr20, "

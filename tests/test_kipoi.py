@@ -21,6 +21,7 @@ import torch
 
 import grelu_caduceus  # noqa: F401  (registers our models with gReLU)
 from grelu_caduceus import kipoi_export, predict
+from grelu_caduceus.checkpoint_files import CheckpointFileError
 from grelu_caduceus.data.genome import GenomeDataError
 
 KIPOI = Path(sys.executable).parent / "kipoi"
@@ -313,7 +314,7 @@ def test_user_mistakes_get_clear_errors(tmp_path, ps_checkpoint):
     with pytest.raises(predict.PredictError, match="not found"):
         predict.predict_intervals(tmp_path / "missing.ckpt", fasta, bed)
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
-    with pytest.raises(predict.PredictError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointFileError, match="notes.ckpt is not a PyTorch checkpoint"):
         predict.predict_intervals(tmp_path / "notes.ckpt", fasta, bed)
     bed.write_text("chr1\t50\t50\n")
     with pytest.raises(predict.PredictError, match="end <= start"):

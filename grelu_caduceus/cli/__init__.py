@@ -29,7 +29,26 @@ COMMANDS = {
 }
 
 
-from ..errors import UserError, is_user_error  # noqa: F401  (UserError re-exported: the CLI's modules raise it)
+from ..errors import InputWarning, UserError, is_user_error  # noqa: F401  (UserError re-exported: the CLI's modules raise it)
+
+
+@contextlib.contextmanager
+def one_line_input_warnings(command: str):
+    """Print each InputWarning (what a policy did to odd input, and how often) as one line on stderr,
+    like errors; other warnings keep Python's format."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"grelu-caduceus {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def usage() -> str:
@@ -97,7 +116,7 @@ def main(argv=None) -> int:
     use_passive_openmp_waiting()
     module = importlib.import_module(COMMANDS[command][0])
     try:
-        with quiet_console():
+        with quiet_console(), one_line_input_warnings(command):
             return int(module.main(rest) or 0)
     except Exception as err:
         if not is_user_error(err):

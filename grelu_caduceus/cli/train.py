@@ -242,6 +242,11 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
         raise UserError(f"cannot build {checked.model['model_type']}: {err}") from err
     t = checked.trainer
     resume = _resume_path(t.resume, out_dir)
+    if resume is not None:  # a truncated or corrupt checkpoint: one clear line, not torch's traceback
+        from ..checkpoint_files import read_checkpoint
+
+        read_checkpoint(resume, hint="resume from a complete one with trainer.resume=PATH (e.g. "
+                                     "checkpoints/step*.ckpt or last.ckpt), or start afresh with trainer.resume=null")
     check_run_folder(checked, out_dir, resume, force=t.resume == "force")
     overrides = {"num_nodes": t.num_nodes}
     if t.limit_val_batches is not None:

@@ -139,19 +139,42 @@ def encode_labels(values: np.ndarray, columns: list[str], task_name: str, source
 def _bundled_table(data, task_name: str) -> LabelledTable:
     from ..data.bundled import read_task_table
 
+    source = f"bundled task {data.name}"
     frame = read_task_table(data.name)
-    labels, tasks = encode_labels(frame[["label"]].to_numpy(), [data.name], task_name, f"bundled task {data.name}")
+    labels, tasks = encode_labels(frame[["label"]].to_numpy(), [data.name], task_name, source)
     if task_name != "multiclass":
         tasks = [data.name]
-    return LabelledTable(frame.seq.str.upper().tolist(), labels, tasks, frame.split.to_numpy(),
-                         f"bundled task {data.name}")
+    return LabelledTable(_clean_seqs(frame.seq.tolist(), source), labels, tasks, frame.split.to_numpy(), source)
+
+
+def _clean_seqs(seqs: list[str], source: str, padded=None, describe=None) -> list[str]:
+    """Sequences through the letter rule (data.genome.clean_sequence: upper case, IUPAC codes read as N,
+    anything else an error), with one warning per kind that counts the windows padded with N
+    (``padded``: a bool per sequence), holding IUPAC codes, or all-N."""
+    from ..data.genome import GenomeDataError, WindowTally
+
+    tally = WindowTally(source, describe)
+    try:
+        cleaned = [tally.clean(seq, i, padded=bool(padded[i]) if padded is not None else False)
+                   for i, seq in enumerate(seqs)]
+    except GenomeDataError as err:
+        raise DataConfigError(str(err)) from err
+    tally.warn(len(cleaned[0]) if padded is not None and cleaned else None, stacklevel=4)
+    return cleaned
 
 
 def _read_table(path: str, what: str) -> pd.DataFrame:
-    path = _existing(path, what)
-    name = path.name.removesuffix(".gz")
+    resolved = _existing(path, what)
+    name = resolved.name.removesuffix(".gz")
     sep = "," if name.endswith(".csv") else "\t"
-    return pd.read_csv(path, sep=sep)
+    try:
+        frame = pd.read_csv(resolved, sep=sep)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
+    if len(frame) == 0:
+        raise DataConfigError(f"{what}={path} is empty: it has no rows"
+                              f"{' below its header' if len(frame.columns) else ''}.")
+    return frame
 
 
 def _columns(frame: pd.DataFrame, wanted: list[str], source: str, key: str) -> None:
@@ -169,10 +192,11 @@ def _table(data, task_name: str) -> LabelledTable:
     _columns(frame, [data.split_column], source, "data.split_column (values train / val / test)")
     columns = list(data.label_columns)
     labels, tasks = encode_labels(frame[columns].to_numpy(), columns, task_name, source)
-    seqs = frame[data.seq_column].astype(str).str.upper().tolist()
+    seqs = frame[data.seq_column].astype(str).tolist()
     if data.seq_len:
         seqs = [_centre_resize_string(s, data.seq_len) for s in seqs]
-    return LabelledTable(seqs, labels, tasks, _normalise_splits(frame[data.split_column], source), source)
+    return LabelledTable(_clean_seqs(seqs, source), labels, tasks, _normalise_splits(frame[data.split_column], source),
+                         source)
 
 
 def _centre_resize_string(seq: str, length: int) -> str:
@@ -198,9 +222,15 @@ def _row_splits(data, source: str, frame: pd.DataFrame) -> np.ndarray:
 def _read_headed_intervals(path: str, what: str) -> pd.DataFrame:
     """A table with a header naming chrom, start, end (BED without a header: first three columns)."""
     resolved = _existing(path, what)
-    first = pd.read_csv(resolved, sep="\t", header=None, nrows=1, comment="#", dtype=str)
-    headed = str(first.iloc[0, 0]).lower() == "chrom"
-    frame = pd.read_csv(resolved, sep="\t", header=0 if headed else None, comment="#")
+    try:
+        first = pd.read_csv(resolved, sep="\t", header=None, nrows=1, comment="#", dtype=str)
+    except pd.errors.EmptyDataError:
+        first = pd.DataFrame()
+    headed = len(first) > 0 and str(first.iloc[0, 0]).lower() == "chrom"
+    frame = pd.read_csv(resolved, sep="\t", header=0 if headed else None, comment="#") if len(first) else first
+    if len(frame) == 0:
+        raise DataConfigError(f"{what}={path} is empty: it has no interval rows{' below its header' if headed else ''} "
+                              "(give tab-separated chrom, start, end, label lines)")
     if not headed:
         names = ["chrom", "start", "end", "split"][: min(frame.shape[1], 4)]
         frame = frame.iloc[:, : len(names)]
@@ -222,13 +252,26 @@ def _windows(frame: pd.DataFrame, seq_len: int | None, source: str) -> tuple[np.
     return (starts + ends) // 2 - seq_len // 2, int(seq_len)
 
 
-def _fetch(fasta: str, frame: pd.DataFrame, starts: np.ndarray, length: int) -> list[str]:
+def _fetch(fasta: str, frame: pd.DataFrame, starts: np.ndarray, length: int, source: str) -> list[str]:
+    """The windows [starts, starts + length) of the intervals in ``frame``, through the letter rule.
+
+    An interval outside its chromosome is an error naming its row; a window past a chromosome end
+    (only because it was centred to ``length``) is padded with N; both that and IUPAC codes (read
+    as N) and all-N windows are counted in warnings."""
     from ..data import FastaGenome
+    from ..data.genome import GenomeDataError, check_intervals_in_bounds, padded_windows
 
     genome = FastaGenome(_existing(fasta, "data.fasta"))
-    for chrom in frame.chrom.unique():
-        genome.check_chrom(chrom)
-    return [genome.fetch(c, int(s), int(s) + length).upper() for c, s in zip(frame.chrom, starts)]
+    rows = pd.DataFrame({"chrom": frame.chrom.astype(str), "start": frame.start.to_numpy(np.int64),
+                         "end": frame.end.to_numpy(np.int64)})
+    try:
+        check_intervals_in_bounds(rows, genome, source)
+    except GenomeDataError as err:
+        raise DataConfigError(str(err)) from err
+    seqs = [genome.fetch(c, int(s), int(s) + length) for c, s in zip(rows.chrom, starts)]
+    padded = padded_windows(rows.chrom.to_numpy(), starts, length, genome.sizes)
+    return _clean_seqs(seqs, source, padded,
+                       lambda i: f"row {i + 1}: {rows.chrom.iat[i]}:{rows.start.iat[i]}-{rows.end.iat[i]}")
 
 
 def _fasta_bed_table(data, task_name: str) -> LabelledTable:
@@ -239,7 +282,7 @@ def _fasta_bed_table(data, task_name: str) -> LabelledTable:
     labels, tasks = encode_labels(frame[columns].to_numpy(), columns, task_name, source)
     starts, seq_len = _windows(frame, data.seq_len, source)
     split = _row_splits(data, source, frame)
-    return LabelledTable(_fetch(data.fasta, frame, starts, seq_len), labels, tasks, split, source)
+    return LabelledTable(_fetch(data.fasta, frame, starts, seq_len, source), labels, tasks, split, source)
 
 
 def _bigwig_table(data, task_name: str) -> LabelledTable:
@@ -250,6 +293,7 @@ def _bigwig_table(data, task_name: str) -> LabelledTable:
     frame = _read_headed_intervals(data.intervals, "data.intervals")
     bigwigs = [str(_existing(p, "data.bigwigs")) for p in data.bigwigs]
     starts, seq_len = _windows(frame, data.seq_len, source)
+    seqs = _fetch(data.fasta, frame, starts, seq_len, source)  # checks the intervals before bigwig reads them
     label_len = data.label_len or seq_len
     label_starts = (frame.start.to_numpy(np.int64) + frame.end.to_numpy(np.int64)) // 2 - label_len // 2
     label_windows = pd.DataFrame({"chrom": frame.chrom, "start": label_starts, "end": label_starts + label_len})
@@ -258,7 +302,7 @@ def _bigwig_table(data, task_name: str) -> LabelledTable:
     labels = getattr(np, data.label_aggfunc)(coverage.reshape(len(frame), len(bigwigs), n_bins, data.bin_size), axis=-1)
     tasks = [Path(p).name.split(".")[0] for p in bigwigs]
     split = _row_splits(data, source, frame)
-    return LabelledTable(_fetch(data.fasta, frame, starts, seq_len), labels.astype(np.float32), tasks, split, source)
+    return LabelledTable(seqs, labels.astype(np.float32), tasks, split, source)
 
 
 # --------------------------------------------------------------------------- helpers

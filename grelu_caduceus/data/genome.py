@@ -7,12 +7,17 @@ windows of 131,072 bp or more cost only their own size.
 Windows come from one of three sources:
 
 * ``intervals``: a BED file or DataFrame; each interval, resized around its centre to ``seq_len``,
-  is one item (parts outside the chromosome read as N).
+  is one item. An interval outside its chromosome is an error naming its row; a window that runs
+  past an end only because of the resizing is padded with N, and a warning counts such windows.
 * sliding windows (the default): every ``stride`` bp over the chosen chromosomes or ``regions``.
 * random windows: ``n_random`` windows per epoch, uniformly over all valid window positions.
 
 Items are float32 one-hot tensors of shape (4, seq_len) in gReLU's layout: rows A, C, G, T; any
 other base (N, IUPAC codes) is an all-zero column; lower-case (soft-masked) bases count as normal.
+
+Readers that hold a fixed set of windows (``grelu-caduceus predict``, Kipoi, training tables, vep)
+apply :func:`clean_sequence` to each and count its fix-ups with :class:`WindowTally`: IUPAC codes
+read as N, all-N windows, windows padded with N, each in one warning; any other character is an error.
 
 Example::
 
@@ -30,6 +35,7 @@ import difflib
 import gzip
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence, Union
@@ -38,6 +44,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+
+from ..errors import InputWarning
 
 IntervalSource = Union[str, os.PathLike, pd.DataFrame]
 SPLIT_NAMES = ("train", "val", "test")
@@ -62,6 +70,154 @@ def one_hot_encode(sequence: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(_ONE_HOT_ROWS[indices].T))
 
 
+# --------------------------------------------------------------------------- the letters of a window
+# The one rule, used by every reader of windows (predict, Kipoi, training data, vep): A, C, G, T and
+# N in either case are kept (upper-cased); the IUPAC ambiguity codes below, in either case, are
+# read as N and counted; any other character is an error. Windows with no A/C/G/T are counted too.
+IUPAC_AMBIGUITY = "RYKMSWBDHV"
+_ACGT, _N, _IUPAC, _OTHER = range(4)
+_LETTER_CLASS = np.full(256, _OTHER, dtype=np.uint8)
+for _letters, _cls in (("ACGT", _ACGT), ("N", _N), (IUPAC_AMBIGUITY, _IUPAC)):
+    for _base in _letters:
+        _LETTER_CLASS[ord(_base)] = _LETTER_CLASS[ord(_base.lower())] = _cls
+_AS_N = str.maketrans(IUPAC_AMBIGUITY + IUPAC_AMBIGUITY.lower() + "acgtn",
+                      "N" * (2 * len(IUPAC_AMBIGUITY)) + "ACGTN")
+
+
+def clean_sequence(sequence: str, where="sequence") -> tuple[str, int, bool]:
+    """Apply the letter rule to one window.
+
+    Args:
+        sequence: the window's letters, as read from a FASTA or a table.
+        where: names the window in the error message (e.g. "row 3 (chr1:100-300)"), or a function
+            returning that name (only called for the message).
+
+    Returns:
+        (the sequence upper-cased with IUPAC codes as N, the number of IUPAC codes, whether it has
+        no A/C/G/T base at all).
+
+    Raises:
+        GenomeDataError: a character that is neither A/C/G/T/N nor an IUPAC code (either case).
+    """
+    raw = np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)
+    counts = np.bincount(_LETTER_CLASS[raw], minlength=4)
+    if counts[_OTHER]:
+        bad = sorted({chr(c) for c in raw[_LETTER_CLASS[raw] == _OTHER].tolist()})
+        shown = ", ".join(repr(c) for c in bad[:6])
+        raise GenomeDataError(
+            f"{where() if callable(where) else where} holds {int(counts[_OTHER])} character(s) that are not DNA letters ({shown}): a window may "
+            f"hold A, C, G, T, N and the IUPAC codes {'/'.join(IUPAC_AMBIGUITY)} (read as N), in either case. "
+            "Is this a protein or aligned (gapped) sequence?"
+        )
+    return sequence.translate(_AS_N), int(counts[_IUPAC]), bool(counts[_ACGT] == 0)
+
+
+class WindowTally:
+    """Reads windows through :func:`clean_sequence` and counts what was done, for one warning per kind.
+
+    Args:
+        source: what the windows come from, for the messages (e.g. "predict: peaks.bed").
+        describe: row index -> text naming that window in a message (e.g. "row 3 (chr1:100-300)").
+
+    Call :meth:`clean` on every window (``padded=True`` for a window that runs past its chromosome's
+    edge and was padded with N), then :meth:`warn` once.
+    """
+
+    def __init__(self, source: str, describe=None):
+        self.source, self.describe = source, describe or (lambda row: f"row {row + 1}")
+        self.n = self.iupac_codes = 0
+        self.rows: dict[str, list[int]] = {"padded": [], "iupac": [], "all_n": []}
+
+    def clean(self, sequence: str, row: int, padded: bool = False) -> str:
+        cleaned, n_iupac, all_n = clean_sequence(sequence, lambda: self.describe(row))
+        self.n += 1
+        self.iupac_codes += n_iupac
+        for kind, flag in (("padded", padded), ("iupac", n_iupac), ("all_n", all_n)):
+            if flag:
+                self.rows[kind].append(row)
+        return cleaned
+
+    def count(self, n: int, padded_rows=()) -> None:
+        """Count ``n`` windows that are read elsewhere (lazily), of which ``padded_rows`` are padded with N."""
+        self.n += int(n)
+        self.rows["padded"].extend(int(r) for r in padded_rows)
+
+    def messages(self, seq_len: int | None = None) -> list[str]:
+        """One line per kind of fix-up seen: what was done, to how many windows, and the first one."""
+        out = []
+        rows = self.rows
+
+        def head(kind: str, singular: str, plural: str) -> str:
+            k = len(rows[kind])
+            return f"{self.source}: {k} of {self.n} window{'s' if self.n != 1 else ''} {singular if k == 1 else plural}"
+
+        def first(kind: str) -> str:
+            return f"(first: {self.describe(rows[kind][0])})"
+
+        if rows["padded"]:
+            length = f" in {seq_len} bp windows" if seq_len else ""
+            out.append(f"{head('padded', 'runs', 'run')} past a chromosome end only because of centring{length}; "
+                       f"the bases beyond the end are padded with N {first('padded')}.")
+        if rows["iupac"]:
+            codes = f"{self.iupac_codes} IUPAC ambiguity code{'s' if self.iupac_codes != 1 else ''}"
+            out.append(f"{head('iupac', 'holds', 'hold')} {codes} ({'/'.join(IUPAC_AMBIGUITY)}), read as N "
+                       f"{first('iupac')}.")
+        if rows["all_n"]:
+            out.append(f"{head('all_n', 'is', 'are')} all-N (no A/C/G/T base), with no sequence information; kept "
+                       f"as they are (drop those rows if that is not wanted) {first('all_n')}.")
+        return out
+
+    def warn(self, seq_len: int | None = None, stacklevel: int = 3) -> None:
+        """Issue each message as an :class:`grelu_caduceus.errors.InputWarning`."""
+        for message in self.messages(seq_len):
+            warnings.warn(message, InputWarning, stacklevel=stacklevel)
+
+
+# --------------------------------------------------------------------------- interval checks
+def check_intervals_in_bounds(frame: pd.DataFrame, genome: "FastaGenome", source: str) -> None:
+    """Every interval must name a chromosome of ``genome``, have end > start and lie wholly inside it.
+
+    Args:
+        frame: chrom, start, end (0-based, end-exclusive), one row per interval in input order.
+        genome: the FASTA the intervals are read from.
+        source: names the intervals in the message (e.g. "intervals file peaks.bed").
+
+    Raises:
+        GenomeDataError: naming the count and the first offending rows (1-based row number,
+        chrom:start-end, the chromosome's length).
+    """
+    for chrom in frame.chrom.unique():
+        genome.check_chrom(chrom)
+    sizes = frame.chrom.map(genome.sizes).to_numpy(np.int64)
+    starts, ends = frame.start.to_numpy(np.int64), frame.end.to_numpy(np.int64)
+
+    def rows_text(mask: np.ndarray) -> str:
+        return "; ".join(f"row {i + 1}: {frame.chrom.iat[i]}:{starts[i]}-{ends[i]} (chromosome length {sizes[i]})"
+                         for i in np.flatnonzero(mask)[:3])
+
+    empty = ends <= starts
+    if empty.any():
+        raise GenomeDataError(
+            f"{source}: {int(empty.sum())} of {len(frame)} intervals have end <= start, e.g. {rows_text(empty)}. "
+            "Coordinates are 0-based and end-exclusive, so end must be larger than start."
+        )
+    outside = (starts < 0) | (ends > sizes)
+    if outside.any():
+        raise GenomeDataError(
+            f"{source}: {int(outside.sum())} of {len(frame)} intervals lie wholly or partly outside their "
+            f"chromosome, e.g. {rows_text(outside)}. Check that the BED uses the same assembly as the FASTA "
+            "(hg19 vs hg38) and 0-based, end-exclusive coordinates, or drop or clip those rows."
+        )
+
+
+def padded_windows(chroms, starts: np.ndarray, seq_len: int, sizes: Mapping[str, int]) -> np.ndarray:
+    """Which windows [start, start + seq_len) run past their chromosome's start or end (bool array)."""
+    starts = np.asarray(starts, np.int64)
+    ends = starts + int(seq_len)
+    limits = np.array([sizes[c] for c in chroms], np.int64)
+    return (starts < 0) | (ends > limits)
+
+
 # --------------------------------------------------------------------------- interval input
 def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFrame:
     """A BED file (plain or .gz, with or without header) or DataFrame -> chrom, start, end[, split].
@@ -78,6 +234,10 @@ def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFr
             )
     else:
         frame = _read_bed_file(Path(source), what)
+    if len(frame) == 0:
+        where = "DataFrame" if isinstance(source, pd.DataFrame) else f"file {source}"
+        raise GenomeDataError(f"{what} {where} is empty: it has no intervals (give at least one tab-separated "
+                              "chrom, start, end line).")
     columns = ["chrom", "start", "end"] + (["split"] if "split" in frame.columns else [])
     frame = frame[columns].reset_index(drop=True)
     try:
@@ -94,7 +254,7 @@ def _read_bed_file(path: Path, what: str) -> pd.DataFrame:
     if not path.exists():
         raise GenomeDataError(f"{what} file not found: {path}. Pass an existing BED file or a DataFrame.")
     opener = gzip.open if path.name.endswith(".gz") else open
-    n_skip, header = 0, None
+    n_skip, header, has_data = 0, None, False
     with opener(path, "rt") as f:
         for line in f:
             if line.startswith(("track", "browser", "#")) or not line.strip():
@@ -103,10 +263,16 @@ def _read_bed_file(path: Path, what: str) -> pd.DataFrame:
             fields = line.rstrip("\n").split("\t")
             if len(fields) < 3:
                 raise GenomeDataError(f"{what} file {path} needs tab-separated chrom, start, end; got {line!r}.")
-            if not fields[1].strip().lstrip("-").isdigit():
+            if header is None and not fields[1].strip().lstrip("-").isdigit():
                 header = fields
                 n_skip += 1
+                continue
+            has_data = True
             break
+    if not has_data:
+        raise GenomeDataError(f"{what} file {path} is empty: it has no intervals, only "
+                              f"{'a header, ' if header else ''}comments or blank lines (give at least one "
+                              "tab-separated chrom, start, end line).")
     if header is not None and {"chrom", "start", "end"} <= set(header):
         names = header
     else:
@@ -597,18 +763,7 @@ class GenomeWindowDataset(Dataset):
                               np.array(seg_count, np.int64), step, names)
 
     def _check_bounds(self, frame: pd.DataFrame, what: str) -> None:
-        for chrom in frame.chrom.unique():
-            self.genome.check_chrom(chrom)
-        sizes = frame.chrom.map(self.genome.sizes)
-        bad = frame[(frame.start < 0) | (frame.end > sizes) | (frame.start >= frame.end)]
-        if len(bad):
-            rows = "; ".join(f"{r.chrom}:{r.start}-{r.end} (chromosome length {self.genome.sizes[r.chrom]})"
-                             for r in bad.head(3).itertuples())
-            raise GenomeDataError(
-                f"{len(bad)} {what} lie outside their chromosome or are empty, e.g. {rows}. Check that "
-                "the BED uses the same assembly as the FASTA (hg19 vs hg38) and 0-based, end-exclusive "
-                "coordinates."
-            )
+        check_intervals_in_bounds(frame, self.genome, what)
 
     def _build_from_intervals(self, intervals, seq_len, chrom_set, allowed) -> int:
         frame = read_intervals(intervals, "intervals")
@@ -642,6 +797,12 @@ class GenomeWindowDataset(Dataset):
                 outside = np.clip(-s, 0, None) + np.clip(s + seq_len - self.genome.sizes[chrom], 0, None)
                 counts = n_count(*runs, np.clip(s, lo, hi), np.clip(s + seq_len, lo, hi)) + outside
                 keep[np.flatnonzero(rows)[counts > max_n]] = False
+        padded = padded_windows(frame.chrom.to_numpy(), starts, seq_len, self.genome.sizes) & keep
+        if padded.any():
+            tally = WindowTally("intervals", lambda row: f"row {row + 1} ({frame.chrom.iat[row]}:"
+                                                         f"{frame.start.iat[row]}-{frame.end.iat[row]})")
+            tally.count(int(keep.sum()), np.flatnonzero(padded).tolist())
+            tally.warn(seq_len)
         names = list(self.genome.sizes)
         code = {c: i for i, c in enumerate(names)}
         chrom_codes = frame.chrom.map(code).to_numpy(np.int32)[keep]

@@ -185,9 +185,14 @@ def load_backbone(path) -> CaduceusBackbone:
     """The backbone of an HF-format folder, a hub name or one of our masked-LM Lightning checkpoints (.ckpt)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".ckpt":
+        from ..checkpoint_files import read_checkpoint
         from ..tasks.mlm import MLMLightningModel
 
-        return MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False).model.backbone
+        mlm = read_checkpoint(path, lambda p: MLMLightningModel.load_from_checkpoint(p, map_location="cpu",
+                                                                                    weights_only=False),
+                              hint="point pretrained_path at a complete masked-LM checkpoint such as "
+                                   "RUN/checkpoints/last.ckpt or step*.ckpt, or at an HF-format Caduceus folder")
+        return mlm.model.backbone
     from ..core.hub import is_hub_name
 
     if is_hub_name(str(path)):

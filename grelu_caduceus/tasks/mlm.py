@@ -311,6 +311,11 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
                   persistent_workers=p["num_workers"] > 0)
     train_loader = DataLoader(train_dataset, shuffle=True, drop_last=len(train_dataset) > p["batch_size"], **loader)
     val_loader = DataLoader(val_dataset, shuffle=False, **loader) if val_dataset is not None else None
+    if ckpt_path is not None:  # a truncated or corrupt checkpoint: one clear line, not torch's traceback
+        from ..checkpoint_files import read_checkpoint
+
+        read_checkpoint(ckpt_path, hint="resume from a complete checkpoint (e.g. checkpoints/step*.ckpt) or "
+                                        "start afresh (resume=None)")
     with float32_matmul_precision(training_precision(p)):
         trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path,
                     weights_only=False if ckpt_path else None)

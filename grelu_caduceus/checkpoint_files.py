@@ -1,0 +1,113 @@
+"""Reading checkpoint files (torch.save / Lightning ``.ckpt``): the one place where a missing, empty,
+truncated or corrupt file becomes a clear one-line error instead of ``OSError: [Errno 22]``,
+``UnpicklingError`` or a miniz ``RuntimeError`` from deep inside torch.
+
+A torch zip checkpoint is checked whole first (its zip directory and every member's CRC-32, which
+torch itself does not check, so damaged weights would otherwise load silently). Every reader of a
+checkpoint in this package goes through :func:`read_checkpoint`: with no
+``load`` it returns the checkpoint's dict (``torch.load``); with ``load`` (for example
+``functools.partial(LightningModel.load_from_checkpoint, map_location="cpu", weights_only=False)``)
+it returns what that returns, and only read failures are translated, so a readable checkpoint that
+does not fit its model still says so in its own words.
+
+Example::
+
+    from grelu_caduceus.checkpoint_files import read_checkpoint
+    ckpt = read_checkpoint("run/checkpoints/last.ckpt", hint="or pass trainer.resume=null")
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+from .errors import UserError
+
+DEFAULT_HINT = ("use a complete checkpoint such as RUN/checkpoints/last.ckpt, best.ckpt or step*.ckpt "
+                "(a run stopped while saving can leave a partial file)")
+
+
+class CheckpointFileError(UserError, ValueError):
+    """A checkpoint file that cannot be read (missing, empty, truncated or corrupt); names the file and the fix."""
+
+
+def _load_dict(path: str):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _is_read_failure(err: BaseException) -> bool:
+    """Whether ``err`` from torch / Lightning means the bytes of the file are bad (not that a good
+    checkpoint does not fit its model)."""
+    if isinstance(err, (pickle.UnpicklingError, EOFError, zipfile.BadZipFile)):
+        return True
+    if isinstance(err, OSError) and err.errno == errno.EINVAL and not err.filename:
+        return True  # torch's reader on a cut-off zip: "[Errno 22] Invalid argument"
+    if isinstance(err, RuntimeError):
+        text = str(err)
+        return "PytorchStreamReader" in text or "archive is corrupted" in text or "zip archive" in text
+    return False
+
+
+def read_checkpoint(path: str | os.PathLike, load: Callable[[str], object] | None = None, *,
+                    hint: str = DEFAULT_HINT):
+    """Read a checkpoint file, turning every failure to read its bytes into :class:`CheckpointFileError`.
+
+    Args:
+        path: the checkpoint file (.ckpt, .pt, ...).
+        load: how to read it, called with the path as a string; default ``torch.load`` on CPU with
+            ``weights_only=False`` (the checkpoint dict).
+        hint: the fix to name in the message (what to use instead).
+
+    Returns:
+        What ``load`` returns (by default the checkpoint dict).
+
+    Raises:
+        CheckpointFileError: the file is missing, a folder, empty, truncated or corrupt. Other
+            errors of ``load`` (a readable checkpoint of another model, ...) pass through.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointFileError(f"checkpoint {path} does not exist: {hint}.")
+    if path.is_dir():
+        raise CheckpointFileError(f"checkpoint {path} is a folder, not a checkpoint file: {hint}.")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise CheckpointFileError(f"cannot read checkpoint {path} ({err.strerror or err}): {hint}.") from err
+    if not head:
+        raise CheckpointFileError(f"checkpoint {path} is empty (0 bytes): {hint}.")
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            # torch.save writes a zip archive whose directory comes last: a cut-off file lacks it.
+            raise CheckpointFileError(f"{path} is truncated or corrupt (its zip archive has no end record, so the "
+                                      f"save was cut short): {hint}.")
+        # torch does not check the CRC-32 of the members it reads: damaged tensor bytes would load silently.
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise CheckpointFileError(f"{path} is truncated or corrupt (cannot be read as a zip archive: {err}): "
+                                      f"{hint}.") from err
+        if damaged is not None:
+            raise CheckpointFileError(f"{path} is truncated or corrupt (its member {damaged} fails its CRC check): "
+                                      f"{hint}.")
+    elif not head.startswith(b"\x80"):
+        raise CheckpointFileError(f"{path} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle; "
+                                  f"cannot be unpickled): {hint}.")
+    try:
+        return (load or _load_dict)(str(path))
+    except Exception as err:
+        if _is_read_failure(err):
+            raise CheckpointFileError(f"{path} is truncated or corrupt (cannot be unpickled: "
+                                      f"{type(err).__name__}): {hint}.") from err
+        raise
+
+
+__all__ = ["CheckpointFileError", "DEFAULT_HINT", "read_checkpoint"]
