@@ -47,6 +47,9 @@ class Embedder:
         family: "caduceus", "hyenadna" or "grelu".
         description: how strands are combined (for the output's metadata).
         max_len: longest input the model takes (None: any).
+        module: the torch module behind ``features`` (for its device; None for plain functions).
+        strand_symmetric: ``features`` of a sequence and of its reverse complement (flipped back
+            along the length) agree by construction (Caduceus-PS), so a second strand pass adds nothing.
     """
 
     features: Callable[[torch.Tensor], torch.Tensor]
@@ -55,6 +58,7 @@ class Embedder:
     description: str
     max_len: int | None = None
     module: torch.nn.Module | None = None
+    strand_symmetric: bool = False
 
 
 # --------------------------------------------------------------------------- models
@@ -78,7 +82,8 @@ def caduceus_embedder(backbone, rc_average: bool | None = None) -> Embedder:
 
     how = "PS: (forward half + channel-flipped RC half) / 2" if rcps else (
         "Ph: conjoined with the reverse-complement pass" if conjoin else "Ph: forward strand only")
-    return Embedder(_conjoined(features, conjoin), backbone.config.d_model, "caduceus", how, None, backbone)
+    return Embedder(_conjoined(features, conjoin), backbone.config.d_model, "caduceus", how, None, backbone,
+                    strand_symmetric=rcps)
 
 
 def hyena_embedder(backbone, rc_average: bool | None = None) -> Embedder:
