@@ -128,7 +128,9 @@ def load_embedder(model, rc_average: bool | None = None, trust_pickle: bool = Fa
     Args:
         model: a Caduceus HF-format folder or hub name; a HyenaDNA released folder or hub name
             (LongSafari layout or ``*-hf``); a gReLU checkpoint (.ckpt) of one of our models (a masked
-            LM or a fine-tuned predictor); or a model object (CaduceusForMaskedLM, a backbone, a
+            LM or a fine-tuned predictor) or of gReLU's own (e.g. an Enformer); Enformer's published
+            weights (``Genentech/enformer-model`` or a local ``human_state_dict.h5``, see
+            ``grelu_caduceus.enformer``); or a model object (CaduceusForMaskedLM, a backbone, a
             gReLU LightningModel).
         rc_average: conjoin with the reverse-complement pass (default: Caduceus-Ph and models trained
             conjoined yes, others no; PS is strand-symmetric by construction).
@@ -163,6 +165,10 @@ def _load(model, rc_average, trust_pickle, revision) -> Embedder:
         return grelu_embedder(model, rc_average)
     if not isinstance(model, (str, os.PathLike)):
         raise EmbedError(f"Cannot take embeddings from a {type(model).__name__}: pass a model or a path/hub name.")
+    from .enformer import is_enformer_reference, load_enformer
+
+    if is_enformer_reference(model):  # Genentech/enformer-model or a local human_state_dict.h5
+        return grelu_embedder(load_enformer(model), rc_average)
     path = Path(model).expanduser()
     if path.is_file():
         return _load_checkpoint_file(path, rc_average)
