@@ -50,6 +50,7 @@ class Embedder:
         module: the torch module behind ``features`` (for its device; None for plain functions).
         strand_symmetric: ``features`` of a sequence and of its reverse complement (flipped back
             along the length) agree by construction (Caduceus-PS), so a second strand pass adds nothing.
+        bin_size: bp per output position of a binned gReLU trunk (128 for Enformer; 1: per base).
     """
 
     features: Callable[[torch.Tensor], torch.Tensor]
@@ -59,6 +60,7 @@ class Embedder:
     max_len: int | None = None
     module: torch.nn.Module | None = None
     strand_symmetric: bool = False
+    bin_size: int = 1
 
 
 # --------------------------------------------------------------------------- models
@@ -118,7 +120,10 @@ def grelu_embedder(lm, rc_average: bool | None = None) -> Embedder:
 
     probe = features(torch.zeros(1, 4, 256, device=next(trunk.parameters()).device))
     how = "conjoined with the reverse-complement pass" if rc_average else "forward strand only"
-    return Embedder(_conjoined(features, bool(rc_average)), int(probe.shape[-1]), "grelu", how, None, trunk)
+    n_out = int(probe.shape[1])
+    bin_size = 256 // n_out if n_out and 256 % n_out == 0 else 1
+    return Embedder(_conjoined(features, bool(rc_average)), int(probe.shape[-1]), "grelu", how, None, trunk,
+                    bin_size=bin_size)
 
 
 def load_embedder(model, rc_average: bool | None = None, trust_pickle: bool = False, revision: str | None = None,

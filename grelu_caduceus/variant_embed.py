@@ -135,6 +135,11 @@ def embed_variants(model, variants, genome, window: int = 1024, pool_window: int
     if embedder.max_len is not None and window > embedder.max_len:
         raise EmbedError(f"A window of {window} bp exceeds the model's longest input ({embedder.max_len} bp): "
                          "use a smaller --window.")
+    if window % embedder.bin_size:
+        suggestion = max(window // embedder.bin_size, 1) * embedder.bin_size
+        raise EmbedError(f"The model bins its output in {embedder.bin_size}-bp steps: give a window that is a "
+                         f"multiple of {embedder.bin_size} bp (e.g. {suggestion}), so the variant sits at a fixed "
+                         "place in its bin.")
     if embedder.module is not None:
         device = next(embedder.module.parameters()).device
     genome = genome if isinstance(genome, FastaGenome) else FastaGenome(genome)

@@ -157,3 +157,14 @@ def test_enformer_published_weights_offline_say_how_to_get_them(tmp_path, monkey
     bad.write_bytes(b"not a torch file")
     with pytest.raises(EnformerWeightsError, match="not a torch state dict"):
         load_embedder(bad)
+
+
+def test_enformer_windows_must_fill_whole_bins(probe_inputs, models):
+    from grelu_caduceus.embed import EmbedError, load_embedder
+    from grelu_caduceus.variant_embed import embed_variants
+
+    embedder = load_embedder(models / "enformer.ckpt")
+    assert embedder.bin_size == 8 and embedder.hidden_size == 768  # 3 conv blocks; 2 x channels
+    with pytest.raises(EmbedError, match="multiple of 8 bp"):
+        embed_variants(embedder, probe_inputs / "labelled.tsv", probe_inputs / "genome.fa", window=100,
+                       progress=False)
