@@ -47,6 +47,10 @@ class Embedder:
         family: "caduceus", "hyenadna" or "grelu".
         description: how strands are combined (for the output's metadata).
         max_len: longest input the model takes (None: any).
+        module: the torch module behind ``features`` (for its device; None for plain functions).
+        strand_symmetric: ``features`` of a sequence and of its reverse complement (flipped back
+            along the length) agree by construction (Caduceus-PS), so a second strand pass adds nothing.
+        bin_size: bp per output position of a binned gReLU trunk (128 for Enformer; 1: per base).
     """
 
     features: Callable[[torch.Tensor], torch.Tensor]
@@ -55,6 +59,8 @@ class Embedder:
     description: str
     max_len: int | None = None
     module: torch.nn.Module | None = None
+    strand_symmetric: bool = False
+    bin_size: int = 1
 
 
 # --------------------------------------------------------------------------- models
@@ -78,7 +84,8 @@ def caduceus_embedder(backbone, rc_average: bool | None = None) -> Embedder:
 
     how = "PS: (forward half + channel-flipped RC half) / 2" if rcps else (
         "Ph: conjoined with the reverse-complement pass" if conjoin else "Ph: forward strand only")
-    return Embedder(_conjoined(features, conjoin), backbone.config.d_model, "caduceus", how, None, backbone)
+    return Embedder(_conjoined(features, conjoin), backbone.config.d_model, "caduceus", how, None, backbone,
+                    strand_symmetric=rcps)
 
 
 def hyena_embedder(backbone, rc_average: bool | None = None) -> Embedder:
@@ -113,7 +120,10 @@ def grelu_embedder(lm, rc_average: bool | None = None) -> Embedder:
 
     probe = features(torch.zeros(1, 4, 256, device=next(trunk.parameters()).device))
     how = "conjoined with the reverse-complement pass" if rc_average else "forward strand only"
-    return Embedder(_conjoined(features, bool(rc_average)), int(probe.shape[-1]), "grelu", how, None, trunk)
+    n_out = int(probe.shape[1])
+    bin_size = 256 // n_out if n_out and 256 % n_out == 0 else 1
+    return Embedder(_conjoined(features, bool(rc_average)), int(probe.shape[-1]), "grelu", how, None, trunk,
+                    bin_size=bin_size)
 
 
 def load_embedder(model, rc_average: bool | None = None, trust_pickle: bool = False, revision: str | None = None,
@@ -123,7 +133,9 @@ def load_embedder(model, rc_average: bool | None = None, trust_pickle: bool = Fa
     Args:
         model: a Caduceus HF-format folder or hub name; a HyenaDNA released folder or hub name
             (LongSafari layout or ``*-hf``); a gReLU checkpoint (.ckpt) of one of our models (a masked
-            LM or a fine-tuned predictor); or a model object (CaduceusForMaskedLM, a backbone, a
+            LM or a fine-tuned predictor) or of gReLU's own (e.g. an Enformer); Enformer's published
+            weights (``Genentech/enformer-model`` or a local ``human_state_dict.h5``, see
+            ``grelu_caduceus.enformer``); or a model object (CaduceusForMaskedLM, a backbone, a
             gReLU LightningModel).
         rc_average: conjoin with the reverse-complement pass (default: Caduceus-Ph and models trained
             conjoined yes, others no; PS is strand-symmetric by construction).
@@ -158,6 +170,10 @@ def _load(model, rc_average, trust_pickle, revision) -> Embedder:
         return grelu_embedder(model, rc_average)
     if not isinstance(model, (str, os.PathLike)):
         raise EmbedError(f"Cannot take embeddings from a {type(model).__name__}: pass a model or a path/hub name.")
+    from .enformer import is_enformer_reference, load_enformer
+
+    if is_enformer_reference(model):  # Genentech/enformer-model or a local human_state_dict.h5
+        return grelu_embedder(load_enformer(model), rc_average)
     path = Path(model).expanduser()
     if path.is_file():
         return _load_checkpoint_file(path, rc_average)

@@ -4,7 +4,8 @@
     grelu-caduceus train model=caduceus ...    Hydra-composed training (see configs/)
     grelu-caduceus predict ...                 predictions for a FASTA + BED
     grelu-caduceus vep ...                     variant-effect scores (zero-shot MLM or fine-tuned)
-    grelu-caduceus embed ...                   pooled embeddings of BED intervals (.npz)
+    grelu-caduceus embed ...                   pooled embeddings of BED intervals or variants (.npz)
+    grelu-caduceus vep-probe ...               the paper's supervised VEP probe: AUROC by distance to TSS
     grelu-caduceus export-kipoi ...            write a Kipoi model folder from a checkpoint
     grelu-caduceus bench SUITE ...             benchmarks (scaling, long_range, gpu)
 """
@@ -24,6 +25,7 @@ COMMANDS = {
     "predict": ("grelu_caduceus.cli.predict", "predict a FASTA + BED with a trained checkpoint"),
     "vep": ("grelu_caduceus.cli.vep", "score variants (VCF or table): zero-shot MLM or fine-tuned model"),
     "embed": ("grelu_caduceus.cli.embed", "pooled embeddings of BED intervals (Caduceus, HyenaDNA, gReLU models)"),
+    "vep-probe": ("grelu_caduceus.cli.vep_probe", "supervised VEP probe on embeddings: AUROC by distance to TSS"),
     "export-kipoi": ("grelu_caduceus.cli.export_kipoi", "write a Kipoi model folder from a checkpoint"),
     "bench": ("grelu_caduceus.cli.bench", "run a benchmark suite (scaling, long_range, gpu)"),
 }

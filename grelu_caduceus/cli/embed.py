@@ -5,9 +5,18 @@
 
 The .npz holds ``embeddings`` (N, H) float32 and the interval columns (chrom, start, end, and
 pool_start/pool_end: the region pooled), plus ``model`` and ``strands`` (how strands were combined).
+
+Variant mode: reference and alternate embeddings of a window centred on each SNV:
+
+    grelu-caduceus embed --model M --variants calls.vcf.gz --genome hg38.fa --out variants.npz \\
+        [--window 1024] [--pool-window 1536] [--on-mismatch error|warn|drop] [--indels skip|error]
+
+writes ``ref_embeddings`` and ``alt_embeddings`` (N, H) plus chrom, pos, ref, alt (and the other
+variant columns), window_start and pool_start/pool_end.
 """
 
 import argparse
+import warnings
 from pathlib import Path
 
 from . import UserError
@@ -20,11 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(released folder or hub name) or a gReLU checkpoint of our models.",
     )
     parser.add_argument("--model", required=True, help="Caduceus/HyenaDNA folder or hub name, or a gReLU .ckpt")
-    parser.add_argument("--fasta", required=True, help="genome FASTA (plain or bgzip)")
-    parser.add_argument("--bed", required=True, help="intervals (BED: chrom, start, end; 0-based)")
+    parser.add_argument("--fasta", "--genome", dest="fasta", required=True, help="genome FASTA (plain or bgzip)")
+    inputs = parser.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--bed", help="intervals (BED: chrom, start, end; 0-based)")
+    inputs.add_argument("--variants", help="variant mode: VCF (.vcf/.vcf.gz) or a TSV/CSV with chrom, pos "
+                        "(1-based), ref, alt; writes ref_embeddings and alt_embeddings")
     parser.add_argument("--out", required=True, help="output .npz")
     parser.add_argument("--window", type=int, default=None,
-                        help="pool over a window of this many bp centred on each interval (default: the interval)")
+                        help="pool over a window of this many bp centred on each interval (default: the "
+                        "interval); variant mode: bp the model reads around each variant (default 1024)")
+    parser.add_argument("--pool-window", type=int, default=None,
+                        help="variant mode: bp pooled around the variant (default: the whole window; the paper "
+                        "uses 1536 inside a longer window)")
+    parser.add_argument("--on-mismatch", choices=("error", "warn", "drop"), default="error",
+                        help="variant mode: ref alleles that differ from the genome: stop naming them (default), "
+                        "keep with NaN embeddings, or drop")
+    parser.add_argument("--indels", choices=("skip", "error"), default="skip",
+                        help="variant mode: non-SNVs are skipped with a counted warning (default) or refused")
     parser.add_argument("--context", type=int, default=0,
                         help="bp of extra sequence each side that the model sees but that is not pooled")
     parser.add_argument("--pool", choices=("mean", "max"), default="mean")
@@ -47,9 +68,14 @@ def main(argv=None) -> int:
     from ..core.hub import is_hub_name
     from ..embed import embed_intervals, load_embedder, save_embeddings
 
-    for flag, path in (("--model", args.model), ("--fasta", args.fasta), ("--bed", args.bed)):
-        if not Path(path).exists() and not (flag == "--model" and is_hub_name(path)):
+    for flag, path in (("--model", args.model), ("--fasta", args.fasta), ("--bed", args.bed),
+                       ("--variants", args.variants)):
+        if path is not None and not Path(path).exists() and not (flag == "--model" and is_hub_name(path)):
             raise UserError(f"{flag} {path} does not exist.")
+    if args.variants is not None:
+        return _variants_main(args)
+    if args.pool_window is not None:
+        raise UserError("--pool-window applies to variant mode (--variants); for intervals use --window/--context.")
     try:
         embedder = load_embedder(args.model, rc_average=args.rc_average, trust_pickle=args.trust_pickle,
                                  revision=args.revision, device=args.device)
@@ -63,4 +89,32 @@ def main(argv=None) -> int:
     out = save_embeddings(args.out, table, embeddings, model=args.model, strands=embedder.description,
                           pool=args.pool)
     print(f"embedded {len(table)} interval(s), {embeddings.shape[1]} features each ({embedder.description}) -> {out}")
+    return 0
+
+
+def _variants_main(args) -> int:
+    from ..embed import load_embedder
+    from ..variant_embed import embed_variants, save_variant_embeddings
+
+    if args.context:
+        raise UserError("--context applies to intervals; in variant mode --window is what the model reads and "
+                        "--pool-window what is pooled.")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            embedder = load_embedder(args.model, rc_average=args.rc_average, trust_pickle=args.trust_pickle,
+                                     revision=args.revision, device=args.device)
+            result = embed_variants(embedder, args.variants, args.fasta, window=args.window or 1024,
+                                    pool_window=args.pool_window, pool=args.pool, on_mismatch=args.on_mismatch,
+                                    indels=args.indels, batch_size=args.batch_size, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise UserError(str(err)) from err
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            print(f"warning: {warning.message}")
+    out = save_variant_embeddings(args.out, result, model=args.model, strands=result.description, pool=args.pool)
+    print(f"embedded {len(result.table)} variant(s) (ref and alt), {result.ref.shape[1]} features each "
+          f"({result.description}) -> {out}")
     return 0
