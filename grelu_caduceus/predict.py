@@ -301,6 +301,7 @@ def predict_intervals(
     conjoin="auto",
     batch_size: int = 64,
     device: str = "cpu",
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Predict every interval of a BED file with a trained model.
 
@@ -312,6 +313,7 @@ def predict_intervals(
         conjoin: "auto" (Caduceus-Ph conjoined), True or False; see :func:`set_conjoin`.
         batch_size: sequences per forward pass.
         device: "cpu", "cuda", ...
+        progress: show a progress bar (intervals) when there is more than one batch.
 
     Returns:
         DataFrame, one row per interval in BED order: chrom, start, end (the input interval),
@@ -323,7 +325,14 @@ def predict_intervals(
     lm = load_model(checkpoint, conjoin=conjoin, device=device)
     windows = IntervalWindows(fasta, bed, seq_len if seq_len is not None else training_seq_len(lm))
     loader = torch.utils.data.DataLoader(windows, batch_size=int(batch_size), shuffle=False)
-    preds = np.concatenate([predict_onehot(lm, x) for x in loader])
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(windows), desc="predict", unit="interval", disable=not progress or len(loader) < 2) as bar:
+        preds = []
+        for x in loader:
+            preds.append(predict_onehot(lm, x))
+            bar.update(len(x))
+    preds = np.concatenate(preds)
     n_bins = preds.shape[1] // int(lm.model.head.n_tasks)
     table = pd.DataFrame({
         "chrom": windows.intervals["chrom"].to_numpy(),

@@ -266,6 +266,7 @@ def score_variants_zero_shot(
     batch_size: int = 16,
     device=None,
     on_mismatch: str = "error",
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Masked-marginal log-likelihood ratios of single-base substitutions.
 
@@ -280,6 +281,7 @@ def score_variants_zero_shot(
         batch_size: windows per forward pass.
         device: torch device (default: the model's).
         on_mismatch: what to do with variants whose ref differs from the genome, see check_reference.
+        progress: show a progress bar when there is more than one batch.
 
     Returns:
         The variants with columns ``ref_match``, ``llr`` (NaN for non-SNVs and mismatched refs),
@@ -306,7 +308,11 @@ def score_variants_zero_shot(
     base_ids = torch.tensor([A_ID + i for i in range(4)], device=device)
     rows = np.flatnonzero(scorable)
     tally = _variant_tally(table, window)
-    for first in range(0, len(rows), batch_size):
+    from tqdm.auto import tqdm
+
+    batches = range(0, len(rows), batch_size)
+    for first in tqdm(batches, desc=f"vep ({len(rows)} variants)", unit="batch",
+                      disable=not progress or len(batches) < 2):
         chunk = table.iloc[rows[first : first + batch_size]]
         seqs = [_read_window(genome, tally, row, c, p - 1 - centre, window)
                 for row, (c, p) in zip(rows[first : first + batch_size], chunk[["chrom", "pos"]].itertuples(index=False))]

@@ -486,3 +486,20 @@ def test_mlm_resume_from_a_truncated_checkpoint_is_a_clear_error(tmp_path, check
     data = torch.utils.data.TensorDataset(torch.zeros(4, 4, 32))
     with pytest.raises(CheckpointFileError, match=r"last\.ckpt is truncated or corrupt.*resume=None"):
         train_mlm(model, data, None, tmp_path, resume="auto")
+
+
+def test_predict_and_vep_show_progress_for_inputs_of_several_batches(tmp_path, capsys, kipoi_lm, tiny_mlm):
+    from grelu_caduceus.vep import score_variants_zero_shot
+
+    bed = tmp_path / "many.bed"
+    bed.write_text("".join(f"{CONTIG}\t{s}\t{s + 200}\n" for s in range(1000, 9000, 400)))  # 20 intervals
+    capsys.readouterr()
+    predict.predict_intervals(KIPOI_MODEL, GENOME, bed, batch_size=8)
+    err = capsys.readouterr().err
+    assert "predict: 100%" in err and "20/20" in err
+    predict.predict_intervals(KIPOI_MODEL, GENOME, bed, batch_size=64)  # one batch: no bar
+    assert "predict" not in capsys.readouterr().err
+    seq = "".join(line.strip() for line in open(GENOME) if not line.startswith(">"))
+    variants = vep_variants(seq, list(range(2000, 2040, 2))).assign(chrom=CONTIG)
+    score_variants_zero_shot(tiny_mlm, variants, GENOME, window=64, batch_size=4)
+    assert "vep (20 variants): 100%" in capsys.readouterr().err
