@@ -30,70 +30,21 @@ import numpy as np
 import torch
 
 from . import predict as _predict
+from .inference import (  # noqa: F401  (export loading, importable from here as before)
+    BACKBONE_DIR,
+    FORMAT,
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ExportError,
+    _weights_dir,
+    load_exported,
+    read_spec,
+)
 
-FORMAT = "grelu-caduceus-kipoi/1"
-SPEC_FILE = "model.json"
-WEIGHTS_FILE = "model.safetensors"
-BACKBONE_DIR = "backbone"
 # Default example: a real 100 kb slice of hg19 chr20 (inside the bundled demo genome and the CTCF
 # task's validation block 43 Mb, so no example window was used for training).
 DEMO_SLICE = (43_300_000, 43_400_000)
 PRECISION_DECIMAL = 5  # kipoi test: |expected - observed| < 1.5e-5
-
-
-class ExportError(ValueError):
-    """A user mistake when exporting (bad checkpoint, existing folder, example files ...)."""
-
-
-# --------------------------------------------------------------------------- loading an export
-def _weights_dir(folder: Path) -> Path:
-    for candidate in (folder / "weights", folder):
-        if (candidate / SPEC_FILE).is_file():
-            return candidate
-    raise ExportError(
-        f"{folder} is not an exported grelu-caduceus model: no weights/{SPEC_FILE} in it. Write one with "
-        "`grelu-caduceus export-kipoi --model CKPT --out DIR`."
-    )
-
-
-def read_spec(folder: str | os.PathLike) -> dict:
-    """The parsed ``weights/model.json`` of an exported folder (or of the weights folder itself)."""
-    spec = json.loads((_weights_dir(Path(folder)) / SPEC_FILE).read_text())
-    if spec.get("format") != FORMAT:
-        raise ExportError(f"{folder}: unsupported export format {spec.get('format')!r} (this version reads {FORMAT}).")
-    return spec
-
-
-def load_exported(folder: str | os.PathLike):
-    """Rebuild the LightningModel of an exported folder, in eval mode.
-
-    Args:
-        folder: the export folder (or its ``weights/`` sub-folder).
-
-    Returns:
-        ``grelu.lightning.LightningModel`` with the exported weights; ``data_params`` holds the task
-        names and the sequence length, so :mod:`grelu_caduceus.predict` treats it like a checkpoint.
-    """
-    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU)
-    from grelu.lightning import LightningModel
-    from safetensors.torch import load_file
-
-    from .core.checkpoint import load_state_dict_tied
-
-    weights = _weights_dir(Path(folder).expanduser().resolve())
-    spec = read_spec(weights)
-    model_params = dict(spec["model_params"])
-    relative_backbone = model_params.get("pretrained_path")
-    if relative_backbone is not None:
-        model_params["pretrained_path"] = str(weights / relative_backbone)
-    lm = LightningModel(model_params=model_params, train_params=dict(spec["train_params"]))
-    load_state_dict_tied(lm.model, load_file(str(weights / WEIGHTS_FILE)), strict=True)
-    if relative_backbone is not None:
-        lm.model_params["pretrained_path"] = relative_backbone  # keep the folder relocatable
-    lm.data_params = {"tasks": {"name": list(spec["tasks"])}, "train": {"seq_len": spec["seq_len"]}}
-    if "conjoin" in model_params:
-        _predict.set_conjoin(lm, bool(model_params["conjoin"]))
-    return lm.eval()
 
 
 def zero_uniform_columns(x: np.ndarray) -> np.ndarray:

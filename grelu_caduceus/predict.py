@@ -36,7 +36,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoint_files import CheckpointFileError, read_checkpoint
+from .inference import (  # noqa: F401  (the loading and output helpers, importable from here as before)
+    CONJOIN_CHOICES,
+    PredictError,
+    caduceus_trunk,
+    load_model,
+    output_labels,
+    predict_onehot,
+    set_conjoin,
+    task_names,
+    training_seq_len,
+)
 from .data.genome import (
     FastaGenome,
     GenomeDataError,
@@ -48,13 +58,6 @@ from .data.genome import (
     padded_windows,
     read_intervals,
 )
-
-CONJOIN_CHOICES = ("auto", True, False)
-
-
-class PredictError(ValueError):
-    """A user mistake in a prediction request (missing model, wrong intervals, ...)."""
-
 
 # --------------------------------------------------------------------------- windows
 def centred_windows(intervals: pd.DataFrame, seq_len: int) -> pd.DataFrame:
@@ -144,152 +147,6 @@ class IntervalWindows(torch.utils.data.Dataset):
         """float32 one-hot (4, seq_len): rows A, C, G, T; N, IUPAC codes and bases outside the chromosome all zero."""
         sequence, _, _ = clean_sequence(self.genome.fetch(*self.window(index)), f"window {index + 1}")
         return one_hot_encode(sequence)
-
-
-# --------------------------------------------------------------------------- models
-def load_model(model: str | os.PathLike, conjoin="auto", device: str = "cpu"):
-    """A trained model, in eval mode, as a gReLU LightningModel.
-
-    Args:
-        model: a gReLU checkpoint (.ckpt) of one of our models, or a folder written by
-            ``grelu-caduceus export-kipoi`` (or its ``weights/`` sub-folder).
-        conjoin: "auto" (conjoin Caduceus-Ph, leave PS and other models as they are), True
-            (conjoin a Caduceus model) or False (no conjoining).
-        device: torch device for the weights.
-
-    Returns:
-        ``grelu.lightning.LightningModel``; ``model(x)`` maps one-hot (N, 4, L) to
-        post-activation predictions (N, n_tasks, L_out).
-    """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        from .kipoi_export import load_exported
-
-        lm = load_exported(path)
-        if conjoin != "auto":  # an export already fixed its conjoining: "auto" keeps it
-            set_conjoin(lm, conjoin)
-    elif path.is_file():
-        lm = _load_checkpoint(path)
-        set_conjoin(lm, conjoin)
-    else:
-        raise PredictError(
-            f"Model {path} not found: give a gReLU checkpoint (.ckpt) trained with grelu-caduceus or a "
-            "folder written by `grelu-caduceus export-kipoi`."
-        )
-    return lm.to(device).eval()
-
-
-def _load_checkpoint(path: Path):
-    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU before loading)
-    from grelu.lightning import LightningModel
-
-    try:
-        lm = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
-                                                                                weights_only=False))
-    except CheckpointFileError:
-        raise
-    except Exception as err:
-        raise PredictError(f"Cannot load {path} as a gReLU model checkpoint: {_why_not_loadable(path, err)}") from err
-    if lm.model_params.get("model_type") == "CaduceusForMaskedLM" or lm.train_params.get("task") == "mlm":
-        raise PredictError(
-            f"{path} is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
-            "first (model_type CaduceusPretrainedModel with pretrained_path set to it)."
-        )
-    return lm
-
-
-def _why_not_loadable(path: Path, err: Exception) -> str:
-    """A readable reason for a failed load (only called on the error path: reads the file again)."""
-    try:
-        raw = read_checkpoint(path)
-    except Exception as load_err:
-        return f"it is not a readable PyTorch checkpoint ({type(load_err).__name__}: {load_err})."
-    params = (raw.get("hyper_parameters") or {}) if isinstance(raw, dict) else {}
-    if "model_params" not in params:
-        return "it has no model_params in its hyper-parameters (was it written by a gReLU LightningModel?)."
-    if params["model_params"].get("model_type") == "CaduceusForMaskedLM":
-        return ("it is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
-                "first (model_type CaduceusPretrainedModel with pretrained_path set to it).")
-    return f"{type(err).__name__}: {err}"
-
-
-def caduceus_trunk(lm):
-    """The CaduceusTrunk of a LightningModel, or None for other architectures."""
-    from .models.caduceus import CaduceusTrunk
-
-    trunk = getattr(lm.model, "embedding", None)
-    return trunk if isinstance(trunk, CaduceusTrunk) else None
-
-
-def set_conjoin(lm, conjoin="auto") -> bool:
-    """Switch post-hoc conjoining of a loaded model; returns whether it is now conjoined.
-
-    "auto" turns it on for Caduceus-Ph (RC-averaged predictions) and leaves PS models (already
-    strand-symmetric) and other architectures unchanged; True/False set it (Caduceus, HyenaDNA).
-    """
-    if conjoin not in CONJOIN_CHOICES:
-        raise PredictError(f"conjoin must be 'auto', True or False, got {conjoin!r}.")
-    trunk = caduceus_trunk(lm)
-    if trunk is None:
-        # Other architectures with their own switch (HyenaDNAModel.conjoin) follow explicit requests.
-        if isinstance(getattr(lm.model, "conjoin", None), bool):
-            if conjoin != "auto":
-                lm.model.conjoin = lm.model_params["conjoin"] = bool(conjoin)
-            return lm.model.conjoin
-        if conjoin is True:
-            raise PredictError(
-                f"conjoin=True is not available for {lm.model_params.get('model_type')}: it applies to Caduceus "
-                "(and HyenaDNA) models."
-            )
-        return False
-    if conjoin == "auto":
-        conjoin = trunk.conjoin or not trunk.backbone.config.rcps
-    trunk.conjoin = bool(conjoin)
-    lm.model_params["conjoin"] = bool(conjoin)
-    return trunk.conjoin
-
-
-def task_names(lm) -> list[str]:
-    """Names of the model's output tracks (from the training data; task_0, ... when unknown)."""
-    n_tasks = int(lm.model.head.n_tasks)
-    names = list((getattr(lm, "data_params", None) or {}).get("tasks", {}).get("name", []))
-    if len(names) != n_tasks:
-        names = [f"task_{i}" for i in range(n_tasks)]
-    return [str(n) for n in names]
-
-
-def output_labels(lm, n_bins: int) -> list[str]:
-    """Column labels of flattened predictions: task names, or ``task/bin_i`` for unpooled outputs."""
-    names = task_names(lm)
-    if n_bins == 1:
-        return names
-    return [f"{name}/bin_{b}" for name in names for b in range(n_bins)]
-
-
-def training_seq_len(lm) -> int | None:
-    """Sequence length the model was trained on (gReLU's data_params), or None when unknown."""
-    train = (getattr(lm, "data_params", None) or {}).get("train", {}) or {}
-    seq_len = train.get("seq_len")
-    return int(seq_len) if seq_len else None
-
-
-@torch.no_grad()
-def predict_onehot(lm, x) -> np.ndarray:
-    """Predictions for a batch of one-hot sequences, flattened per sequence.
-
-    Args:
-        lm: a LightningModel in eval mode (see :func:`load_model`).
-        x: (B, 4, L) one-hot, numpy or torch, rows A, C, G, T, N as all-zero columns.
-
-    Returns:
-        float32 array (B, n_tasks * L_out), task-major (the order of :func:`output_labels`).
-    """
-    x = x.float() if torch.is_tensor(x) else torch.from_numpy(np.asarray(x, dtype=np.float32))
-    if x.ndim != 3 or x.shape[1] != 4:
-        raise PredictError(f"Expected one-hot input of shape (batch, 4, length), got {tuple(x.shape)}.")
-    device = next(lm.parameters()).device
-    out = lm(x.to(device))  # post-activation, (B, T, L_out)
-    return out.float().reshape(out.shape[0], -1).cpu().numpy()
 
 
 # --------------------------------------------------------------------------- intervals -> table
