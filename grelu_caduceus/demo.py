@@ -472,7 +472,7 @@ class DemoRun:
             trainer = train_mlm(model, train, val, self.pretrain_dir, resume="auto",
                                 extra_callbacks=[StepProgress.make("pretrain", b.max_steps)],
                                 resume_hint="run the same demo command again")
-            trainer.save_checkpoint(self.mlm_checkpoint)
+            trainer.save_checkpoint(self.mlm_checkpoint, weights_only=False)
             return {"checkpoint": str(self.mlm_checkpoint), "steps": int(trainer.global_step),
                     "parameters": int(sum(p.numel() for p in model.model.parameters()))}
 
@@ -554,7 +554,7 @@ class DemoRun:
                 read_checkpoint(last, hint=DEMO_HINT)
             trainer.fit(model, model.make_train_loader(train), model.make_test_loader(val_monitor),
                         ckpt_path=str(last) if last.exists() else None)
-            trainer.save_checkpoint(ckpt_dir / "final.ckpt")
+            trainer.save_checkpoint(ckpt_dir / "final.ckpt", weights_only=False)
             # Model selection on the monitored val subset: the best validated checkpoint, or the final
             # weights if training ended after the last validation and they score higher.
             candidates, monitor = {}, {}

@@ -143,8 +143,9 @@ def _n_devices(trainer) -> int:
 
 
 def trainer_params(checked: ValidatedConfig, out_dir) -> dict:
-    """The trainer section (and seed) as train_params keys, as read by gReLU, our Trainer builders
-    (grelu_caduceus.training.build_trainer, tasks.mlm.build_mlm_trainer) and stored in checkpoints."""
+    """The trainer section (and seed) as train_params keys, as read by gReLU and by our Trainer builder
+    (grelu_caduceus.training.build_trainer, also behind tasks.mlm.build_mlm_trainer), and stored in
+    checkpoints."""
     params = asdict(checked.trainer)
     params.pop("resume")
     return {**params, "seed": checked.seed, "save_dir": str(out_dir), "checkpoint": True}

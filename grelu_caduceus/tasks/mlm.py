@@ -16,8 +16,7 @@ from torch import nn
 from ..core import CaduceusConfig, CaduceusForMaskedLM, load_pretrained
 from ..core.precision import float32_matmul_precision
 from ..core.tokens import A_ID, MASK_ID, N_ID, T_ID, onehot_to_ids, rc_ids
-from ..training import (PrintValidationMetrics, SaveOnInterrupt, ValidateOnLastStep, resolve_devices,
-                        run_folder_checkpoint, run_folder_logger, training_precision)
+from ..training import SaveOnInterrupt, run_folder_checkpoint, run_folder_logger, training_precision
 
 IGNORE = -100
 
@@ -224,52 +223,53 @@ __all__ = ["MLMLightningModel", "mask_tokens", "build_mlm_model", "warmup_cosine
 
 def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), resuming: bool = False,
                       resume_hint: str | None = None, **overrides) -> pl.Trainer:
-    """A Lightning Trainer from MLM train_params: steps, validation interval, clipping, accumulation,
-    precision, strategy, devices, seed, periodic + best + on-interrupt checkpoints, CSV/W&B logging.
-    ``extra_callbacks`` are added to those (a ``callbacks`` override replaces them); ``resuming``
-    keeps the earlier rows of logs/metrics.csv; ``resume_hint`` is printed after Ctrl-C."""
+    """The project's Trainer (:func:`grelu_caduceus.training.build_trainer`) for masked-LM pretraining,
+    with the run-folder layout: checkpoints/{step*,last,best}.ckpt and logs/metrics.csv.
+
+    Args:
+        train_params: MLM train_params (max_steps, val_check_interval, clip, accumulate_grad_batches,
+            precision, strategy, devices, seed, checkpoint_every, save_best, logger, progress_bar ...).
+        out_dir: the run folder.
+        extra_callbacks: added to the checkpoint callbacks (a ``callbacks`` override replaces them).
+        resuming: keep the earlier rows of logs/metrics.csv.
+        resume_hint: printed after Ctrl-C, to say how to resume.
+        **overrides: Trainer settings of build_trainer (max_steps, num_nodes, limit_val_batches, ...);
+            any other pl.Trainer argument is passed to Lightning as it is.
+    """
     from pathlib import Path
+
+    from ..training import TRAINER_DEFAULTS, build_trainer
 
     p = train_params
     out_dir = Path(out_dir)
-    if p.get("seed") is not None:
-        pl.seed_everything(p["seed"], workers=True)
-    accelerator, devices = resolve_devices(p.get("devices", "cpu"), p.get("accelerator"))
     ckpt_dir = out_dir / "checkpoints"
-    callbacks = [
-        run_folder_checkpoint(ckpt_dir, filename="step{step}", save_last=True,
-                              every_n_train_steps=p.get("checkpoint_every", 500), save_top_k=-1),
-        SaveOnInterrupt(ckpt_dir, resume_hint or "call train_mlm again with resume='auto'"),
-        ValidateOnLastStep(),
-        PrintValidationMetrics(),
-        *extra_callbacks,
-    ]
+    best = False
     if p.get("save_best", True):
-        callbacks.append(run_folder_checkpoint(ckpt_dir, filename="best", monitor="val_loss", mode="min",
-                                               save_top_k=1))
-    logger = run_folder_logger(p.get("logger"), out_dir, resuming=resuming,
-                               wandb_project=p.get("wandb_project", "grelu-caduceus"))
-    kwargs = dict(
-        max_steps=p["max_steps"],
+        best = dict(dirpath=str(ckpt_dir), filename="best", monitor="val_loss", mode="min", save_top_k=1,
+                    enable_version_counter=False)
+    settings = dict(
+        checkpoint=best,
+        callbacks=[
+            run_folder_checkpoint(ckpt_dir, filename="step{step}", save_last=True,
+                                  every_n_train_steps=p.get("checkpoint_every", 500), save_top_k=-1),
+            SaveOnInterrupt(ckpt_dir, resume_hint or "call train_mlm again with resume='auto'"),
+            *extra_callbacks,
+        ],
+        logger=run_folder_logger(p.get("logger"), out_dir, resuming=resuming,
+                                 wandb_project=p.get("wandb_project", "grelu-caduceus")),
+        save_dir=str(out_dir),
+        # pretraining runs by steps: no epoch limit, frequent logging, no sanity pass or summary
         max_epochs=p.get("max_epochs", -1),
-        val_check_interval=p.get("val_check_interval"),
-        check_val_every_n_epoch=None if isinstance(p.get("val_check_interval"), int) else 1,
-        gradient_clip_val=p.get("clip"),
-        accumulate_grad_batches=p.get("accumulate_grad_batches", 1),
-        precision=p.get("precision", "32-true"),
-        strategy=p.get("strategy", "auto"),
-        accelerator=accelerator,
-        devices=devices,
-        callbacks=callbacks,
-        logger=logger,
-        default_root_dir=str(out_dir),
-        enable_progress_bar=p.get("progress_bar", True),
         log_every_n_steps=p.get("log_every_n_steps", 10),
+        enable_progress_bar=p.get("progress_bar", True),
         num_sanity_val_steps=0,
         enable_model_summary=False,
     )
-    kwargs.update(overrides)
-    return pl.Trainer(**kwargs)
+    lightning_only = {k: v for k, v in overrides.items() if k not in TRAINER_DEFAULTS}
+    settings.update({k: v for k, v in overrides.items() if k in TRAINER_DEFAULTS})
+    if lightning_only:
+        settings["trainer_kwargs"] = {**(settings.get("trainer_kwargs") or {}), **lightning_only}
+    return build_trainer(p, **settings)
 
 
 def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, resume="auto", extra_callbacks=(),
