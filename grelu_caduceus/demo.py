@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -514,7 +514,7 @@ class DemoRun:
             import pytorch_lightning as pl
             from grelu.lightning import LightningModel
 
-            from .training import SaveOnInterrupt
+            from .training import SaveOnInterrupt, build_trainer, run_folder_logger
 
             b = self.budget
             what = "from the pretrained masked LM" if pretrained_checkpoint else "from scratch (comparison)"
@@ -537,23 +537,22 @@ class DemoRun:
             n_batches = math.ceil(len(train) / b.finetune_batch_size)
             total_steps = b.finetune_epochs * n_batches
             val_every = min(b.finetune_val_every, total_steps)
-            trainer = pl.Trainer(
-                max_epochs=b.finetune_epochs, val_check_interval=val_every, check_val_every_n_epoch=None,
-                accelerator="cpu" if self.device == "cpu" else "gpu", devices=1 if self.device == "cpu" else self.lightning_devices,
-                gradient_clip_val=1.0,
-                logger=pl.loggers.CSVLogger(self.out / name, name="logs", version=""),
-                callbacks=[pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_auroc",
-                                                        mode="max", save_last=True),
-                           SaveOnInterrupt(ckpt_dir, "run the same demo command again"), StepProgress.make(name, total_steps)],
+            last = ckpt_dir / "last.ckpt"
+            trainer = build_trainer(
+                {**train_params, "max_epochs": b.finetune_epochs, "val_check_interval": val_every, "clip": 1.0},
+                checkpoint=dict(dirpath=str(ckpt_dir), filename="best", monitor="val_auroc", mode="max",
+                                save_last=True, enable_version_counter=False),
+                callbacks=[SaveOnInterrupt(ckpt_dir, "run the same demo command again"),
+                           StepProgress.make(name, total_steps)],
+                logger=run_folder_logger("csv", self.out / name, resuming=last.exists()),
                 num_sanity_val_steps=0, enable_model_summary=False, log_every_n_steps=5,
                 enable_progress_bar=sys.stderr.isatty(),
-                default_root_dir=str(self.out / name),
             )
-            last = ckpt_dir / "last.ckpt"
             if last.exists():
                 read_checkpoint(last, hint=DEMO_HINT)
+            # gReLU checkpoints hold numpy arrays (performance), which weights_only loading refuses
             trainer.fit(model, model.make_train_loader(train), model.make_test_loader(val_monitor),
-                        ckpt_path=str(last) if last.exists() else None)
+                        ckpt_path=str(last) if last.exists() else None, weights_only=False if last.exists() else None)
             trainer.save_checkpoint(ckpt_dir / "final.ckpt", weights_only=False)
             # Model selection on the monitored val subset: the best validated checkpoint, or the final
             # weights if training ended after the last validation and they score higher.
