@@ -47,6 +47,26 @@ def test_masking_statistics_and_never_n():
     assert (inputs[~chosen] == ids[~chosen]).all()
 
 
+def test_mask_token_counts_cover_only_the_sites_replaced_by_mask():
+    model = MLMLightningModel(TINY, {"mask_prob": 0.5})
+    ids = torch.randint(A_ID, T_ID + 1, (8, 256), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(7)
+    loss, correct, n, correct_at_mask, n_at_mask = model.masked_loss(ids, generator=g, mask_token_counts=True)
+    inputs, labels = mask_tokens(ids, 0.5, 0.8, 0.1, generator=torch.Generator().manual_seed(7))
+    assert n_at_mask.item() == ((inputs == MASK_ID) & (labels != IGNORE)).sum().item()
+    assert 0.7 < n_at_mask.item() / n.item() < 0.9 and correct_at_mask <= correct
+    # a model that copies its input is right on every unchanged site and on no [MASK]ed one
+
+    class CopyInput(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x, 16).float() * 10
+
+    model.model = CopyInput()
+    _, correct, n, correct_at_mask, _ = model.masked_loss(ids, generator=torch.Generator().manual_seed(7),
+                                                         mask_token_counts=True)
+    assert correct_at_mask.item() == 0 and correct.item() > 0
+
+
 def test_all_n_batch_has_no_targets_and_finite_zero_loss():
     model = MLMLightningModel(TINY)
     ids = torch.full((2, 64), N_ID)

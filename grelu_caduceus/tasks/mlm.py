@@ -97,7 +97,8 @@ class MLMLightningModel(LightningModel):
     ``min_lr_ratio * lr`` at ``max_steps``; ``rc_aug`` reverse-complements half of each batch, as for
     Caduceus-Ph; ``class_weights`` weights the loss per target base A,C,G,T).
 
-    Logged metrics: {train,val}_loss (cross-entropy), {train,val}_accuracy (masked), val_perplexity.
+    Logged metrics: {train,val}_loss (cross-entropy), {train,val}_accuracy (on every chosen site),
+    val_mask_accuracy (on the sites replaced by [MASK] only), val_perplexity.
     """
 
     def __init__(self, model_params: dict, train_params: dict = {}):
@@ -124,7 +125,7 @@ class MLMLightningModel(LightningModel):
         self.activation = nn.Identity()
 
     def initialize_metrics(self) -> None:
-        self.val_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+        self.val_sums = torch.zeros(5, dtype=torch.float64)  # loss * n, correct, n, at [MASK]: correct, n
 
     # --- forward / steps -----------------------------------------------------------------------
     def forward(self, x, logits: bool = True):
@@ -135,8 +136,12 @@ class MLMLightningModel(LightningModel):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return x if not x.is_floating_point() else onehot_to_ids(x)
 
-    def masked_loss(self, ids, generator=None):
-        """Masks ``ids``, runs the model; returns (loss, n_correct, n_masked)."""
+    def masked_loss(self, ids, generator=None, mask_token_counts: bool = False):
+        """Masks ``ids``, runs the model; returns (loss, n_correct, n_chosen).
+
+        The chosen sites include those left unchanged or given a random base (BERT's 10% + 10%);
+        ``mask_token_counts`` also returns (n_correct, n) over the sites replaced by [MASK] alone,
+        the sites on which context-only baselines are compared."""
         if self.train_params["rc_aug"] and self.training:
             flip = torch.rand(ids.shape[0], device=ids.device) < 0.5
             comp = self.model.complement_index().to(ids.device)
@@ -152,7 +157,11 @@ class MLMLightningModel(LightningModel):
         else:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), weight=self.class_weight,
                                    ignore_index=IGNORE)
-        correct = ((logits.argmax(-1) == labels) & (labels != IGNORE)).sum()
+        hits = logits.argmax(-1) == labels
+        correct = (hits & (labels != IGNORE)).sum()
+        if mask_token_counts:
+            at_mask = (inputs == MASK_ID) & (labels != IGNORE)
+            return loss, correct, n, (hits & at_mask).sum(), at_mask.sum()
         return loss, correct, n
 
     def training_step(self, batch, batch_idx):
@@ -166,19 +175,22 @@ class MLMLightningModel(LightningModel):
     def validation_step(self, batch, batch_idx):
         # A fixed mask per batch index makes validation numbers comparable across epochs and runs.
         g = torch.Generator().manual_seed(10_000 + batch_idx)
-        loss, correct, n = self.masked_loss(self._ids(batch), generator=g)
-        self.val_sums += torch.tensor([loss.item() * n.item(), correct.item(), n.item()], dtype=torch.float64)
+        loss, correct, n, correct_at_mask, n_at_mask = self.masked_loss(self._ids(batch), generator=g,
+                                                                        mask_token_counts=True)
+        self.val_sums += torch.tensor([loss.item() * n.item(), correct.item(), n.item(), correct_at_mask.item(),
+                                       n_at_mask.item()], dtype=torch.float64)
         return loss
 
     def on_validation_epoch_start(self):
-        self.val_sums = torch.zeros(3, dtype=torch.float64)
+        self.val_sums = torch.zeros(5, dtype=torch.float64)
 
     def on_validation_epoch_end(self):
-        total_loss, correct, n = self.val_sums.tolist()
+        total_loss, correct, n, correct_at_mask, n_at_mask = self.val_sums.tolist()
         n = max(n, 1.0)
         loss = total_loss / n
         self.log("val_loss", loss, prog_bar=True, sync_dist=True)
         self.log("val_accuracy", correct / n, prog_bar=True, sync_dist=True)
+        self.log("val_mask_accuracy", correct_at_mask / max(n_at_mask, 1.0), sync_dist=True)
         self.log("val_perplexity", math.exp(min(loss, 50.0)), sync_dist=True)
 
     def test_step(self, batch, batch_idx):
