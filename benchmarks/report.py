@@ -9,8 +9,10 @@ there comes from a CSV:
 
   models      parameter counts (scaling.csv, long_range.csv)
   scaling     time and peak memory tables (scaling.csv) + scaling_time.png / scaling_memory.png
-  long_range  test AUROC per task, model and context (long_range.csv) + long_range.png, and the
-              cases where Caduceus is behind
+  long_range  test AUROC per task, budget, model and context (long_range.csv), paired differences
+              by seed with 95% t-intervals and which are significant, the cases where Caduceus is
+              behind, hardware and budgets (long_range_meta.json) + long_range.png and the
+              learning curves long_range_curves.png (long_range_curves.csv)
   gpu         the GPU suite's scaling table (results/gpu/scaling.csv), when it exists
 """
 
@@ -137,44 +139,131 @@ def plot_scaling(df: pd.DataFrame, column: str, ylabel: str, path: Path) -> None
 
 
 def long_range_summary_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, min, max and count of the metric over seeds per (task, data, model, context)."""
-    return (df.groupby(["task", "data", "model", "context_len"]).value
+    """Mean, min, max and count of the metric over seeds per (task, data, budget, model, context)."""
+    df = _with_budget(df)
+    return (df.groupby(["task", "data", "budget", "model", "context_len"]).value
             .agg(["mean", "min", "max", "count"]).reset_index())
 
 
-def long_range_block(df: pd.DataFrame, png_name: str | None) -> str:
+def _with_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """Older CSVs have no ``budget`` column: they ran one fixed number of steps."""
+    return df if "budget" in df.columns else df.assign(budget="equal_steps")
+
+
+BUDGET_TITLES = {"equal_steps": "equal steps", "equal_time": "equal wall time"}
+
+
+def paired_difference(a: pd.Series, b: pd.Series, level: float = 0.95) -> dict:
+    """Mean of a - b over the seeds both have, with a paired t-interval.
+
+    Args:
+        a, b: metric values indexed by seed (same task, context and budget; the seed fixes the
+            training sample and the initialisation, so runs with one seed are paired).
+
+    Returns:
+        dict(mean, lo, hi, n, significant): ``significant`` when the interval excludes 0; with
+        n < 2 the interval is undefined (NaN) and nothing is called significant. Identical
+        differences (sd 0) give a zero-width interval.
+    """
+    from scipy import stats
+
+    common = sorted(set(a.index) & set(b.index))
+    d = (a.loc[common] - b.loc[common]).to_numpy(dtype=float)
+    n = len(d)
+    if n == 0:
+        return dict(mean=float("nan"), lo=float("nan"), hi=float("nan"), n=0, significant=False)
+    mean = float(d.mean())
+    if n < 2:
+        return dict(mean=mean, lo=float("nan"), hi=float("nan"), n=n, significant=False)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / n ** 0.5)
+    lo, hi = mean - half, mean + half
+    return dict(mean=mean, lo=lo, hi=hi, n=n, significant=bool(lo > 0 or hi < 0))
+
+
+def paired_comparisons(df: pd.DataFrame) -> pd.DataFrame:
+    """Every model pair (in MODEL_ORDER) per task, budget and context: paired_difference by seed."""
+    df = _with_budget(df)
+    rows = []
+    models = _models_in(df)
+    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
+    for (task, budget, context), g in df.groupby(["task", "budget", "context_len"], sort=False):
+        by_model = {m: gm.set_index("seed").value for m, gm in g.groupby("model")}
+        for a, b in pairs:
+            if a in by_model and b in by_model:
+                rows.append(dict(task=task, budget=budget, context_len=context, a=a, b=b,
+                                 **paired_difference(by_model[a], by_model[b])))
+    return pd.DataFrame(rows)
+
+
+def _diff_cell(r) -> str:
+    if pd.isna(r["lo"]):
+        return f"{r['mean']:+.3f} (n={r['n']})"
+    text = f"{r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+    if r["significant"]:
+        winner = r["a"] if r["mean"] > 0 else r["b"]
+        return f"**{text}** {winner}"
+    return text + " n.s."
+
+
+def long_range_block(df: pd.DataFrame, png_names: tuple[str, ...] | None, meta: dict | None = None) -> str:
+    df = _with_budget(df)
     summary = long_range_summary_frame(df)
+    comparisons = paired_comparisons(df)
     models = _models_in(df)
     seeds = sorted(set(df.seed))
     metric = ", ".join(sorted(set(df.metric)))
     parts = [f"Test {metric}; mean over seeds {seeds} (min–max in brackets when more than one seed). "
-             f"Budget per run: {_budget_text(df)}.{_standard_error_text(df)}"]
+             f"{_hardware_text(df, meta)} Budgets: {_budget_text(df, meta)}.{_standard_error_text(df)}",
+             "Paired differences: for each seed (same training sample and initialisation for every model), the "
+             "difference of the two models' test metric; the mean over seeds with its 95% t-interval. **Bold** "
+             "with the winner's name: the interval excludes 0; `n.s.`: not significant (the interval contains 0)."]
     for task in dict.fromkeys(df.task):
         sub = summary[summary.task == task]
         contexts = sorted(set(sub.context_len))
-        rows = []
-        for model in models:
-            cells = []
-            for c in contexts:
-                r = sub[(sub.model == model) & (sub.context_len == c)]
-                if r.empty:
-                    cells.append("–")
-                    continue
-                r = r.iloc[0]
-                best = sub[sub.context_len == c]["mean"].max()
-                cell = f"{r['mean']:.3f}"
-                if r["count"] > 1:
-                    cell += f" ({r['min']:.3f}–{r['max']:.3f})"
-                cells.append(f"**{cell}**" if r["mean"] == best else cell)
-            rows.append([model] + cells)
+        header = ["model"] + [f"{_bp(c)} bp" if c >= 1024 else f"{c} bp" for c in contexts]
         data_kind = sub.data.iloc[0]
-        parts.append(f"**{task}** ({data_kind})\n\n" + markdown_table(["model"] + [f"{_bp(c)} bp" if c >= 1024 else f"{c} bp"
-                                                                               for c in contexts], rows))
-    parts.append(caduceus_verdict(summary))
+        parts.append(f"### {task} ({data_kind})")
+        for budget in [b for b in BUDGET_TITLES if b in set(sub.budget)] + \
+                [b for b in dict.fromkeys(sub.budget) if b not in BUDGET_TITLES]:
+            sb = sub[sub.budget == budget]
+            rows = []
+            for model in models:
+                cells = []
+                for c in contexts:
+                    r = sb[(sb.model == model) & (sb.context_len == c)]
+                    if r.empty:
+                        cells.append("–")
+                        continue
+                    r = r.iloc[0]
+                    best = sb[sb.context_len == c]["mean"].max()
+                    cell = f"{r['mean']:.3f}"
+                    if r["count"] > 1:
+                        cell += f" ({r['min']:.3f}–{r['max']:.3f})"
+                    cells.append(f"**{cell}**" if r["mean"] == best else cell)
+                rows.append([model] + cells)
+            parts.append(f"**{task}, {BUDGET_TITLES.get(budget, budget)}**: {metric}\n\n" + markdown_table(header, rows))
+            comp = comparisons[(comparisons.task == task) & (comparisons.budget == budget)] if len(comparisons) else comparisons
+            if len(comp):
+                crows = []
+                for (a, b), g in comp.groupby(["a", "b"], sort=False):
+                    cells = []
+                    for c in contexts:
+                        r = g[g.context_len == c]
+                        cells.append(_diff_cell(r.iloc[0]) if len(r) else "–")
+                    crows.append([f"{a} − {b}"] + cells)
+                parts.append(f"Paired differences ({BUDGET_TITLES.get(budget, budget)}), mean [95% CI]:\n\n"
+                             + markdown_table(["pair"] + header[1:], crows))
+    parts.append(caduceus_verdict(summary, comparisons))
     parts.append(training_time_table(df))
-    if png_name:
-        parts.append(f"![long-range results](results/{png_name})")
+    if png_names:
+        parts.append(" ".join(f"![{name}](results/{name})" for name in png_names))
     return "\n\n".join(parts)
+
+
+def _hardware_text(df: pd.DataFrame, meta: dict | None) -> str:
+    if not meta:
+        return ""
+    return (f"Hardware: {meta.get('cpu', '?')}, {meta.get('cores', '?')} torch threads, torch {meta.get('torch', '?')}.")
 
 
 def _standard_error_text(df: pd.DataFrame) -> str:
@@ -188,43 +277,88 @@ def _standard_error_text(df: pd.DataFrame) -> str:
             f"differences below about {2.5 * se:.2f} are within noise.")
 
 
-def _budget_text(df: pd.DataFrame) -> str:
-    cols = [c for c in ("steps", "n_train", "n_test") if c in df.columns]
-    if not cols:
-        return "see long_range.py"
-    combos = df[cols].drop_duplicates()
-    return "; ".join(", ".join(f"{c} {int(v)}" for c, v in zip(cols, row)) for row in combos.itertuples(index=False))
+def _budget_text(df: pd.DataFrame, meta: dict | None = None) -> str:
+    df = _with_budget(df)
+    parts = []
+    b = (meta or {}).get("budget") or {}
+    if "equal_steps" in set(df.budget):
+        steps = sorted({int(x) for x in df[df.budget == "equal_steps"].steps})
+        parts.append("equal steps = " + "/".join(map(str, steps)) + " optimiser steps"
+                     + (f" of batch {int(df.batch_size.iloc[0])}" if "batch_size" in df.columns else ""))
+    if "equal_time" in set(df.budget):
+        target = b.get("train_seconds")
+        parts.append("equal wall time = " + (f"{target:g} s" if target else "a fixed number of seconds")
+                     + " of training per run (evaluation excluded)")
+    cols = [c for c in ("n_train", "n_test") if c in df.columns]
+    if cols:
+        combos = df[cols].drop_duplicates()
+        parts.append("; ".join(", ".join(f"{c} {int(v)}" for c, v in zip(cols, row))
+                               for row in combos.itertuples(index=False)))
+    if b:
+        parts.append(f"AdamW lr {b.get('lr')}, {b.get('warmup_steps')} warm-up steps then constant, "
+                     f"read-out: central {b.get('readout_len')} bp")
+    return "; ".join(parts) if parts else "see long_range.py"
 
 
-def caduceus_verdict(summary: pd.DataFrame) -> str:
-    """Where Caduceus wins and where it is behind the best other model (mean over seeds)."""
+def caduceus_verdict(summary: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> str:
+    """Where Caduceus wins and where it is behind the best other model (mean over seeds), per budget,
+    with whether the paired difference to that model is significant."""
     if "caduceus" not in set(summary.model):
         return ""
-    wins, losses = [], []
-    for (task, context), group in summary.groupby(["task", "context_len"], sort=False):
-        means = group.set_index("model")["mean"]
-        others = means.drop("caduceus", errors="ignore")
-        if "caduceus" not in means or others.empty:
-            continue
-        best_other = others.idxmax()
-        text = f"{task} @ {context} bp (caduceus {means['caduceus']:.3f} vs {best_other} {others.max():.3f})"
-        (wins if means["caduceus"] >= others.max() else losses).append(text)
-    lines = [f"Caduceus best or tied in {len(wins)} of {len(wins) + len(losses)} task/context cells."]
-    if losses:
-        lines.append("Caduceus is behind in: " + "; ".join(losses) + ".")
-    if wins:
-        lines.append("Caduceus leads in: " + "; ".join(wins) + ".")
+    lines = []
+    for budget, sb in summary.groupby("budget", sort=False):
+        wins, losses = [], []
+        n_sig_loss = 0
+        for (task, context), group in sb.groupby(["task", "context_len"], sort=False):
+            means = group.set_index("model")["mean"]
+            others = means.drop("caduceus", errors="ignore")
+            if "caduceus" not in means or others.empty:
+                continue
+            best_other = others.idxmax()
+            sig = ""
+            if comparisons is not None and len(comparisons):
+                c = comparisons[(comparisons.task == task) & (comparisons.budget == budget)
+                                & (comparisons.context_len == context)
+                                & (((comparisons.a == "caduceus") & (comparisons.b == best_other))
+                                   | ((comparisons.b == "caduceus") & (comparisons.a == best_other)))]
+                if len(c):
+                    sig = ", significant" if bool(c.significant.iloc[0]) else ", n.s."
+            text = f"{task} @ {context} bp (caduceus {means['caduceus']:.3f} vs {best_other} {others.max():.3f}{sig})"
+            if means["caduceus"] >= others.max():
+                wins.append(text)
+            else:
+                losses.append(text)
+                n_sig_loss += sig == ", significant"
+        title = BUDGET_TITLES.get(budget, budget)
+        lines.append(f"**{title}**: Caduceus best or tied in {len(wins)} of {len(wins) + len(losses)} task/context "
+                     f"cells; behind in {len(losses)} ({n_sig_loss} of them significantly).")
+        if losses:
+            lines.append(f"Caduceus is behind ({title}) in: " + "; ".join(losses) + ".")
+        if wins:
+            lines.append(f"Caduceus leads ({title}) in: " + "; ".join(wins) + ".")
     return "\n\n".join(lines)
 
 
 def training_time_table(df: pd.DataFrame) -> str:
     if "train_s" not in df.columns:
         return ""
-    t = df.groupby(["model", "context_len"]).train_s.mean().unstack()
-    contexts = list(t.columns)
-    rows = [[m] + [_fmt(t.loc[m, c], 1) for c in contexts] for m in _models_in(df) if m in t.index]
-    return ("**Training wall time per run (s, mean over tasks and seeds)**\n\n"
-            + markdown_table(["model"] + [f"{c} bp" for c in contexts], rows))
+    df = _with_budget(df)
+    parts = []
+    steps_rows = df[df.budget == "equal_steps"]
+    if len(steps_rows):
+        t = steps_rows.groupby(["model", "context_len"]).train_s.mean().unstack()
+        contexts = list(t.columns)
+        rows = [[m] + [_fmt(t.loc[m, c], 1) for c in contexts] for m in _models_in(df) if m in t.index]
+        parts.append("**Training wall time of the equal-steps budget (s, mean over tasks and seeds)**\n\n"
+                     + markdown_table(["model"] + [f"{c} bp" for c in contexts], rows))
+    time_rows = df[df.budget == "equal_time"]
+    if len(time_rows):
+        t = time_rows.groupby(["model", "context_len"]).steps.mean().unstack()
+        contexts = list(t.columns)
+        rows = [[m] + [_fmt(t.loc[m, c], 0) for c in contexts] for m in _models_in(df) if m in t.index]
+        parts.append("**Optimiser steps that fit the equal-wall-time budget (mean over tasks and seeds)**\n\n"
+                     + markdown_table(["model"] + [f"{c} bp" for c in contexts], rows))
+    return "\n\n".join(parts)
 
 
 def plot_long_range(df: pd.DataFrame, path: Path) -> None:
@@ -235,25 +369,60 @@ def plot_long_range(df: pd.DataFrame, path: Path) -> None:
 
     summary = long_range_summary_frame(df)
     tasks = list(dict.fromkeys(df.task))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), sharey=True, squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        sub = summary[summary.task == task]
-        for model in _models_in(sub):
-            m = sub[sub.model == model].sort_values("context_len")
-            ax.errorbar(m.context_len, m["mean"], yerr=[m["mean"] - m["min"], m["max"] - m["mean"]], fmt="o-",
-                        capsize=3, label=model, color=COLORS.get(model))
-        ax.axhline(0.5, color="k", lw=0.8, ls=":")
-        ax.set_xscale("log", base=2)
-        contexts = sorted(set(sub.context_len))
-        ax.set_xticks(contexts, [str(c) for c in contexts])
-        ax.minorticks_off()
-        ax.set_xlabel("context (bp)")
-        ax.set_title(f"{task} ({sub.data.iloc[0]})")
-        ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel(", ".join(sorted(set(df.metric))) + " (test)")
+    budgets = list(dict.fromkeys(summary.budget))
+    fig, axes = plt.subplots(len(budgets), len(tasks), figsize=(4.2 * len(tasks), 3.6 * len(budgets)), sharey=True,
+                             squeeze=False)
+    for row, budget in zip(axes, budgets):
+        for ax, task in zip(row, tasks):
+            sub = summary[(summary.task == task) & (summary.budget == budget)]
+            for model in _models_in(sub):
+                m = sub[sub.model == model].sort_values("context_len")
+                ax.errorbar(m.context_len, m["mean"], yerr=[m["mean"] - m["min"], m["max"] - m["mean"]], fmt="o-",
+                            capsize=3, label=model, color=COLORS.get(model))
+            ax.axhline(0.5, color="k", lw=0.8, ls=":")
+            ax.set_xscale("log", base=2)
+            contexts = sorted(set(sub.context_len))
+            ax.set_xticks(contexts, [str(c) for c in contexts])
+            ax.minorticks_off()
+            ax.set_xlabel("context (bp)")
+            ax.set_title(f"{task}, {BUDGET_TITLES.get(budget, budget)}", fontsize=9)
+            ax.grid(True, alpha=0.3)
+        row[0].set_ylabel(", ".join(sorted(set(df.metric))) + " (test; mean, min–max over seeds)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_learning_curves(curves: pd.DataFrame, path: Path) -> None:
+    """Metric against training seconds: one panel per (task, context), one thin line per (model, seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = curves.assign(model=curves.model.str.lower())
+    tasks = list(dict.fromkeys(curves.task))
+    contexts = sorted(set(curves.context_len))
+    fig, axes = plt.subplots(len(tasks), len(contexts), figsize=(3.6 * len(contexts), 2.8 * len(tasks)),
+                             sharey=True, squeeze=False)
+    for row, task in zip(axes, tasks):
+        for ax, context in zip(row, contexts):
+            sub = curves[(curves.task == task) & (curves.context_len == context)]
+            for model in _models_in(sub):
+                for i, (seed, g) in enumerate(sub[sub.model == model].groupby("seed")):
+                    g = g.sort_values("train_s")
+                    ax.plot(g.train_s, g.value, "o-", ms=2.5, lw=1, alpha=0.7, color=COLORS.get(model),
+                            label=model if i == 0 else None)
+            ax.axhline(0.5, color="k", lw=0.8, ls=":")
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_title(f"{task} @ {context} bp", fontsize=9)
+            ax.grid(True, alpha=0.3)
+            ax.set_xlabel("training time (s)")
+        row[0].set_ylabel("test " + ", ".join(sorted(set(curves.metric))))
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -321,9 +490,17 @@ def build(results: Path, readme: Path, log=print) -> dict[str, str]:
         plot_scaling(scaling, "peak_mem_mb", "peak memory (MB)", results / "scaling_memory.png")
         blocks["scaling"] = scaling_block(scaling, ("scaling_time.png", "scaling_memory.png"))
     if long_range is not None:
+        import json
+
         long_range = long_range.assign(model=long_range.model.str.lower())
         plot_long_range(long_range, results / "long_range.png")
-        blocks["long_range"] = long_range_block(long_range, "long_range.png")
+        pngs = ["long_range.png"]
+        if (results / "long_range_curves.csv").exists():
+            plot_learning_curves(pd.read_csv(results / "long_range_curves.csv"), results / "long_range_curves.png")
+            pngs.append("long_range_curves.png")
+        meta_path = results / "long_range_meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+        blocks["long_range"] = long_range_block(long_range, tuple(pngs), meta)
     blocks["models"] = models_block([scaling, long_range])
     gpu = gpu_block(results / "gpu")
     blocks["gpu"] = gpu or "No GPU results committed yet (`benchmarks/run.py gpu --out benchmarks/results/gpu`)."

@@ -2,16 +2,17 @@
 """Benchmarks: Caduceus vs HyenaDNA vs Enformer.
 
     .venv/bin/python benchmarks/run.py scaling [--quick] [--device cpu|cuda|auto] [--out DIR]
-    .venv/bin/python benchmarks/run.py long_range [--quick] [--out DIR] [--seeds 0 1] [--tasks ...]
+    .venv/bin/python benchmarks/run.py long_range [--quick] [--out DIR] [--seeds 0 1 2] [--tasks ...] [--contexts ...]
     .venv/bin/python benchmarks/run.py gpu [ARGS ...]        # benchmarks/gpu_suite.py:main(ARGS)
     .venv/bin/python benchmarks/run.py report [--results DIR]  # README tables + plots from the CSVs
 
 Suites:
   scaling     forward and forward+backward time and peak memory against sequence length at a
               matched parameter budget (plus Enformer at its published size) -> OUT/scaling.csv
-  long_range  tasks whose label depends on distal sequence (one synthetic, real ATAC / CTCF / fly
-              insulator windows with growing context), every model trained with the same budget
-              and seeds -> OUT/long_range.csv
+  long_range  tasks whose label depends on distal sequence (synthetic distance / bi-directionality /
+              RC probes, real ATAC / CTCF windows with growing context), every model trained with
+              the same equal-steps and equal-wall-time budgets and 3 seeds -> OUT/long_range.csv
+              (+ long_range_curves.csv, long_range_meta.json); resumable: finished runs are skipped
   gpu         the GPU suite (scan kernels, bandwidth, GPU scaling), see benchmarks/gpu_suite.py
   report      regenerate benchmarks/README.md tables and the PNG plots from benchmarks/results/
 
@@ -64,7 +65,7 @@ def cmd_long_range(args) -> int:
 
     _threads(args.threads)
     path = run_long_range(args.out, quick=args.quick, seeds=args.seeds, tasks=args.tasks, models=args.models,
-                          data_dir=args.data_dir, log=log)
+                          contexts=args.contexts, data_dir=args.data_dir, log=log)
     log(f"wrote {path}")
     return 0
 
@@ -101,8 +102,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("long_range", help="train and evaluate on long-range tasks")
     s.add_argument("--quick", action="store_true", help="smoke test: tiny data, few steps (< 1 min)")
     s.add_argument("--out", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
-    s.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0)")
-    s.add_argument("--tasks", nargs="+", help="subset of the tasks (default: all)")
+    s.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2)")
+    s.add_argument("--tasks", nargs="+", help="tasks (default: the grid, long_range.GRID_TASKS; also motif_rc)")
+    s.add_argument("--contexts", nargs="+", type=int, help="context lengths (default: 160 288 544)")
     s.add_argument("--models", nargs="+", help="subset of: caduceus hyenadna enformer")
     s.add_argument("--data-dir", type=Path, default=None,
                    help="cache folder of benchmarks/data/prepare.py (default data_cache/ or $GRELU_CADUCEUS_DATA)")

@@ -1,5 +1,6 @@
 """Benchmarks: matched model zoo, scaling measurements, long-range data and training, report."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -189,9 +190,104 @@ def test_auroc_matches_pairwise_definition():
     assert long_range.auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
 
 
+def test_motif_pair_needs_both_flanks():
+    """Positives: A left and B right; negatives: exactly one of them (A-left only or B-right only)."""
+    context = 288
+    d = long_range.motif_distance(context)
+    data = long_range.motif_pair_data(context, n_train=16, n_test=8, seed=0)
+    a, b = long_range.encode(long_range.MOTIF), long_range.encode(long_range.MOTIF_B)
+    k = len(a)
+
+    def offsets(codes, motif):
+        rc = long_range.reverse_complement(motif)
+        return [s + k // 2 - context // 2 for s in range(context - k + 1)
+                if (codes[s:s + k] == motif).all() or (codes[s:s + k] == rc).all()]
+
+    kinds = set()
+    for codes, label in zip(data.codes, data.labels):
+        oa, ob = offsets(codes, a), offsets(codes, b)
+        assert all(o < 0 for o in oa) and all(o > 0 for o in ob)  # A only ever left, B only right
+        assert not oa or abs(np.mean(oa) + d) <= 1 and len(oa) == long_range.PAIR_COPIES
+        kind = (bool(oa), bool(ob))
+        assert kind == (True, True) if label else kind in {(True, False), (False, True)}
+        kinds.add(kind)
+    assert kinds == {(True, True), (True, False), (False, True)}
+    assert data.labels[data.is_test].mean() == 0.5
+
+
+def test_motif_rc_trains_forward_and_tests_reverse_complemented():
+    context = 160
+    data = long_range.motif_rc_data(context, n_train=12, n_test=8, seed=1)
+    motif = long_range.encode(long_range.MOTIF)
+    rc = long_range.reverse_complement(motif)
+    k = len(motif)
+
+    def count(codes, m):
+        return sum((codes[s:s + k] == m).all() for s in range(context - k + 1))
+
+    for codes, label, test in zip(data.codes, data.labels, data.is_test):
+        forward, reverse = count(codes, motif), count(codes, rc)
+        expected = long_range.RC_COPIES if label else 0
+        assert (forward, reverse) == ((0, expected) if test else (expected, 0))
+    # Negatives carry the composition-matched decoy, so base composition alone says nothing.
+    assert sorted(long_range.MOTIF_SHUFFLED) == sorted(long_range.MOTIF)
+    assert (long_range.reverse_complement(np.array([[0, 1, 2, 3, 4]], np.uint8)) == [[4, 0, 1, 2, 3]]).all()
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self, length):
+        super().__init__()
+        self.fc = torch.nn.Linear(4 * length, 1)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)).reshape(-1, 1, 1)
+
+
+def test_train_run_reports_both_budgets_and_a_curve():
+    """With a fake clock (every step 0.5 s): equal_steps after `steps` steps, equal_time at the time
+    budget (more steps), the curve has both points, and evaluation is not counted as training time."""
+    ticks = iter(np.arange(0, 1000, 0.25))  # consecutive clock calls 0.25 s apart
+
+    def clock():
+        return float(next(ticks))
+
+    budget = long_range.Budget(contexts=[16], readout_len=16, steps=3, train_seconds=2.0, curve_points=2,
+                               batch_size=4, warmup_steps=1)
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, size=(24, 16), dtype=np.uint8)
+    labels = np.tile(np.array([1, 0], dtype=np.float32), 12)
+    x = long_range.one_hot(codes)
+    torch.manual_seed(0)
+    result = long_range.train_run(_Linear(16), x[:16], torch.from_numpy(labels[:16]), x[16:], labels[16:], budget,
+                                  seed=0, clock=clock)
+    steps_point, time_point = result.points["equal_steps"], result.points["equal_time"]
+    step_s = 0.25  # consecutive clock calls (start, end of a step) differ by 0.25
+    assert steps_point[0] == 3 and steps_point[1] == pytest.approx(3 * step_s)
+    assert time_point[0] == 8 and time_point[1] == pytest.approx(2.0)
+    curve_steps = [c[0] for c in result.curve]
+    assert curve_steps == sorted(curve_steps) and {2, 3, 4, 8} <= set(curve_steps)
+    assert all(0 <= c[2] <= 1 for c in result.curve)
+
+
+def test_train_run_equal_time_before_equal_steps_and_max_steps():
+    """A slow model hits the time budget first and keeps training to the step budget; max_steps caps
+    a fast model's equal-time run."""
+    budget = long_range.Budget(contexts=[16], readout_len=16, steps=4, train_seconds=1.0, curve_points=1,
+                               batch_size=4, warmup_steps=1, max_steps=6)
+    x = long_range.one_hot(np.random.default_rng(0).integers(0, 4, size=(16, 16), dtype=np.uint8))
+    y = np.tile(np.array([1, 0], dtype=np.float32), 8)
+    slow = iter(np.arange(0, 1000, 0.5))  # 0.5 s per step
+    r = long_range.train_run(_Linear(16), x, torch.from_numpy(y), x, y, budget, seed=0, clock=lambda: float(next(slow)))
+    assert r.points["equal_time"][0] == 2 and r.points["equal_steps"][0] == 4
+    fast = iter(np.arange(0, 1000, 0.001))
+    r = long_range.train_run(_Linear(16), x, torch.from_numpy(y), x, y, budget, seed=0, clock=lambda: float(next(fast)))
+    assert r.points["equal_time"][0] == 6 and r.points["equal_time"][1] < 1.0
+
+
 def test_training_learns_an_easy_task():
     """The shared loop fits a motif inside the read-out window (so a broken loop cannot pass)."""
-    budget = long_range.Budget(contexts=[128], readout_len=64, steps=30, batch_size=8, lr=3e-3, warmup_steps=2)
+    budget = long_range.Budget(contexts=[128], readout_len=64, steps=30, train_seconds=0.0, batch_size=8, lr=3e-3,
+                               warmup_steps=2, curve_points=1)
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 4, size=(192, 128), dtype=np.uint8)
     labels = np.tile(np.array([1, 0], dtype=np.float32), 96)
@@ -199,22 +295,62 @@ def test_training_learns_an_easy_task():
     x = long_range.one_hot(codes)
     torch.manual_seed(0)
     model = scaling.build_model("enformer", 128, readout_len=64)
-    value, seconds = long_range.train_and_evaluate(model, x[:128], torch.from_numpy(labels[:128]), x[128:],
-                                                   labels[128:], budget, seed=0)
-    assert value > 0.9 and seconds > 0
+    result = long_range.train_run(model, x[:128], torch.from_numpy(labels[:128]), x[128:], labels[128:], budget, seed=0)
+    steps, seconds, value = result.points["equal_steps"]
+    assert steps == 30 and value > 0.9 and seconds > 0
+
+
+def test_long_range_grid_is_resumable_and_moves_an_old_csv_aside(tmp_path):
+    """Rows are appended per run; a rerun skips finished runs and redoes a missing one; a CSV of the
+    old protocol (other columns) is moved aside, not mixed in."""
+    (tmp_path / "long_range.csv").write_text("task,model,value\nx,y,1\n")
+    budget = long_range.Budget(contexts=[96, 160], readout_len=32, steps=2, train_seconds=0.05, max_steps=4,
+                               curve_points=1, batch_size=4, warmup_steps=1, n_train=8, n_test=8, seeds=[0, 1])
+    logs = []
+    run = dict(tasks=["motif_distance", "motif_pair"], models=["enformer"], log=logs.append, budget=budget)
+    path = long_range.run_long_range(tmp_path, **run)
+    assert (tmp_path / "long_range.old.csv").exists()
+    d = pd.read_csv(path)
+    assert list(d.columns) == long_range.COLUMNS
+    assert len(d) == 2 * 2 * 2 * 2  # tasks x seeds x contexts x budget kinds
+    assert set(d.budget) == set(long_range.BUDGET_KINDS)
+    assert (d.groupby(["task", "context_len"]).seed.nunique() == 2).all()
+    assert (d[d.budget == "equal_steps"].steps == 2).all()
+    curves = pd.read_csv(tmp_path / "long_range_curves.csv")
+    assert list(curves.columns) == long_range.CURVE_COLUMNS and len(curves) >= 8
+    meta = json.loads((tmp_path / "long_range_meta.json").read_text())
+    assert meta["cpu"] and meta["budget"]["steps"] == 2
+    assert any("ETA" in line for line in logs)
+    logs.clear()
+    long_range.run_long_range(tmp_path, **run)
+    assert len(pd.read_csv(path)) == 16 and any("16 of 16 runs already" in line or "8 of 8 runs already" in line
+                                                 for line in logs)
+    d[~((d.task == "motif_pair") & (d.seed == 1) & (d.context_len == 160))].to_csv(path, index=False)
+    logs.clear()
+    long_range.run_long_range(tmp_path, **run)
+    d2 = pd.read_csv(path)
+    assert len(d2) == 16 and any("1 to run" in line for line in logs)
+
+
+def test_predicted_seconds_follow_the_slower_of_the_two_budgets():
+    budget = long_range.Budget(steps=10, train_seconds=5.0)
+    assert long_range.predicted_seconds("caduceus", 544, budget) > 10 * 2.0  # caduceus: steps dominate
+    assert 5.0 < long_range.predicted_seconds("enformer", 160, budget) < 7.0  # enformer: the time budget
+    assert long_range.FULL.seeds == [0, 1, 2] and len(long_range.FULL.contexts) == 3
 
 
 @pytest.mark.slow
 def test_long_range_quick_cli(tmp_path):
-    """`run.py long_range --quick`: every task, model and context gets a row with a valid AUROC."""
+    """`run.py long_range --quick`: every grid task, model and context gets both budget rows."""
     assert run_main(["long_range", "--quick", "--out", str(tmp_path)]) == 0
     d = pd.read_csv(tmp_path / "long_range.csv")
     assert list(d.columns) == long_range.COLUMNS
-    assert set(d.task) == set(long_range.TASKS)
+    assert set(d.task) == set(long_range.GRID_TASKS)
     assert set(d.model) == {"caduceus", "hyenadna", "enformer"}
-    assert set(d.data) == {"real", "synthetic"}
+    assert (d.data == "synthetic").any() and (d.data != "synthetic").any()
     assert (d.groupby(["task", "model"]).context_len.nunique() == len(long_range.QUICK.contexts)).all()
     assert d.value.between(0, 1).all() and (d.metric == "auroc").all()
+    assert set(d.budget) == set(long_range.BUDGET_KINDS)
 
 
 # ------------------------------------------------------------------------------- report
@@ -246,13 +382,62 @@ def test_report_fills_the_readme_blocks_and_writes_plots(tmp_path):
                       "<!-- BEGIN long_range -->\n<!-- END long_range -->\n")
     assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert "prose stays" in text and "old" not in text
+    assert "prose stays" in text and "\nold\n" not in text
     assert "Enformer/Caduceus time 0.20" in text  # 2 ms / 10 ms per 1024 bp at the longest common length
     assert "| 4k | 40.0 | 20.0 | 8.0 |" in text
     assert "0.605 (0.600–0.610)" in text  # mean (min–max) over the two seeds
-    assert "Caduceus is behind in" in text and "hyenadna 0.705" in text
+    assert "Caduceus is behind (equal steps) in" in text and "hyenadna 0.705" in text
     for png in ("scaling_time.png", "scaling_memory.png", "long_range.png"):
         assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_paired_difference_t_interval():
+    from scipy import stats
+
+    a = pd.Series([0.9, 0.8, 0.85], index=[0, 1, 2])
+    b = pd.Series([0.6, 0.7, 0.5, 0.99], index=[0, 1, 2, 3])  # seed 3 has no partner: ignored
+    r = report.paired_difference(a, b)
+    d = np.array([0.3, 0.1, 0.35])
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / 3 ** 0.5
+    assert r["n"] == 3 and r["mean"] == pytest.approx(d.mean())
+    assert (r["lo"], r["hi"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert r["significant"] == (d.mean() - half > 0)
+    noisy = report.paired_difference(pd.Series([0.9, 0.5, 0.7]), pd.Series([0.6, 0.8, 0.7]))
+    assert not noisy["significant"] and noisy["lo"] < 0 < noisy["hi"]
+    one = report.paired_difference(pd.Series([0.9]), pd.Series([0.1]))
+    assert one["n"] == 1 and not one["significant"] and np.isnan(one["lo"])
+
+
+def test_report_paired_tables_budgets_and_curves(tmp_path):
+    """A new-protocol CSV: per-budget tables, paired differences marked significant or n.s., hardware
+    from the meta file, learning-curve plot."""
+    rows, curves = [], []
+    rng = np.random.default_rng(0)
+    for budget in long_range.BUDGET_KINDS:
+        for model, base in (("caduceus", 0.6), ("hyenadna", 0.6), ("enformer", 0.9)):
+            for ctx in (160, 288, 544):
+                for seed in (0, 1, 2):
+                    v = base + 0.01 * rng.standard_normal()
+                    rows.append(dict(task="syn", data="synthetic", model=model, context_len=ctx, params=1, budget=budget,
+                                     metric="auroc", value=v, seed=seed, steps=24, train_s=8.0, batch_size=8, lr=2e-3,
+                                     n_train=256, n_test=128))
+                    if budget == "equal_steps":
+                        curves += [dict(task="syn", model=model, context_len=ctx, seed=seed, step=s, train_s=s * 0.1,
+                                        metric="auroc", value=v) for s in (12, 24)]
+    pd.DataFrame(rows).to_csv(tmp_path / "long_range.csv", index=False)
+    pd.DataFrame(curves).to_csv(tmp_path / "long_range_curves.csv", index=False)
+    (tmp_path / "long_range_meta.json").write_text(json.dumps(dict(cpu="Test CPU 9000", cores=2, torch="x",
+                                                                   budget=dict(train_seconds=8.0, lr=2e-3))))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- BEGIN long_range -->\n<!-- END long_range -->\n")
+    assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "Test CPU 9000" in text and "equal wall time = 8 s" in text
+    assert "**syn, equal steps**" in text and "**syn, equal wall time**" in text
+    assert "caduceus − enformer" in text and "** enformer" in text  # enformer significantly ahead
+    assert "caduceus − hyenadna" in text and "n.s." in text  # equal models: not significant
+    assert "Caduceus is behind (equal wall time) in" in text and "significant" in text
+    assert (tmp_path / "long_range_curves.png").stat().st_size > 1000
 
 
 def test_report_without_markers_or_csvs_fails_clearly(tmp_path):
