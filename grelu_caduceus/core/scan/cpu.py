@@ -168,121 +168,147 @@ def _fwd_group(n_batch, n_blocks):
 
 @nb.njit(parallel=True, **_JIT)
 def _scan_bwd(u, delta, At, Bm, Cm, Dskip, z, bias, softplus, has_z, reverse, states, dout,
-              du_out, ddelta, dAt, dB_part, dC_part, dD, dz, dbias, n_groups):
-    """Adjoint of _scan_fwd, with the bias, softplus, D skip and z gate fused in. Channels are split
-    into ``n_groups`` contiguous groups, one task each, so per-channel gradients (dA, dD, dbias) need
-    no atomics; dB and dC, which sum over channels, go to the group's own partial buffer
-    (n_groups, B, L, N), summed by the caller. Each chunk's states are recomputed from the state
-    saved at its start."""
+              du_out, ddelta, dAt, dB_part, dC_part, dD, dz, dbias, n_groups, group):
+    """Adjoint of _scan_fwd, with the bias, softplus, D skip and z gate fused in.
+
+    Channels are split into ``n_groups`` contiguous groups, one task each, so per-channel gradients
+    (dA, dD, dbias) need no atomics; dB and dC, which sum over channels, go to the group's own
+    partial buffer (n_groups, B, L, N), summed by the caller. Inside a group, ``group`` blocks of
+    LANES channels are stepped together (contiguous reads and writes per step, as in _scan_fwd).
+    Each chunk's states are recomputed from the state saved at its start and kept (CHUNK + 1
+    states per block, in L2); the decays are recomputed where they are needed rather than stored."""
     n_batch, L, nd = u.shape
     N = At.shape[0]
     n_blocks = (nd + LANES - 1) // LANES
     per = (n_blocks + n_groups - 1) // n_groups
     n_chunks = (L + CHUNK - 1) // CHUNK
     for g in nb.prange(n_groups):
-        hs = np.empty((CHUNK + 1, N, LANES), dtype=np.float32)  # states inside one chunk
-        decay = np.empty((CHUNK, N, LANES), dtype=np.float32)
-        dts = np.empty((CHUNK, LANES), dtype=np.float32)  # step sizes inside one chunk
-        ypre = np.empty((CHUNK, LANES), dtype=np.float32)  # ungated outputs inside one chunk
-        dh = np.empty((N, LANES), dtype=np.float32)
-        da = np.zeros((N, LANES), dtype=np.float32)
-        ddlane = np.zeros(LANES, dtype=np.float32)
-        dblane = np.zeros(LANES, dtype=np.float32)
+        hs = np.empty((group, CHUNK + 1, N, LANES), dtype=np.float32)  # states inside one chunk
+        dts = np.empty((group, CHUNK, LANES), dtype=np.float32)  # step sizes inside one chunk
+        ypre = np.empty((group, CHUNK, LANES), dtype=np.float32)  # ungated outputs inside one chunk
+        dh = np.empty((group, N, LANES), dtype=np.float32)
+        da = np.empty((group, N, LANES), dtype=np.float32)
+        a = np.empty((group, N, LANES), dtype=np.float32)
+        dlane = np.empty((group, LANES), dtype=np.float32)  # zeros when there is no D
+        blane = np.empty((group, LANES), dtype=np.float32)  # zeros when there is no bias
+        ddlane = np.empty((group, LANES), dtype=np.float32)
+        dblane = np.empty((group, LANES), dtype=np.float32)
         uv = np.empty(LANES, dtype=np.float32)
         dtu = np.empty(LANES, dtype=np.float32)
         acc = np.empty(LANES, dtype=np.float32)
         gy = np.empty(LANES, dtype=np.float32)
         gdt = np.empty(LANES, dtype=np.float32)
         gdtu = np.empty(LANES, dtype=np.float32)
-        for blk in range(g * per, min(n_blocks, (g + 1) * per)):
-            c0 = blk * LANES
-            a = At[:, c0 : c0 + LANES].copy()
-            dlane = Dskip[c0 : c0 + LANES].copy()  # zeros when there is no D
-            blane = bias[c0 : c0 + LANES].copy()
+        g_end = min(n_blocks, (g + 1) * per)
+        for k0 in range(g * per, g_end, group):
+            nk = min(g_end, k0 + group) - k0
+            for k in range(nk):
+                c0 = (k0 + k) * LANES
+                a[k] = At[:, c0 : c0 + LANES]
+                dlane[k] = Dskip[c0 : c0 + LANES]
+                blane[k] = bias[c0 : c0 + LANES]
             da[:] = 0.0
             ddlane[:] = 0.0
             dblane[:] = 0.0
             for b in range(n_batch):
                 dh[:] = 0.0
-                for k in range(n_chunks - 1, -1, -1):
-                    s0 = k * CHUNK
+                for ch in range(n_chunks - 1, -1, -1):
+                    s0 = ch * CHUNK
                     s1 = min(L, s0 + CHUNK)
-                    hs[0] = states[b, k, :, c0 : c0 + LANES]
-                    for s in range(s0, s1):  # recompute this chunk's step sizes, decays and states
+                    for k in range(nk):
+                        c0 = (k0 + k) * LANES
+                        hs[k, 0] = states[b, ch, :, c0 : c0 + LANES]
+                    for s in range(s0, s1):  # recompute this chunk's step sizes and states
                         i = s - s0
                         t = L - 1 - s if reverse else s
-                        urow = u[b, t, c0 : c0 + LANES]
-                        drow = delta[b, t, c0 : c0 + LANES]
-                        for j in range(LANES):
-                            dts[i, j] = _step_size(drow[j] + blane[j], softplus)
-                        for j in range(LANES):
-                            dtu[j] = dts[i, j] * urow[j]
-                            acc[j] = dlane[j] * urow[j]
                         brow = Bm[b, t]
                         crow = Cm[b, t]
-                        for n in range(N):
-                            bn = brow[n]
-                            cn = crow[n]
+                        for k in range(nk):
+                            c0 = (k0 + k) * LANES
+                            hk = hs[k]
+                            ak = a[k]
+                            dtk = dts[k]
+                            urow = u[b, t, c0 : c0 + LANES]
+                            drow = delta[b, t, c0 : c0 + LANES]
                             for j in range(LANES):
-                                d = _exp(dts[i, j] * a[n, j])
-                                decay[i, n, j] = d
-                                hn = d * hs[i, n, j] + dtu[j] * bn
-                                hs[i + 1, n, j] = hn
-                                acc[j] += hn * cn
-                        for j in range(LANES):
-                            ypre[i, j] = acc[j]
+                                dtk[i, j] = _step_size(drow[j] + blane[k, j], softplus)
+                            for j in range(LANES):
+                                dtu[j] = dtk[i, j] * urow[j]
+                                acc[j] = dlane[k, j] * urow[j]
+                            for n in range(N):
+                                bn = brow[n]
+                                cn = crow[n]
+                                for j in range(LANES):
+                                    hn = _exp(dtk[i, j] * ak[n, j]) * hk[i, n, j] + dtu[j] * bn
+                                    hk[i + 1, n, j] = hn
+                                    acc[j] += hn * cn
+                            for j in range(LANES):
+                                ypre[k, i, j] = acc[j]
                     for s in range(s1 - 1, s0 - 1, -1):
                         i = s - s0
                         t = L - 1 - s if reverse else s
-                        urow = u[b, t, c0 : c0 + LANES]
-                        gorow = dout[b, t, c0 : c0 + LANES]
-                        for j in range(LANES):
-                            uv[j] = urow[j]
-                            gy[j] = gorow[j]
-                        if has_z:
-                            zrow = z[b, t, c0 : c0 + LANES]
-                            dzrow = dz[b, t, c0 : c0 + LANES]
-                            for j in range(LANES):
-                                zj = zrow[j]
-                                sg = _sigmoid(zj)
-                                dzrow[j] = gy[j] * ypre[i, j] * sg * (_ONE + zj * (_ONE - sg))
-                                gy[j] = gy[j] * zj * sg
                         brow = Bm[b, t]
                         crow = Cm[b, t]
-                        for j in range(LANES):
-                            ddlane[j] += gy[j] * uv[j]
-                            dtu[j] = dts[i, j] * uv[j]
-                            gdt[j] = 0.0
-                            gdtu[j] = 0.0
-                        for n in range(N):
-                            bn = brow[n]
-                            cn = crow[n]
-                            acc_b = np.float32(0.0)
-                            acc_c = np.float32(0.0)
+                        for k in range(nk):
+                            c0 = (k0 + k) * LANES
+                            hk = hs[k]
+                            ak = a[k]
+                            dtk = dts[k]
+                            dhk = dh[k]
+                            dak = da[k]
+                            urow = u[b, t, c0 : c0 + LANES]
+                            gorow = dout[b, t, c0 : c0 + LANES]
                             for j in range(LANES):
-                                acc_c += gy[j] * hs[i + 1, n, j]
-                                dhn = dh[n, j] + gy[j] * cn
-                                g_dec = dhn * hs[i, n, j] * decay[i, n, j]
-                                gdt[j] += g_dec * a[n, j]
-                                da[n, j] += g_dec * dts[i, j]
-                                gdtu[j] += dhn * bn
-                                acc_b += dhn * dtu[j]
-                                dh[n, j] = dhn * decay[i, n, j]
-                            dB_part[g, b, t, n] += acc_b
-                            dC_part[g, b, t, n] += acc_c
-                        drow = delta[b, t, c0 : c0 + LANES]
-                        ddrow = ddelta[b, t, c0 : c0 + LANES]
-                        durow = du_out[b, t, c0 : c0 + LANES]
-                        for j in range(LANES):
-                            gd = gdt[j] + gdtu[j] * uv[j]
-                            if softplus:  # d softplus(x) / dx = sigmoid(x)
-                                gd *= _sigmoid(drow[j] + blane[j])
-                            ddrow[j] = gd
-                            dblane[j] += gd
-                            durow[j] = dlane[j] * gy[j] + gdtu[j] * dts[i, j]
-            dAt[:, c0 : c0 + LANES] = da
-            dD[c0 : c0 + LANES] = ddlane
-            dbias[c0 : c0 + LANES] = dblane
+                                uv[j] = urow[j]
+                                gy[j] = gorow[j]
+                            if has_z:
+                                zrow = z[b, t, c0 : c0 + LANES]
+                                dzrow = dz[b, t, c0 : c0 + LANES]
+                                for j in range(LANES):
+                                    zj = zrow[j]
+                                    sg = _sigmoid(zj)
+                                    dzrow[j] = gy[j] * ypre[k, i, j] * sg * (_ONE + zj * (_ONE - sg))
+                                    gy[j] = gy[j] * zj * sg
+                            for j in range(LANES):
+                                ddlane[k, j] += gy[j] * uv[j]
+                                dtu[j] = dtk[i, j] * uv[j]
+                                gdt[j] = 0.0
+                                gdtu[j] = 0.0
+                            for n in range(N):
+                                bn = brow[n]
+                                cn = crow[n]
+                                acc_b = np.float32(0.0)
+                                acc_c = np.float32(0.0)
+                                for j in range(LANES):
+                                    d = _exp(dtk[i, j] * ak[n, j])
+                                    acc_c += gy[j] * hk[i + 1, n, j]
+                                    dhn = dhk[n, j] + gy[j] * cn
+                                    g_dec = dhn * hk[i, n, j] * d
+                                    gdt[j] += g_dec * ak[n, j]
+                                    dak[n, j] += g_dec * dtk[i, j]
+                                    gdtu[j] += dhn * bn
+                                    acc_b += dhn * dtu[j]
+                                    dhk[n, j] = dhn * d
+                                dB_part[g, b, t, n] += acc_b
+                                dC_part[g, b, t, n] += acc_c
+                            drow = delta[b, t, c0 : c0 + LANES]
+                            ddrow = ddelta[b, t, c0 : c0 + LANES]
+                            durow = du_out[b, t, c0 : c0 + LANES]
+                            for j in range(LANES):
+                                gd = gdt[j] + gdtu[j] * uv[j]
+                                if softplus:  # d softplus(x) / dx = sigmoid(x)
+                                    gd *= _sigmoid(drow[j] + blane[k, j])
+                                ddrow[j] = gd
+                                dblane[k, j] += gd
+                                durow[j] = dlane[k, j] * gy[j] + gdtu[j] * dtk[i, j]
+            for k in range(nk):
+                c0 = (k0 + k) * LANES
+                dAt[:, c0 : c0 + LANES] = da[k]
+                dD[c0 : c0 + LANES] = ddlane[k]
+                dbias[c0 : c0 + LANES] = dblane[k]
+
+
+BWD_GROUP = 8  # blocks stepped together in the backward pass: 8 * (CHUNK + 1) states = 1 MB (d_state 16)
 
 
 def _n_groups(n_blocks):
@@ -352,7 +378,7 @@ class _CpuScan(torch.autograd.Function):
                   bt.numpy(), softplus, has_z, reverse, states.numpy(),
                   _channels_last(dout, d_pad - d_inner).numpy(),
                   du.numpy(), ddelta.numpy(), dAt.numpy(), dB.numpy(), dC.numpy(), dD.numpy(), dz.numpy(),
-                  dbias.numpy(), G)
+                  dbias.numpy(), G, max(1, min(BWD_GROUP, -(-(d_pad // LANES) // G))))
         c = slice(0, d_inner)
         grads = [du[..., c].transpose(1, 2), ddelta[..., c].transpose(1, 2), dAt[:, c].t(),
                  dB.sum(0).transpose(1, 2), dC.sum(0).transpose(1, 2), dD[c],
