@@ -21,7 +21,10 @@ def scan_inputs(g, batch, d_inner, L, N, channels_last=False):
     return dict(u=u, delta=delta, A=A, B=B, C=C, D=r(d_inner), z=z, delta_bias=r(d_inner, scale=0.3))
 
 
-SHAPES = [(2, 5, 300, 16), (1, 3, CHUNK * 2 + 7, 8), (2, LANES + 3, 70, 16), (1, 32, CHUNK, 4)]
+# The last: 12 channel blocks at d_state 64, so forward tasks and backward groups each hold several
+# blocks, stepped together in sub-groups (see _fwd_group, _bwd_group).
+SHAPES = [(2, 5, 300, 16), (1, 3, CHUNK * 2 + 7, 8), (2, LANES + 3, 70, 16), (1, 32, CHUNK, 4),
+          (1, 11 * LANES + 14, CHUNK + 12, 64)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -159,11 +159,15 @@ def _scan_fwd(u, delta, At, Bm, Cm, Dskip, z, bias, softplus, has_z, save_states
                     states[b, (s + 1) // CHUNK, :, c0 : c0 + LANES] = h[k]
 
 
-def _fwd_group(n_batch, n_blocks):
-    """Channel blocks per forward task: enough tasks for the threads, at most 16 blocks (32 KB of
-    state and A, within L1)."""
+def _fwd_group(n_batch, n_blocks, d_state):
+    """Channel blocks per forward task: enough tasks for the threads, with the task's states and A
+    (2 * 4 * d_state * LANES bytes per block) within 32 KB of L1: 16 blocks at d_state 16."""
     tasks_per_batch = max(1, -(-nb.get_num_threads() // n_batch))
-    return max(1, min(16, -(-n_blocks // tasks_per_batch)))
+    fits = max(1, FWD_STATE_BYTES // (8 * d_state * LANES))
+    return max(1, min(fits, -(-n_blocks // tasks_per_batch)))
+
+
+FWD_STATE_BYTES = 32 * 1024
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -308,7 +312,14 @@ def _scan_bwd(u, delta, At, Bm, Cm, Dskip, z, bias, softplus, has_z, reverse, st
                 dbias[c0 : c0 + LANES] = dblane[k]
 
 
-BWD_GROUP = 8  # blocks stepped together in the backward pass: 8 * (CHUNK + 1) states = 1 MB (d_state 16)
+BWD_STATE_BYTES = 1024 * 1024  # the backward's recomputed states per task, within L2
+
+
+def _bwd_group(n_blocks_per_group, d_state):
+    """Channel blocks stepped together in the backward pass: a chunk's states (4 * d_state * LANES
+    bytes per position and block) within about BWD_STATE_BYTES (8 blocks at d_state 16)."""
+    fits = max(1, BWD_STATE_BYTES // (CHUNK * 4 * d_state * LANES))
+    return max(1, min(fits, n_blocks_per_group))
 
 
 def _n_groups(n_blocks):
@@ -354,8 +365,8 @@ class _CpuScan(torch.autograd.Function):
         states = torch.empty(batch, (L + CHUNK - 1) // CHUNK if save else 1, A.shape[1], d_inner + pad)
         y = torch.empty(batch, L, d_inner + pad)
         _scan_fwd(ul.numpy(), dl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), zl.numpy(),
-                  bt.numpy(), softplus, z is not None, save, reverse, _fwd_group(batch, ul.shape[-1] // LANES),
-                  y.numpy(), states.numpy())
+                  bt.numpy(), softplus, z is not None, save, reverse,
+                  _fwd_group(batch, ul.shape[-1] // LANES, A.shape[1]), y.numpy(), states.numpy())
         if save:
             ctx.save_for_backward(ul, dl, At, Bl, Cl, Dt, zl, bt, states)
             ctx.flags = (softplus, z is not None, reverse)
@@ -378,7 +389,7 @@ class _CpuScan(torch.autograd.Function):
                   bt.numpy(), softplus, has_z, reverse, states.numpy(),
                   _channels_last(dout, d_pad - d_inner).numpy(),
                   du.numpy(), ddelta.numpy(), dAt.numpy(), dB.numpy(), dC.numpy(), dD.numpy(), dz.numpy(),
-                  dbias.numpy(), G, max(1, min(BWD_GROUP, -(-(d_pad // LANES) // G))))
+                  dbias.numpy(), G, _bwd_group(-(-(d_pad // LANES) // G), N))
         c = slice(0, d_inner)
         grads = [du[..., c].transpose(1, 2), ddelta[..., c].transpose(1, 2), dAt[:, c].t(),
                  dB.sum(0).transpose(1, 2), dC.sum(0).transpose(1, 2), dD[c],
