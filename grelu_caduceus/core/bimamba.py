@@ -23,7 +23,9 @@ class BiMamba(nn.Module):
     commute with the length flip, and ``mamba_rev`` runs over ``in_proj(u)`` with its convolution and
     scan reversed in place (:meth:`Mamba.mix` with ``reverse=True``). With tied weights in_proj runs
     once for both directions, and with "add" out_proj too: ``out_proj(y_f) + out_proj(y_r) ==
-    out_proj(y_f + y_r)``. No flipped copy of any activation is made.
+    out_proj(y_f + y_r)``. With the numba, PyTorch and Triton kernels no flipped copy of any
+    activation is made (mamba-ssm's scan and the causal_conv1d CUDA package have no direction flag and
+    get flipped copies).
     """
 
     computes_rc = True  # forward(hidden, rc=True), used by RCPSMixer
