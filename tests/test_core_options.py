@@ -48,9 +48,9 @@ def test_env_var_reaches_the_scan_of_a_model(monkeypatch):
     calls = []
     real = scan_module.selective_scan_reference
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         calls.append(args[0].shape)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(scan_module, "selective_scan_reference", spy)
     mixer = Mamba(8).eval()

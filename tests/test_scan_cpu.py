@@ -21,7 +21,10 @@ def scan_inputs(g, batch, d_inner, L, N, channels_last=False):
     return dict(u=u, delta=delta, A=A, B=B, C=C, D=r(d_inner), z=z, delta_bias=r(d_inner, scale=0.3))
 
 
-SHAPES = [(2, 5, 300, 16), (1, 3, CHUNK * 2 + 7, 8), (2, LANES + 3, 70, 16), (1, 32, CHUNK, 4)]
+# The last: 12 channel blocks at d_state 64, so forward tasks and backward groups each hold several
+# blocks, stepped together in sub-groups (see _fwd_group, _bwd_group).
+SHAPES = [(2, 5, 300, 16), (1, 3, CHUNK * 2 + 7, 8), (2, LANES + 3, 70, 16), (1, 32, CHUNK, 4),
+          (1, 11 * LANES + 14, CHUNK + 12, 64)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -99,3 +102,50 @@ def test_causal_conv_reads_channel_slices_in_place(rng):
         (g,) = torch.autograd.grad(causal_conv1d_cpu(view, w, b), xs, go)
         part = g[..., :20] if x.storage_offset() == 0 else g[..., 20:]
         assert rel_err(part, g_ref) < 1e-6
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("optional", ["all", "none"])
+def test_cpu_reverse_matches_flipped_reference(shape, optional):
+    """reverse=True equals flip(scan(flip(inputs))) (float64 reference) in the output and every gradient."""
+    from test_scan_torch import make_inputs, relative_errors
+
+    batch, dim, L, N = shape
+    flags = dict(D=False, z=False, bias=False, softplus=False) if optional == "none" else {}
+    inputs = {**make_inputs(batch, dim, L, N, **flags), "reverse": True}
+    errors = relative_errors(lambda **kw: selective_scan(**kw, backend="cpu"), inputs)
+    bad = {k: v for k, v in errors.items() if not v <= 1e-5}
+    assert not bad, f"relative errors above 1e-5: {bad}"
+
+
+def test_cpu_reverse_inference_path(rng):
+    inp = scan_inputs(rng, 1, 20, 150, 16, channels_last=True)
+    with torch.no_grad():
+        y = selective_scan(**inp, delta_softplus=True, backend="cpu", reverse=True)
+    flipped = {k: v.flip(-1) if v.dim() == 3 else v for k, v in inp.items()}
+    y_ref = selective_scan_reference(**{k: v.double() for k, v in flipped.items()}, delta_softplus=True).flip(-1)
+    assert rel_err(y, y_ref) < 1e-5
+
+
+@pytest.mark.parametrize("K", [4, 3])
+@pytest.mark.parametrize("kernel", ["cpu", "torch"])
+def test_reverse_conv_matches_flipped_conv(rng, K, kernel, monkeypatch):
+    """causal_conv1d(reverse=True) == flip(conv(flip(x))) in outputs and gradients (x read in place)."""
+    from grelu_caduceus.core import conv
+
+    if kernel == "torch":
+        monkeypatch.setattr(conv, "_importable", lambda name: False)
+    xz = torch.randn(2, 1100, 48, generator=rng, dtype=torch.float64)
+    w = torch.randn(24, 1, K, generator=rng, dtype=torch.float64)
+    b = torch.randn(24, generator=rng, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_() for t in (xz, w, b)]
+    x = leaves[0][..., 24:].flip(1)
+    ref = F.silu(F.conv1d(x.transpose(1, 2), leaves[1], leaves[2], padding=K - 1, groups=24)[..., :1100])
+    ref = ref.transpose(1, 2).flip(1)
+    dtype = torch.float32 if kernel == "cpu" else torch.float64
+    got_leaves = [t.detach().to(dtype).requires_grad_() for t in (xz, w, b)]
+    got = conv.causal_conv1d(got_leaves[0][..., 24:], got_leaves[1], got_leaves[2], reverse=True)
+    assert rel_err(got, ref) < 1e-6
+    g = torch.randn(ref.shape, generator=rng, dtype=torch.float64)
+    for a, c in zip(torch.autograd.grad(got, got_leaves, g.to(dtype)), torch.autograd.grad(ref, leaves, g)):
+        assert rel_err(a, c) < 1e-5

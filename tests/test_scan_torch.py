@@ -34,8 +34,18 @@ def make_inputs(batch, dim, L, N, dtype=torch.float32, D=True, z=True, bias=True
     )
 
 
+def flipped_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The reversed scan by its definition, ``flip(scan(flip(inputs)))`` along L, in float64."""
+    f = [t.flip(-1) if t is not None else None for t in (u, delta, B, C, z)]
+    return selective_scan_reference(f[0], f[1], A, f[2], f[3], D, f[4], delta_bias, delta_softplus).flip(-1)
+
+
 def relative_errors(scan, inputs, seed=1):
-    """{'y': err, 'du': err, ...}: ||x - ref|| / ||ref|| for the output and every gradient."""
+    """{'y': err, 'du': err, ...}: ||x - ref|| / ||ref|| for the output and every gradient.
+
+    With ``reverse=True`` in ``inputs`` the reference is :func:`flipped_reference` (not the
+    reference's own reverse flag), so a backend's reverse direction is checked against the definition.
+    """
     tensors = {k: v for k, v in inputs.items() if torch.is_tensor(v)}
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in tensors.items()}
     y = scan(**{**inputs, **leaves})
@@ -43,7 +53,9 @@ def relative_errors(scan, inputs, seed=1):
     grads = torch.autograd.grad(y, list(leaves.values()), dy)
 
     ref_leaves = {k: v.detach().double().requires_grad_(True) for k, v in tensors.items()}
-    y_ref = selective_scan_reference(**{**inputs, **ref_leaves})
+    options = {k: v for k, v in inputs.items() if k != "reverse"}
+    reference = flipped_reference if inputs.get("reverse") else selective_scan_reference
+    y_ref = reference(**{**options, **ref_leaves})
     ref_grads = torch.autograd.grad(y_ref, list(ref_leaves.values()), dy.double())
 
     def rel(a, b):
@@ -59,13 +71,18 @@ CASES = {
     "fp32_n16_all_options_ragged_chunks": (dict(batch=2, dim=8, L=150, N=16), dict(chunk_size=64)),
     "fp32_n64_skip_only": (dict(batch=2, dim=6, L=70, N=64, z=False, bias=False, softplus=False), {}),
     "fp32_n12_gate_no_skip": (dict(batch=1, dim=5, L=33, N=12, D=False), dict(chunk_size=8)),
+    "fp32_n16_reverse_ragged_chunks": (dict(batch=2, dim=8, L=150, N=16), dict(chunk_size=64, reverse=True)),
+    "fp32_n64_reverse_skip_only": (
+        dict(batch=2, dim=6, L=70, N=64, z=False, bias=False, softplus=False), dict(chunk_size=16, reverse=True)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_float32_matches_reference(case):
     shape, options = CASES[case]
-    errors = relative_errors(lambda **kw: selective_scan_torch(**kw, **options), make_inputs(**shape))
+    options = dict(options)
+    inputs = {**make_inputs(**shape), "reverse": options.pop("reverse", False)}
+    errors = relative_errors(lambda **kw: selective_scan_torch(**kw, **options), inputs)
     bad = {k: v for k, v in errors.items() if not v <= 1e-5}
     assert not bad, f"relative errors above 1e-5: {bad}"
 
@@ -146,3 +163,24 @@ def test_autocast_does_not_lower_the_scan_precision():
         y = selective_scan_torch(**inputs)
     assert y.dtype == torch.float32
     torch.testing.assert_close(y, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_reverse_in_float64_matches_flipped_scan(backend):
+    """Both float64 backends: the reverse flag equals flip(scan(flip(inputs))) to float64 rounding,
+    in the output and every gradient."""
+    inputs = {**make_inputs(2, 4, 50, 16, dtype=torch.float64), "reverse": True}
+    errors = relative_errors(lambda **kw: selective_scan(**kw, backend=backend), inputs)
+    assert max(errors.values()) < 1e-12, errors
+
+
+def test_reverse_gradcheck():
+    """torch.autograd.gradcheck of the reversed torch scan (float64, finite differences)."""
+    inputs = make_inputs(1, 2, 9, 3, dtype=torch.float64)
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    leaves = tuple(inputs[k].clone().requires_grad_(True) for k in names)
+
+    def scan(*tensors):
+        return selective_scan_torch(*tensors, delta_softplus=True, reverse=True, chunk_size=4)
+
+    assert torch.autograd.gradcheck(scan, leaves)

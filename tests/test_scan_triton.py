@@ -31,6 +31,17 @@ CASES = {
     "bf16_n16_all_options": (dict(batch=2, dim=8, L=150, N=16, dtype=torch.bfloat16), dict(block_l=64, block_d=8), {}),
     # Strided inputs as the Mamba mixer passes them (see as_mixer_views).
     "fp32_mixer_layout_views": (dict(batch=2, dim=8, L=100, N=16), dict(block_l=32, block_d=4, views=True), {}),
+    # The reverse direction against flip(reference(flip(inputs))): ragged last chunk, many carried
+    # chunks, one backward group, and the mixer's strided views.
+    "fp32_reverse_n16_all_options": (dict(batch=2, dim=8, L=300, N=16), dict(block_l=64, block_d=4, reverse=True), {}),
+    "fp32_reverse_many_chunks_one_group": (
+        dict(batch=1, dim=8, L=200, N=16), dict(block_l=16, block_d=2, reverse=True),
+        dict(_CARRY_BLOCK=4, _TARGET_PROGRAMS=1)),
+    "fp32_reverse_n12_skip_only": (
+        dict(batch=2, dim=6, L=70, N=12, z=False, bias=False, softplus=False),
+        dict(block_l=32, block_d=4, reverse=True), {}),
+    "fp32_reverse_mixer_layout_views": (
+        dict(batch=2, dim=8, L=100, N=16), dict(block_l=32, block_d=4, views=True, reverse=True), {}),
 }
 
 
@@ -60,6 +71,7 @@ def run_cases(device):
             inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in make_inputs(**spec).items()}
             options = dict(options)
             views = options.pop("views", False)
+            inputs["reverse"] = options.pop("reverse", False)
 
             def scan(views=views, options=options, **kw):
                 return triton_scan.selective_scan_triton(**(as_mixer_views(**kw) if views else kw), **options)
@@ -166,7 +178,7 @@ def compile_for_hopper():
     from grelu_caduceus.core.scan import triton_scan as ts
 
     cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)
+    flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, REVERSE=False)
     report = {}
     for d_state, io in ((16, "*bf16"), (16, "*fp32"), (64, "*fp32")):
         cfg = ts.launch_config(d_state)

@@ -1,5 +1,6 @@
 """BiMamba: a forward and a reverse Mamba mixer over the same sequence, combined."""
 
+import torch.nn.functional as F
 from torch import nn
 
 from .mamba import Mamba
@@ -16,7 +17,18 @@ class BiMamba(nn.Module):
         **mamba_kwargs: options of :class:`Mamba`.
 
     Shapes: (B, L, d_model) -> (B, L, d_model).
+
+    The computation exploits the structure rather than following the formula literally (same
+    numbers to float rounding, same gradients): in_proj and out_proj act per position, so they
+    commute with the length flip, and ``mamba_rev`` runs over ``in_proj(u)`` with its convolution and
+    scan reversed in place (:meth:`Mamba.mix` with ``reverse=True``). With tied weights in_proj runs
+    once for both directions, and with "add" out_proj too: ``out_proj(y_f) + out_proj(y_r) ==
+    out_proj(y_f + y_r)``. With the numba, PyTorch and Triton kernels no flipped copy of any
+    activation is made (mamba-ssm's scan and the causal_conv1d CUDA package have no direction flag and
+    get flipped copies).
     """
+
+    computes_rc = True  # forward(hidden, rc=True), used by RCPSMixer
 
     def __init__(self, d_model, bidirectional=True, strategy="add", weight_tie=True, **mamba_kwargs):
         super().__init__()
@@ -28,9 +40,41 @@ class BiMamba(nn.Module):
                 self.mamba_rev.in_proj = self.mamba_fwd.in_proj
                 self.mamba_rev.out_proj = self.mamba_fwd.out_proj
 
-    def forward(self, hidden):
-        out = self.mamba_fwd(hidden)
+    def forward(self, hidden, rc=False):
+        """hidden (B, L, d_model) -> (B, L, d_model).
+
+        ``rc=True`` returns ``rc(self(rc(hidden)))`` with ``rc(t) = t.flip(length, channels)`` (the
+        RC strand of Caduceus-PS) without flipping any activation: the channel flips fold into
+        in_proj's columns and out_proj's rows, and the length flip swaps the two mixers'
+        directions (``mamba_fwd`` runs reversed, ``mamba_rev`` forward).
+        """
+        fwd = self.mamba_fwd
+        xz_f = _project_in(fwd.in_proj, hidden, rc)
+        y_f = fwd.mix(xz_f, reverse=rc)
         if not self.bidirectional:
-            return out
-        out_rev = self.mamba_rev(hidden.flip(1)).flip(1)
-        return out + out_rev if self.strategy == "add" else out * out_rev
+            return _project_out(fwd.out_proj, y_f, rc)
+        rev = self.mamba_rev
+        xz_r = xz_f if rev.in_proj is fwd.in_proj else _project_in(rev.in_proj, hidden, rc)
+        y_r = rev.mix(xz_r, reverse=not rc)
+        if self.strategy == "add" and rev.out_proj is fwd.out_proj:
+            out = _project_out(fwd.out_proj, y_f + y_r, rc)
+            bias = fwd.out_proj.bias  # out_proj(y_f) + out_proj(y_r) has it twice
+            return out if bias is None else out + (bias.flip(0) if rc else bias)
+        out_f, out_r = _project_out(fwd.out_proj, y_f, rc), _project_out(rev.out_proj, y_r, rc)
+        return out_f + out_r if self.strategy == "add" else out_f * out_r
+
+
+def _project_in(linear: nn.Linear, hidden, rc):
+    """``linear(hidden)``, or ``linear(flip_channels(hidden))`` if rc, as a product with the
+    column-reversed weight."""
+    if not rc:
+        return linear(hidden)
+    return F.linear(hidden, linear.weight.flip(1), linear.bias)
+
+
+def _project_out(linear: nn.Linear, y, rc):
+    """``linear(y)``, or ``flip_channels(linear(y))`` if rc, with the row-reversed weight (and bias)."""
+    if not rc:
+        return linear(y)
+    bias = linear.bias.flip(0) if linear.bias is not None else None
+    return F.linear(y, linear.weight.flip(0), bias)

@@ -106,16 +106,27 @@ class Mamba(nn.Module):
         Computed channels-last, (B, L, channels), the layout the linear layers produce; the scan
         receives (B, channels, L) transposed views, which the CPU and GPU kernels read in place.
         """
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner) each
-        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu")  # a new tensor
+        return self.out_proj(self.mix(self.in_proj(hidden)))
+
+    def mix(self, xz: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """Everything between in_proj and out_proj: (B, L, 2 * d_inner) -> gated y (B, L, d_inner).
+
+        ``reverse=True`` runs the mixer over the reversed sequence, i.e. it returns
+        ``flip(mix(flip(xz)))`` along L, with the convolution and the scan run backwards in place:
+        no flipped copies. Since in_proj and out_proj act per position,
+        ``flip(self(flip(u))) == out_proj(mix(in_proj(u), reverse=True))``.
+        """
+        x, z = xz.chunk(2, dim=-1)  # (B, L, d_inner) each
+        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu", reverse=reverse)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight)  # (B, L, d_inner); the bias is added in the scan
         y = selective_scan(
             x.transpose(1, 2), delta.transpose(1, 2), -torch.exp(self.A_log.float()),
             B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z.transpose(1, 2),
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
+            reverse=reverse,
         )
-        return self.out_proj(y.transpose(1, 2))
+        return y.transpose(1, 2)
 
 
 # Keyword options of Mamba (besides d_model, device and dtype), for error messages and ssm_cfg checks.

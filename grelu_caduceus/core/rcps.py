@@ -47,9 +47,12 @@ class RCPSEmbedding(nn.Module):
 
 
 class RCPSMixer(nn.Module):
-    """``[M(a), rc(M(rc(b)))]`` with one shared mixer M (run once on a doubled batch).
+    """``[M(a), rc(M(rc(b)))]`` with one shared mixer M.
 
-    Input/output (B, L, 2d). ``submodule`` is the name used by the released checkpoints.
+    Input/output (B, L, 2d). ``submodule`` is the name used by the released checkpoints. A mixer
+    whose forward takes ``rc=True`` (:class:`~grelu_caduceus.core.bimamba.BiMamba`) computes
+    ``rc(M(rc(b)))`` itself, folding the flips into its weights and scan directions; any other
+    mixer runs on flipped copies (once on a doubled batch when gradients are needed).
     """
 
     def __init__(self, submodule: nn.Module):
@@ -58,6 +61,8 @@ class RCPSMixer(nn.Module):
 
     def forward(self, x):
         a, b = x.chunk(2, dim=-1)
+        if getattr(self.submodule, "computes_rc", False):
+            return torch.cat([self.submodule(a), self.submodule(b, rc=True)], dim=-1)
         if torch.is_grad_enabled():
             out_a, out_b = self.submodule(torch.cat([a, rc_half(b)], dim=0)).chunk(2, dim=0)
         else:  # inference: one strand at a time halves the peak memory at long context

@@ -73,7 +73,7 @@ def resolve_backend(backend, device, dtype=None):
 
 
 def selective_scan(
-    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="auto"
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="auto", reverse=False
 ):
     """Mamba's selective scan with a real diagonal A.
 
@@ -87,6 +87,9 @@ def selective_scan(
         delta_bias: (d_inner,) added before the softplus, optional.
         delta_softplus: apply softplus to ``delta + delta_bias``.
         backend: one of ``BACKENDS``; "auto" as described in :func:`resolve_backend`.
+        reverse: run the recurrence from the last position to the first; equals
+            ``flip(scan(flip(u), flip(delta), ...))`` along L, computed without flipped copies
+            (mamba-ssm's kernel has no such flag: it gets flipped copies).
 
     Returns:
         (batch, d_inner, L) tensor in u's dtype.
@@ -94,21 +97,24 @@ def selective_scan(
     backend = resolve_backend(backend, u.device, u.dtype)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if backend == "reference":
-        return selective_scan_reference(*args)
+        return selective_scan_reference(*args, reverse=reverse)
     if backend == "torch":
         from .torch_scan import selective_scan_torch
 
-        return selective_scan_torch(*args)
+        return selective_scan_torch(*args, reverse=reverse)
     if backend == "cpu":
         from .cpu import selective_scan_cpu
 
-        return selective_scan_cpu(*args)
+        return selective_scan_cpu(*args, reverse=reverse)
     if backend == "triton":
         from .triton_scan import selective_scan_triton
 
-        return selective_scan_triton(*args)
+        return selective_scan_triton(*args, reverse=reverse)
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
+    if reverse:
+        flipped = [t.flip(-1) if t is not None and t.dim() == 3 else t for t in args[:7]]
+        return selective_scan_fn(*flipped, *args[7:]).flip(-1)
     return selective_scan_fn(*args)
 
 

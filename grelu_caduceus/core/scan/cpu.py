@@ -7,8 +7,14 @@ and is never written out for the whole sequence: the forward pass stores it only
 (every ``CHUNK`` positions) when gradients are needed, and the backward pass recomputes each chunk
 from its boundary state and runs the adjoint recurrence in reverse.
 
+The bias and softplus of the step size, the D skip and the z gate are fused into both kernels, so a
+training step runs no separate elementwise passes for them. ``reverse`` runs either kernel from the
+last position to the first in place (the reverse direction of BiMamba), without flipped copies.
+
 exp() is a vectorisable polynomial (relative error ~1e-7): LLVM cannot vectorise libm's exp without
-a vector math library, and it is the inner loop's main cost.
+a vector math library, and it is the inner loop's main cost. (Intel's SVML, pip package ``icc_rt``,
+would not help: the llvmlite wheels on PyPI are built without SVML support,
+``llvmlite.binding.has_svml`` is False.)
 """
 
 import numba as nb
@@ -76,148 +82,244 @@ def _softplus(x):
 
 
 # ----------------------------------------------------------------------------------------------
-# Selective scan. Arrays: u, dt, z, y: (B, L, D) contiguous; At: (N, D); Bm, Cm: (B, L, N);
-# states: (B, n_chunks, N, D). dt is already softplus(delta + bias).
+# Selective scan. Arrays: u, delta, z, y: (B, L, D) channels-last (z may be a strided channel slice);
+# At: (N, D); Bm, Cm: (B, L, N); states: (B, n_chunks, N, D). The step size is
+# dt = softplus(delta + bias) (just delta + bias without softplus), computed inside the kernels.
+# ``reverse`` runs the recurrence from position L-1 to 0: the kernels walk "steps" s = 0 .. L-1 and
+# read and write position t = L-1-s, so a reversed scan needs no flipped copies. Chunks of CHUNK
+# steps (for the saved states) are counted in step order.
 # ----------------------------------------------------------------------------------------------
 
 
+@nb.njit(inline="always", **_JIT)
+def _step_size(raw, softplus):
+    return _softplus(raw) if softplus else raw
+
+
 @nb.njit(parallel=True, **_JIT)
-def _scan_fwd(u, dt, At, Bm, Cm, Dskip, z, bias, softplus, has_z, save_states, y, states):
-    """dt is used as softplus(dt + bias) if ``softplus`` (inference path), else as given."""
+def _scan_fwd(u, delta, At, Bm, Cm, Dskip, z, bias, softplus, has_z, save_states, reverse, group, y, states):
+    """A task owns ``group`` consecutive blocks of LANES channels and steps them together, position
+    by position: each step then reads and writes group * LANES contiguous channels of a row, which
+    the hardware prefetchers follow (one block per task, 64 bytes per 2 KB row at d_inner 512, ran
+    at memory latency, 2-4x slower)."""
     n_batch, L, nd = u.shape
     N = At.shape[0]
     n_blocks = (nd + LANES - 1) // LANES
-    for task in nb.prange(n_batch * n_blocks):
-        b = task // n_blocks
-        c0 = (task % n_blocks) * LANES
-        h = np.zeros((N, LANES), dtype=np.float32)
-        if save_states:
-            states[b, 0, :, c0 : c0 + LANES] = h
-        a = At[:, c0 : c0 + LANES].copy()
-        dlane = Dskip[c0 : c0 + LANES]  # zeros when there is no D
-        blane = bias[c0 : c0 + LANES]
+    n_groups = (n_blocks + group - 1) // group
+    for task in nb.prange(n_batch * n_groups):
+        b = task // n_groups
+        k0 = (task % n_groups) * group
+        nk = min(n_blocks, k0 + group) - k0
+        h = np.zeros((nk, N, LANES), dtype=np.float32)
+        a = np.empty((nk, N, LANES), dtype=np.float32)
+        dlane = np.empty((nk, LANES), dtype=np.float32)  # zeros when there is no D
+        blane = np.empty((nk, LANES), dtype=np.float32)  # zeros when there is no bias
+        for k in range(nk):
+            c0 = (k0 + k) * LANES
+            a[k] = At[:, c0 : c0 + LANES]
+            dlane[k] = Dskip[c0 : c0 + LANES]
+            blane[k] = bias[c0 : c0 + LANES]
+            if save_states:
+                states[b, 0, :, c0 : c0 + LANES] = 0.0
         dtv = np.empty(LANES, dtype=np.float32)
         dtu = np.empty(LANES, dtype=np.float32)
         acc = np.empty(LANES, dtype=np.float32)
-        for t in range(L):
-            urow = u[b, t, c0 : c0 + LANES]
-            dtrow = dt[b, t, c0 : c0 + LANES]
-            if softplus:
-                for j in range(LANES):
-                    dtv[j] = _softplus(dtrow[j] + blane[j])
-            else:
-                for j in range(LANES):
-                    dtv[j] = dtrow[j]
-            for j in range(LANES):
-                dtu[j] = dtv[j] * urow[j]
-                acc[j] = dlane[j] * urow[j]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
             brow = Bm[b, t]
             crow = Cm[b, t]
-            for n in range(N):
-                bn = brow[n]
-                cn = crow[n]
+            for k in range(nk):
+                c0 = (k0 + k) * LANES
+                hk = h[k]
+                ak = a[k]
+                urow = u[b, t, c0 : c0 + LANES]
+                drow = delta[b, t, c0 : c0 + LANES]
                 for j in range(LANES):
-                    h[n, j] = _exp(dtv[j] * a[n, j]) * h[n, j] + dtu[j] * bn
-                    acc[j] += h[n, j] * cn
-            yrow = y[b, t, c0 : c0 + LANES]
-            for j in range(LANES):
-                yrow[j] = acc[j]
-            if save_states and (t + 1) % CHUNK == 0 and t + 1 < L:
-                states[b, (t + 1) // CHUNK, :, c0 : c0 + LANES] = h
-        if has_z:  # a separate pass: a branch inside the scan loop stops it vectorising
-            for t in range(L):
+                    dtv[j] = _step_size(drow[j] + blane[k, j], softplus)
+                for j in range(LANES):
+                    dtu[j] = dtv[j] * urow[j]
+                    acc[j] = dlane[k, j] * urow[j]
+                for n in range(N):
+                    bn = brow[n]
+                    cn = crow[n]
+                    for j in range(LANES):
+                        hk[n, j] = _exp(dtv[j] * ak[n, j]) * hk[n, j] + dtu[j] * bn
+                        acc[j] += hk[n, j] * cn
                 yrow = y[b, t, c0 : c0 + LANES]
-                zrow = z[b, t, c0 : c0 + LANES]
-                for j in range(LANES):
-                    yrow[j] *= zrow[j] * _sigmoid(zrow[j])
+                if has_z:
+                    zrow = z[b, t, c0 : c0 + LANES]
+                    for j in range(LANES):
+                        yrow[j] = acc[j] * zrow[j] * _sigmoid(zrow[j])
+                else:
+                    for j in range(LANES):
+                        yrow[j] = acc[j]
+            if save_states and (s + 1) % CHUNK == 0 and s + 1 < L:
+                for k in range(nk):
+                    c0 = (k0 + k) * LANES
+                    states[b, (s + 1) // CHUNK, :, c0 : c0 + LANES] = h[k]
+
+
+def _fwd_group(n_batch, n_blocks, d_state):
+    """Channel blocks per forward task: enough tasks for the threads, with the task's states and A
+    (2 * 4 * d_state * LANES bytes per block) within 32 KB of L1: 16 blocks at d_state 16."""
+    tasks_per_batch = max(1, -(-nb.get_num_threads() // n_batch))
+    fits = max(1, FWD_STATE_BYTES // (8 * d_state * LANES))
+    return max(1, min(fits, -(-n_blocks // tasks_per_batch)))
+
+
+FWD_STATE_BYTES = 32 * 1024
 
 
 @nb.njit(parallel=True, **_JIT)
-def _scan_bwd(u, dt, At, Bm, Cm, Dskip, states, dout, du_out, ddt, dAt, dB_part, dC_part, dD, n_groups):
-    """Adjoint of _scan_fwd. Channels are split into ``n_groups`` contiguous groups, one task each,
-    so per-channel gradients (dA, dD) need no atomics; dB and dC, which sum over channels, go to the
-    group's own partial buffer (n_groups, B, L, N), summed by the caller."""
+def _scan_bwd(u, delta, At, Bm, Cm, Dskip, z, bias, softplus, has_z, reverse, states, dout,
+              du_out, ddelta, dAt, dB_part, dC_part, dD, dz, dbias, n_groups, group):
+    """Adjoint of _scan_fwd, with the bias, softplus, D skip and z gate fused in.
+
+    Channels are split into ``n_groups`` contiguous groups, one task each, so per-channel gradients
+    (dA, dD, dbias) need no atomics; dB and dC, which sum over channels, go to the group's own
+    partial buffer (n_groups, B, L, N), summed by the caller. Inside a group, ``group`` blocks of
+    LANES channels are stepped together (contiguous reads and writes per step, as in _scan_fwd).
+    Each chunk's states are recomputed from the state saved at its start and kept (CHUNK + 1
+    states per block, in L2); the decays are recomputed where they are needed rather than stored."""
     n_batch, L, nd = u.shape
     N = At.shape[0]
     n_blocks = (nd + LANES - 1) // LANES
     per = (n_blocks + n_groups - 1) // n_groups
     n_chunks = (L + CHUNK - 1) // CHUNK
     for g in nb.prange(n_groups):
-        hs = np.empty((CHUNK + 1, N, LANES), dtype=np.float32)  # states inside one chunk
-        decay = np.empty((CHUNK, N, LANES), dtype=np.float32)
-        dh = np.empty((N, LANES), dtype=np.float32)
-        da = np.zeros((N, LANES), dtype=np.float32)
-        ddlane = np.zeros(LANES, dtype=np.float32)
+        hs = np.empty((group, CHUNK + 1, N, LANES), dtype=np.float32)  # states inside one chunk
+        dts = np.empty((group, CHUNK, LANES), dtype=np.float32)  # step sizes inside one chunk
+        ypre = np.empty((group, CHUNK, LANES), dtype=np.float32)  # ungated outputs inside one chunk
+        dh = np.empty((group, N, LANES), dtype=np.float32)
+        da = np.empty((group, N, LANES), dtype=np.float32)
+        a = np.empty((group, N, LANES), dtype=np.float32)
+        dlane = np.empty((group, LANES), dtype=np.float32)  # zeros when there is no D
+        blane = np.empty((group, LANES), dtype=np.float32)  # zeros when there is no bias
+        ddlane = np.empty((group, LANES), dtype=np.float32)
+        dblane = np.empty((group, LANES), dtype=np.float32)
         uv = np.empty(LANES, dtype=np.float32)
-        dtv = np.empty(LANES, dtype=np.float32)
         dtu = np.empty(LANES, dtype=np.float32)
+        acc = np.empty(LANES, dtype=np.float32)
         gy = np.empty(LANES, dtype=np.float32)
         gdt = np.empty(LANES, dtype=np.float32)
         gdtu = np.empty(LANES, dtype=np.float32)
-        for blk in range(g * per, min(n_blocks, (g + 1) * per)):
-            c0 = blk * LANES
-            a = At[:, c0 : c0 + LANES].copy()
-            dlane = Dskip[c0 : c0 + LANES]  # zeros when there is no D
+        g_end = min(n_blocks, (g + 1) * per)
+        for k0 in range(g * per, g_end, group):
+            nk = min(g_end, k0 + group) - k0
+            for k in range(nk):
+                c0 = (k0 + k) * LANES
+                a[k] = At[:, c0 : c0 + LANES]
+                dlane[k] = Dskip[c0 : c0 + LANES]
+                blane[k] = bias[c0 : c0 + LANES]
             da[:] = 0.0
             ddlane[:] = 0.0
+            dblane[:] = 0.0
             for b in range(n_batch):
                 dh[:] = 0.0
-                for k in range(n_chunks - 1, -1, -1):
-                    t0 = k * CHUNK
-                    t1 = min(L, t0 + CHUNK)
-                    hs[0] = states[b, k, :, c0 : c0 + LANES]
-                    for t in range(t0, t1):  # recompute this chunk's states and decays
-                        i = t - t0
-                        urow = u[b, t, c0 : c0 + LANES]
-                        dtrow = dt[b, t, c0 : c0 + LANES]
-                        for j in range(LANES):
-                            dtu[j] = dtrow[j] * urow[j]
-                        brow = Bm[b, t]
-                        for n in range(N):
-                            bn = brow[n]
-                            for j in range(LANES):
-                                d = _exp(dtrow[j] * a[n, j])
-                                decay[i, n, j] = d
-                                hs[i + 1, n, j] = d * hs[i, n, j] + dtu[j] * bn
-                    for t in range(t1 - 1, t0 - 1, -1):
-                        i = t - t0
-                        urow = u[b, t, c0 : c0 + LANES]
-                        dtrow = dt[b, t, c0 : c0 + LANES]
-                        gorow = dout[b, t, c0 : c0 + LANES]
-                        for j in range(LANES):
-                            uv[j] = urow[j]
-                            dtv[j] = dtrow[j]
-                            gy[j] = gorow[j]
+                for ch in range(n_chunks - 1, -1, -1):
+                    s0 = ch * CHUNK
+                    s1 = min(L, s0 + CHUNK)
+                    for k in range(nk):
+                        c0 = (k0 + k) * LANES
+                        hs[k, 0] = states[b, ch, :, c0 : c0 + LANES]
+                    for s in range(s0, s1):  # recompute this chunk's step sizes and states
+                        i = s - s0
+                        t = L - 1 - s if reverse else s
                         brow = Bm[b, t]
                         crow = Cm[b, t]
-                        for j in range(LANES):
-                            ddlane[j] += gy[j] * uv[j]
-                            dtu[j] = dtv[j] * uv[j]
-                            gdt[j] = 0.0
-                            gdtu[j] = 0.0
-                        for n in range(N):
-                            bn = brow[n]
-                            cn = crow[n]
-                            acc_b = np.float32(0.0)
-                            acc_c = np.float32(0.0)
+                        for k in range(nk):
+                            c0 = (k0 + k) * LANES
+                            hk = hs[k]
+                            ak = a[k]
+                            dtk = dts[k]
+                            urow = u[b, t, c0 : c0 + LANES]
+                            drow = delta[b, t, c0 : c0 + LANES]
                             for j in range(LANES):
-                                acc_c += gy[j] * hs[i + 1, n, j]
-                                dhn = dh[n, j] + gy[j] * cn
-                                g_dec = dhn * hs[i, n, j] * decay[i, n, j]
-                                gdt[j] += g_dec * a[n, j]
-                                da[n, j] += g_dec * dtv[j]
-                                gdtu[j] += dhn * bn
-                                acc_b += dhn * dtu[j]
-                                dh[n, j] = dhn * decay[i, n, j]
-                            dB_part[g, b, t, n] += acc_b
-                            dC_part[g, b, t, n] += acc_c
-                        ddtrow = ddt[b, t, c0 : c0 + LANES]
-                        durow = du_out[b, t, c0 : c0 + LANES]
-                        for j in range(LANES):
-                            ddtrow[j] = gdt[j] + gdtu[j] * uv[j]
-                            durow[j] = dlane[j] * gy[j] + gdtu[j] * dtv[j]
-            dAt[:, c0 : c0 + LANES] = da
-            dD[c0 : c0 + LANES] = ddlane
+                                dtk[i, j] = _step_size(drow[j] + blane[k, j], softplus)
+                            for j in range(LANES):
+                                dtu[j] = dtk[i, j] * urow[j]
+                                acc[j] = dlane[k, j] * urow[j]
+                            for n in range(N):
+                                bn = brow[n]
+                                cn = crow[n]
+                                for j in range(LANES):
+                                    hn = _exp(dtk[i, j] * ak[n, j]) * hk[i, n, j] + dtu[j] * bn
+                                    hk[i + 1, n, j] = hn
+                                    acc[j] += hn * cn
+                            for j in range(LANES):
+                                ypre[k, i, j] = acc[j]
+                    for s in range(s1 - 1, s0 - 1, -1):
+                        i = s - s0
+                        t = L - 1 - s if reverse else s
+                        brow = Bm[b, t]
+                        crow = Cm[b, t]
+                        for k in range(nk):
+                            c0 = (k0 + k) * LANES
+                            hk = hs[k]
+                            ak = a[k]
+                            dtk = dts[k]
+                            dhk = dh[k]
+                            dak = da[k]
+                            urow = u[b, t, c0 : c0 + LANES]
+                            gorow = dout[b, t, c0 : c0 + LANES]
+                            for j in range(LANES):
+                                uv[j] = urow[j]
+                                gy[j] = gorow[j]
+                            if has_z:
+                                zrow = z[b, t, c0 : c0 + LANES]
+                                dzrow = dz[b, t, c0 : c0 + LANES]
+                                for j in range(LANES):
+                                    zj = zrow[j]
+                                    sg = _sigmoid(zj)
+                                    dzrow[j] = gy[j] * ypre[k, i, j] * sg * (_ONE + zj * (_ONE - sg))
+                                    gy[j] = gy[j] * zj * sg
+                            for j in range(LANES):
+                                ddlane[k, j] += gy[j] * uv[j]
+                                dtu[j] = dtk[i, j] * uv[j]
+                                gdt[j] = 0.0
+                                gdtu[j] = 0.0
+                            for n in range(N):
+                                bn = brow[n]
+                                cn = crow[n]
+                                acc_b = np.float32(0.0)
+                                acc_c = np.float32(0.0)
+                                for j in range(LANES):
+                                    d = _exp(dtk[i, j] * ak[n, j])
+                                    acc_c += gy[j] * hk[i + 1, n, j]
+                                    dhn = dhk[n, j] + gy[j] * cn
+                                    g_dec = dhn * hk[i, n, j] * d
+                                    gdt[j] += g_dec * ak[n, j]
+                                    dak[n, j] += g_dec * dtk[i, j]
+                                    gdtu[j] += dhn * bn
+                                    acc_b += dhn * dtu[j]
+                                    dhk[n, j] = dhn * d
+                                dB_part[g, b, t, n] += acc_b
+                                dC_part[g, b, t, n] += acc_c
+                            drow = delta[b, t, c0 : c0 + LANES]
+                            ddrow = ddelta[b, t, c0 : c0 + LANES]
+                            durow = du_out[b, t, c0 : c0 + LANES]
+                            for j in range(LANES):
+                                gd = gdt[j] + gdtu[j] * uv[j]
+                                if softplus:  # d softplus(x) / dx = sigmoid(x)
+                                    gd *= _sigmoid(drow[j] + blane[k, j])
+                                ddrow[j] = gd
+                                dblane[k, j] += gd
+                                durow[j] = dlane[k, j] * gy[j] + gdtu[j] * dtk[i, j]
+            for k in range(nk):
+                c0 = (k0 + k) * LANES
+                dAt[:, c0 : c0 + LANES] = da[k]
+                dD[c0 : c0 + LANES] = ddlane[k]
+                dbias[c0 : c0 + LANES] = dblane[k]
+
+
+BWD_STATE_BYTES = 1024 * 1024  # the backward's recomputed states per task, within L2
+
+
+def _bwd_group(n_blocks_per_group, d_state):
+    """Channel blocks stepped together in the backward pass: a chunk's states (4 * d_state * LANES
+    bytes per position and block) within about BWD_STATE_BYTES (8 blocks at d_state 16)."""
+    fits = max(1, BWD_STATE_BYTES // (CHUNK * 4 * d_state * LANES))
+    return max(1, min(fits, n_blocks_per_group))
 
 
 def _n_groups(n_blocks):
@@ -230,118 +332,121 @@ def _channels_last(t, pad):
     return F.pad(t, (0, pad)) if pad else t.contiguous()
 
 
+def _channels_last_view(t, pad):
+    """(B, C, L) tensor -> float32 (B, L, C + pad) tensor whose channels are contiguous; a transposed
+    channel slice of a wider tensor (the mixer's z) is used in place."""
+    v = t.detach().transpose(1, 2)
+    if v.dtype == torch.float32 and v.stride(-1) == 1 and not pad:
+        return v
+    return _channels_last(t, pad)
+
+
 def _pad_last(t, pad):
     t = t.detach().to(torch.float32)
     return F.pad(t, (0, pad)) if pad else t.contiguous()
 
 
 class _CpuScan(torch.autograd.Function):
-    """Scan on softplus'ed step sizes; delta bias and softplus are applied by the caller in torch,
-    and so is the z gate when gradients are needed (the kernel fuses it only for inference).
-
-    Channels are zero-padded to a multiple of LANES (padded lanes have zero input and no effect)."""
+    """The whole scan in the kernels, forward and backward: delta bias, softplus, D skip and z gate
+    fused. Channels are zero-padded to a multiple of LANES (padded lanes have zero input and no
+    effect)."""
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C, D, z, bias=None, softplus=False):
+    def forward(ctx, u, delta, A, B, C, D, z, bias, softplus, reverse):
         batch, d_inner, L = u.shape
         pad = -d_inner % LANES
-        ul, dtl = _channels_last(u, pad), _channels_last(dt, pad)
+        ul, dl = _channels_last(u, pad), _channels_last(delta, pad)
         Bl, Cl = _channels_last(B, 0), _channels_last(C, 0)
         At = _pad_last(A.t(), pad)
         Dt = _pad_last(D, pad) if D is not None else torch.zeros(d_inner + pad)
-        zl = torch.zeros(1, 1, 1)
-        if z is not None:  # the gate is read in a separate pass, so a strided view costs no speed
-            zl = z.detach().transpose(1, 2)
-            zl = zl if zl.dtype == torch.float32 and zl.stride(-1) == 1 and not pad else _channels_last(z, pad)
+        bt = _pad_last(bias, pad) if bias is not None else torch.zeros(d_inner + pad)
+        zl = _channels_last_view(z, pad) if z is not None else torch.zeros(1, 1, 1)
         save = any(ctx.needs_input_grad)
         states = torch.empty(batch, (L + CHUNK - 1) // CHUNK if save else 1, A.shape[1], d_inner + pad)
         y = torch.empty(batch, L, d_inner + pad)
-        bt = _pad_last(bias, pad) if bias is not None else torch.zeros(d_inner + pad)
-        _scan_fwd(ul.numpy(), dtl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), zl.numpy(),
-                  bt.numpy(), softplus, z is not None, save, y.numpy(), states.numpy())
+        _scan_fwd(ul.numpy(), dl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), zl.numpy(),
+                  bt.numpy(), softplus, z is not None, save, reverse,
+                  _fwd_group(batch, ul.shape[-1] // LANES, A.shape[1]), y.numpy(), states.numpy())
         if save:
-            ctx.save_for_backward(ul, dtl, At, Bl, Cl, Dt, states)
-            ctx.has_D = D is not None
-            ctx.dtypes = tuple(None if t is None else t.dtype for t in (u, dt, A, B, C, D))
+            ctx.save_for_backward(ul, dl, At, Bl, Cl, Dt, zl, bt, states)
+            ctx.flags = (softplus, z is not None, reverse)
+            ctx.dtypes = tuple(None if t is None else t.dtype for t in (u, delta, A, B, C, D, z, bias))
         return y[..., :d_inner].transpose(1, 2).to(u.dtype)
 
     @staticmethod
     def backward(ctx, dout):
-        ul, dtl, At, Bl, Cl, Dt, states = ctx.saved_tensors
+        ul, dl, At, Bl, Cl, Dt, zl, bt, states = ctx.saved_tensors
+        softplus, has_z, reverse = ctx.flags
         batch, L, d_pad = ul.shape
         d_inner = dout.shape[1]
         N = At.shape[0]
         G = _n_groups(d_pad // LANES)
-        du, ddt = torch.empty_like(ul), torch.empty_like(dtl)
-        dAt, dD = torch.zeros_like(At), torch.zeros(d_pad)
+        du, ddelta = torch.empty_like(ul), torch.empty_like(dl)
+        dz = torch.empty_like(ul) if has_z else torch.zeros(1, 1, 1)
+        dAt, dD, dbias = torch.zeros_like(At), torch.zeros(d_pad), torch.zeros(d_pad)
         dB, dC = torch.zeros(G, batch, L, N), torch.zeros(G, batch, L, N)
-        _scan_bwd(ul.numpy(), dtl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), states.numpy(),
+        _scan_bwd(ul.numpy(), dl.numpy(), At.numpy(), Bl.numpy(), Cl.numpy(), Dt.numpy(), zl.numpy(),
+                  bt.numpy(), softplus, has_z, reverse, states.numpy(),
                   _channels_last(dout, d_pad - d_inner).numpy(),
-                  du.numpy(), ddt.numpy(), dAt.numpy(), dB.numpy(), dC.numpy(), dD.numpy(), G)
+                  du.numpy(), ddelta.numpy(), dAt.numpy(), dB.numpy(), dC.numpy(), dD.numpy(), dz.numpy(),
+                  dbias.numpy(), G, _bwd_group(-(-(d_pad // LANES) // G), N))
         c = slice(0, d_inner)
-        grads = [du[..., c].transpose(1, 2), ddt[..., c].transpose(1, 2), dAt[:, c].t(),
-                 dB.sum(0).transpose(1, 2), dC.sum(0).transpose(1, 2), dD[c] if ctx.has_D else None]
-        return tuple(g if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)) + (None, None, None)
+        grads = [du[..., c].transpose(1, 2), ddelta[..., c].transpose(1, 2), dAt[:, c].t(),
+                 dB.sum(0).transpose(1, 2), dC.sum(0).transpose(1, 2), dD[c],
+                 dz[..., c].transpose(1, 2) if has_z else None, dbias[c]]
+        return tuple(None if dtype is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)) + (None, None)
 
 
-def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, reverse=False):
     """Compiled CPU selective scan; arguments and shapes as ``grelu_caduceus.core.scan.selective_scan``.
 
+    Bias, softplus, D skip and z gate are fused into the kernels, in the forward and the backward
+    pass. ``reverse=True`` scans from the last position to the first without flipped copies.
     Fastest when u, delta, z are channels-last views (``u.transpose(1, 2).is_contiguous()``); the
     output is returned as such a view.
     """
     if u.device.type != "cpu":
         raise ValueError("The 'cpu' scan backend needs CPU tensors; use backend='auto' on other devices.")
-    tensors = (u, delta, A, B, C, D, z, delta_bias)
-    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
-        # Inference: bias, softplus and the gate are fused into the kernel.
-        if delta_softplus:
-            return _CpuScan.apply(u, delta, A, B, C, D, z, delta_bias, True)
-        if delta_bias is not None:
-            delta = delta + delta_bias[:, None].to(delta.dtype)
-        return _CpuScan.apply(u, delta, A, B, C, D, z)
-    # Training: bias, softplus and gate in torch (autograd), the scan's adjoint in the kernel.
-    if delta_bias is not None:
-        delta = delta + delta_bias[:, None].to(delta.dtype)
-    if delta_softplus:
-        delta = F.softplus(delta)
-    y = _CpuScan.apply(u, delta, A, B, C, D, None)
-    return y * F.silu(z) if z is not None else y
+    return _CpuScan.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(reverse))
 
 
 # ----------------------------------------------------------------------------------------------
 # Causal depthwise convolution + SiLU, channels-last: x, out: (B, L, D); wT: (K, D); bias: (D,).
+# ``reverse``: anti-causal (``flip(conv(flip(x)))``), computed in place like the scan: the kernels walk
+# steps s and read/write position L-1-s.
 # ----------------------------------------------------------------------------------------------
 T_BLOCK = 512
 
 
 @nb.njit(inline="always", **_JIT)
-def _conv_row(x, c_off, wT, bias, b, t, acc):
-    """acc[:] = bias + sum_k wT[k] * x[b, t - K + 1 + k, c_off:] (pre-activation of output position t).
+def _conv_row(x, c_off, wT, bias, b, t, acc, reverse):
+    """acc[:] = bias + sum_k wT[k] * x[b, t - K + 1 + k, c_off:] (pre-activation of output step t;
+    steps are positions, or positions counted from the end if ``reverse``).
 
     x may be wider than the convolution (channels c_off .. c_off + D are used), so the mixer's
     in_proj output is read in place."""
     K = wT.shape[0]
+    L = x.shape[1]
     acc[:] = bias
     for k in range(K):
         s = t - K + 1 + k
         if s >= 0:
-            xrow = x[b, s, c_off : c_off + acc.shape[0]]
+            xrow = x[b, L - 1 - s if reverse else s, c_off : c_off + acc.shape[0]]
             wrow = wT[k]
             for c in range(acc.shape[0]):
                 acc[c] += wrow[c] * xrow[c]
 
 
 @nb.njit(parallel=True, **_JIT)
-def _conv_silu_fwd(x, c_off, wT, bias, apply_silu, out):
+def _conv_silu_fwd(x, c_off, wT, bias, apply_silu, reverse, out):
     n_batch, L, nd = out.shape
     n_tb = (L + T_BLOCK - 1) // T_BLOCK
     for task in nb.prange(n_batch * n_tb):
         b, t0 = task // n_tb, (task % n_tb) * T_BLOCK
         acc = np.empty(nd, dtype=np.float32)
         for t in range(t0, min(L, t0 + T_BLOCK)):
-            _conv_row(x, c_off, wT, bias, b, t, acc)
-            orow = out[b, t]
+            _conv_row(x, c_off, wT, bias, b, t, acc, reverse)
+            orow = out[b, L - 1 - t if reverse else t]
             if apply_silu:
                 for c in range(nd):
                     orow[c] = acc[c] * _sigmoid(acc[c])
@@ -350,7 +455,7 @@ def _conv_silu_fwd(x, c_off, wT, bias, apply_silu, out):
 
 
 @nb.njit(parallel=True, **_JIT)
-def _conv_silu_bwd(x, c_off, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
+def _conv_silu_bwd(x, c_off, wT, bias, apply_silu, reverse, gout, gx, gw_part, gb_part):
     """gw_part (tasks, K, D) and gb_part (tasks, D): per-task partial sums, reduced by the caller."""
     n_batch, L, nd = gx.shape
     K = wT.shape[0]
@@ -361,10 +466,10 @@ def _conv_silu_bwd(x, c_off, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
         gpre = np.zeros((t1 - t0 + K - 1, nd), dtype=np.float32)  # also the K-1 positions after t1
         acc = np.empty(nd, dtype=np.float32)
         for t in range(t0, min(L, t1 + K - 1)):
-            grow = gout[b, t]
+            grow = gout[b, L - 1 - t if reverse else t]
             prow = gpre[t - t0]
             if apply_silu:
-                _conv_row(x, c_off, wT, bias, b, t, acc)
+                _conv_row(x, c_off, wT, bias, b, t, acc, reverse)
                 for c in range(nd):
                     sg = _sigmoid(acc[c])
                     prow[c] = grow[c] * sg * (_ONE + acc[c] * (_ONE - sg))
@@ -379,10 +484,10 @@ def _conv_silu_bwd(x, c_off, wT, bias, apply_silu, gout, gx, gw_part, gb_part):
             for k in range(K):
                 s = t - K + 1 + k
                 if s >= 0:
-                    xrow = x[b, s, c_off : c_off + nd]
+                    xrow = x[b, L - 1 - s if reverse else s, c_off : c_off + nd]
                     for c in range(nd):
                         gw[k, c] += prow[c] * xrow[c]
-            gxrow = gx[b, t]
+            gxrow = gx[b, L - 1 - t if reverse else t]
             gxrow[:] = 0.0
             for m in range(K):  # output t + m used x[t] with weight K - 1 - m
                 wrow = wT[K - 1 - m]
@@ -407,14 +512,15 @@ def _wider_parent(x):
 
 class _CpuConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, apply_silu):
+    def forward(ctx, x, weight, bias, apply_silu, reverse=False):
         parent, c_off = _wider_parent(x)
         wT = weight.detach().reshape(weight.shape[0], -1).t().float().contiguous()  # (K, D)
         b = bias.detach().float().contiguous() if bias is not None else torch.zeros(wT.shape[1])
         out = torch.empty(x.shape, dtype=torch.float32)
-        _conv_silu_fwd(parent.numpy(), c_off, wT.numpy(), b.numpy(), apply_silu, out.numpy())
+        _conv_silu_fwd(parent.numpy(), c_off, wT.numpy(), b.numpy(), apply_silu, reverse, out.numpy())
         ctx.save_for_backward(parent, wT, b)
-        ctx.c_off, ctx.apply_silu, ctx.has_bias, ctx.wshape, ctx.dtype = c_off, apply_silu, bias is not None, weight.shape, x.dtype
+        ctx.c_off, ctx.apply_silu, ctx.reverse = c_off, apply_silu, reverse
+        ctx.has_bias, ctx.wshape, ctx.dtype = bias is not None, weight.shape, x.dtype
         return out.to(x.dtype)
 
     @staticmethod
@@ -424,18 +530,20 @@ class _CpuConv(torch.autograd.Function):
         tasks = n_batch * ((L + T_BLOCK - 1) // T_BLOCK)
         gx = torch.empty(gout.shape, dtype=torch.float32)
         gw, gb = torch.zeros(tasks, *wT.shape), torch.zeros(tasks, nd)
-        _conv_silu_bwd(parent.numpy(), ctx.c_off, wT.numpy(), b.numpy(), ctx.apply_silu,
+        _conv_silu_bwd(parent.numpy(), ctx.c_off, wT.numpy(), b.numpy(), ctx.apply_silu, ctx.reverse,
                        gout.float().contiguous().numpy(), gx.numpy(), gw.numpy(), gb.numpy())
         gweight = gw.sum(0).t().reshape(ctx.wshape)
-        return gx.to(ctx.dtype), gweight, gb.sum(0) if ctx.has_bias else None, None
+        return gx.to(ctx.dtype), gweight, gb.sum(0) if ctx.has_bias else None, None, None
 
 
-def causal_conv1d_cpu(x, weight, bias=None, activation="silu"):
+def causal_conv1d_cpu(x, weight, bias=None, activation="silu", reverse=False):
     """Causal depthwise convolution (+ SiLU) on channels-last input.
 
     Args:
         x: (B, L, D). weight: (D, 1, K) or (D, K). bias: (D,) or None. activation: "silu" or None.
+        reverse: anti-causal, ``flip(conv(flip(x)))`` along L: ``x[t + K - 1 - k]`` instead of
+            ``x[t - K + 1 + k]``, computed without flipped copies.
     Returns:
         (B, L, D): ``out[t] = act(bias + sum_k weight[:, k] * x[t - K + 1 + k])``.
     """
-    return _CpuConv.apply(x, weight, bias, activation == "silu")
+    return _CpuConv.apply(x, weight, bias, activation == "silu", bool(reverse))

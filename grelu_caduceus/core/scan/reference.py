@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 
 def selective_scan_reference(
-    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, reverse=False
 ):
     """Selective scan of Mamba with a real diagonal A, computed in float64.
 
@@ -22,6 +22,8 @@ def selective_scan_reference(
         z: gate, (batch, d_inner, L), optional: output is multiplied by silu(z).
         delta_bias: (d_inner,), added to delta before the softplus.
         delta_softplus: apply softplus to delta (+ bias).
+        reverse: run the recurrence from the last position to the first,
+            ``h[t] = exp(dt[t] A) h[t+1] + dt[t] B[t] u[t]``, i.e. ``flip(scan(flip(inputs)))``.
 
     Returns:
         y: (batch, d_inner, L) in u's dtype. Differentiable (through float64 autograd).
@@ -34,11 +36,11 @@ def selective_scan_reference(
         delta = F.softplus(delta)
     batch, d_inner, L = u.shape
     h = u.new_zeros(batch, d_inner, A.shape[1])
-    ys = []
-    for t in range(L):
+    ys = [None] * L
+    for t in (range(L - 1, -1, -1) if reverse else range(L)):
         decay = torch.exp(delta[:, :, t, None] * A)  # (batch, d_inner, d_state)
         h = decay * h + (delta[:, :, t] * u[:, :, t])[..., None] * B[:, None, :, t]
-        ys.append((h * C[:, None, :, t]).sum(-1))
+        ys[t] = (h * C[:, None, :, t]).sum(-1)
     y = torch.stack(ys, dim=-1)
     if D is not None:
         y = y + D.double()[None, :, None] * u

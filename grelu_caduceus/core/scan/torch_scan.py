@@ -22,8 +22,8 @@ def _compute_dtype(*tensors):
     return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-def _scan_chunk(h, u, dt, A, B, C):
-    """Scan one chunk from the state ``h``.
+def _scan_chunk(h, u, dt, A, B, C, reverse=False):
+    """Scan one chunk from the state ``h`` (from its last position to its first if ``reverse``).
 
     Args:
         h: (batch, d_inner, d_state) state before the chunk's first position.
@@ -33,15 +33,16 @@ def _scan_chunk(h, u, dt, A, B, C):
 
     Returns:
         y: (batch, d_inner, T) the state read-out ``sum_n C h`` (no skip, no gate);
-        h: (batch, d_inner, d_state) state after the chunk's last position.
+        h: (batch, d_inner, d_state) state after the chunk's last position (first if ``reverse``).
     """
     # (batch, d_inner, T, d_state): bounded by the chunk length, not by L.
     decay = torch.exp(dt.unsqueeze(-1) * A[:, None, :])
     drive = (dt * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)
-    states = []
-    for t in range(u.shape[-1]):
+    T = u.shape[-1]
+    states = [None] * T
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h = torch.addcmul(drive[:, :, t], decay[:, :, t], h)
-        states.append(h)
+        states[t] = h
     states = torch.stack(states, dim=2)  # (batch, d_inner, T, d_state)
     y = torch.einsum("bdtn,bnt->bdt", states, C)
     return y, h
@@ -57,6 +58,7 @@ def selective_scan_torch(
     z=None,
     delta_bias=None,
     delta_softplus=False,
+    reverse=False,
     chunk_size=DEFAULT_CHUNK,
 ):
     """Mamba's selective scan (real diagonal A) in plain PyTorch.
@@ -70,6 +72,7 @@ def selective_scan_torch(
         z: (batch, d_inner, L) gate, optional: the output is ``y * silu(z)``.
         delta_bias: (d_inner,) added to delta before the softplus, optional.
         delta_softplus: apply softplus to ``delta + delta_bias``.
+        reverse: scan from the last position to the first (``flip(scan(flip(inputs)))``, no copies).
         chunk_size: positions per chunk (memory/recompute granularity).
 
     Returns:
@@ -79,10 +82,10 @@ def selective_scan_torch(
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     # Under mixed precision the einsum below would otherwise run in bfloat16/float16.
     with torch.autocast(device_type=u.device.type, enabled=False):
-        return _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size)
+        return _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size, reverse)
 
 
-def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size):
+def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size, reverse):
     out_dtype = u.dtype
     work = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
     u_w, dt, A_w, B_w, C_w = (t.to(work) for t in (u, delta, A, B, C))
@@ -96,16 +99,17 @@ def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size):
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
     )
-    outputs = []
-    for start in range(0, L, chunk_size):
-        part = slice(start, min(start + chunk_size, L))
-        args = (h, u_w[..., part], dt[..., part], A_w, B_w[..., part], C_w[..., part])
+    starts = list(range(0, L, chunk_size))
+    outputs = [None] * len(starts)
+    for i in (reversed(range(len(starts))) if reverse else range(len(starts))):
+        part = slice(starts[i], min(starts[i] + chunk_size, L))
+        args = (h, u_w[..., part], dt[..., part], A_w, B_w[..., part], C_w[..., part], reverse)
         if needs_grad:
             # Only the boundary state is kept; the chunk is recomputed in backward.
             y, h = checkpoint(_scan_chunk, *args, use_reentrant=False)
         else:
             y, h = _scan_chunk(*args)
-        outputs.append(y)
+        outputs[i] = y
     y = torch.cat(outputs, dim=-1)
     if D is not None:
         y = y + D.to(work)[None, :, None] * u_w

@@ -19,6 +19,10 @@ still fills the GPU. Forward, three launches:
 3. ``_fwd_chunk_output``: every chunk scans its positions (``tl.associative_scan``) from its
    correct entering state and writes y with the D skip and the z gate fused in.
 
+With ``reverse=True`` the recurrence runs from the last position to the first
+(``h[t] = exp(dt[t] A) h[t+1] + ...``): every kernel works on steps s and reads and writes position
+L - 1 - s, so the chunks, carries and adjoints above are the same code in step order.
+
 Backward mirrors this in reverse for the adjoint ``g[t] = dL/dh[t]``: chunk-local adjoints
 (``_bwd_chunk_start_adjoint``), a right-to-left carry (``_bwd_chunk_carry``), then
 ``_bwd_chunk_grads`` recomputes h and g inside each chunk and writes du, ddelta, dz and
@@ -139,6 +143,15 @@ if HAVE_TRITON:
         return bias
 
     @triton.jit
+    def _position(t, L, REVERSE: tl.constexpr):
+        """Position of step t: t itself, or L - 1 - t for a scan that runs from the end (REVERSE)."""
+        if REVERSE:
+            pos = L - 1 - t
+        else:
+            pos = t
+        return pos
+
+    @triton.jit
     def _offsets(b, rows, t, stride_b, stride_row, stride_l):
         """(rows, block_l) element offsets of a (batch, rows, L) tensor with any strides."""
         return b * stride_b + rows[:, None].to(tl.int64) * stride_row + t[None, :].to(tl.int64) * stride_l
@@ -160,7 +173,7 @@ if HAVE_TRITON:
         u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr, end_state_ptr, dt_sum_ptr,
         DIM, N, L, N_CHUNKS,
         su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sB_b, sB_n, sB_l,
-        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Per chunk: end state from a zero start, (batch, chunk, d, n); and sum of dt, (batch, chunk, d)."""
@@ -168,16 +181,17 @@ if HAVE_TRITON:
         chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
         n = tl.arange(0, N_PAD)
-        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
+        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)  # steps; positions tp (reversed if REVERSE)
+        tp = _position(t, L, REVERSE)
         d_ok, n_ok, t_ok = d < DIM, n < N, t < L
         dn_ok = d_ok[:, None] & n_ok[None, :]
         dt_mask = d_ok[:, None] & t_ok[None, :]
 
         A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
         bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-        dt, _ = _load_dt(delta_ptr, _offsets(b, d, t, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + _offsets(b, d, t, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
-        Bm = tl.load(B_ptr + _offsets(b, n, t, sB_b, sB_n, sB_l), mask=n_ok[:, None] & t_ok[None, :],
+        dt, _ = _load_dt(delta_ptr, _offsets(b, d, tp, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + _offsets(b, d, tp, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
+        Bm = tl.load(B_ptr + _offsets(b, n, tp, sB_b, sB_n, sB_l), mask=n_ok[:, None] & t_ok[None, :],
                      other=0.0).to(tl.float32)
 
         # Decay from just after position t to the chunk end: exp(A * sum_{s > t} dt[s]).
@@ -230,7 +244,7 @@ if HAVE_TRITON:
         DIM, N, L, N_CHUNKS,
         su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sB_b, sB_n, sB_l, sC_b, sC_n, sC_l,
         sy_b, sy_d, sy_l,
-        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """y for one (channel block, chunk, batch), scanning from the chunk's entering state."""
@@ -238,7 +252,8 @@ if HAVE_TRITON:
         chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
         n = tl.arange(0, N_PAD)
-        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
+        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)  # steps; positions tp (reversed if REVERSE)
+        tp = _position(t, L, REVERSE)
         d_ok, n_ok, t_ok = d < DIM, n < N, t < L
         dn_ok = d_ok[:, None] & n_ok[None, :]
         dt_mask = d_ok[:, None] & t_ok[None, :]
@@ -246,10 +261,10 @@ if HAVE_TRITON:
 
         A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
         bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-        dt, _ = _load_dt(delta_ptr, _offsets(b, d, t, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + _offsets(b, d, t, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
-        Bm = tl.load(B_ptr + _offsets(b, n, t, sB_b, sB_n, sB_l), mask=nt_mask, other=0.0).to(tl.float32)
-        Cm = tl.load(C_ptr + _offsets(b, n, t, sC_b, sC_n, sC_l), mask=nt_mask, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(delta_ptr, _offsets(b, d, tp, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + _offsets(b, d, tp, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
+        Bm = tl.load(B_ptr + _offsets(b, n, tp, sB_b, sB_n, sB_l), mask=nt_mask, other=0.0).to(tl.float32)
+        Cm = tl.load(C_ptr + _offsets(b, n, tp, sC_b, sC_n, sC_l), mask=nt_mask, other=0.0).to(tl.float32)
         h0 = tl.load(start_state_ptr + ((b * N_CHUNKS + chunk) * DIM + d[:, None]) * N + n[None, :],
                      mask=dn_ok, other=0.0)
 
@@ -261,16 +276,16 @@ if HAVE_TRITON:
         if HAS_D:
             y = y + tl.load(D_ptr + d, mask=d_ok, other=0.0).to(tl.float32)[:, None] * u
         if HAS_Z:
-            zv = tl.load(z_ptr + _offsets(b, d, t, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
+            zv = tl.load(z_ptr + _offsets(b, d, tp, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
             y = y * zv * _sigmoid(zv)
-        tl.store(y_ptr + _offsets(b, d, t, sy_b, sy_d, sy_l), y.to(y_ptr.dtype.element_ty), mask=dt_mask)
+        tl.store(y_ptr + _offsets(b, d, tp, sy_b, sy_d, sy_l), y.to(y_ptr.dtype.element_ty), mask=dt_mask)
 
     @triton.jit
     def _bwd_chunk_start_adjoint(
         delta_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, dy_ptr, start_adjoint_ptr,
         DIM, N, L, N_CHUNKS,
         sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sC_b, sC_n, sC_l, sdy_b, sdy_d, sdy_l,
-        HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+        HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Per chunk, with no adjoint flowing in from the right: the adjoint that leaves the chunk
@@ -279,19 +294,20 @@ if HAVE_TRITON:
         chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
         n = tl.arange(0, N_PAD)
-        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
+        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)  # steps; positions tp (reversed if REVERSE)
+        tp = _position(t, L, REVERSE)
         d_ok, n_ok, t_ok = d < DIM, n < N, t < L
         dn_ok = d_ok[:, None] & n_ok[None, :]
         dt_mask = d_ok[:, None] & t_ok[None, :]
 
         A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
         bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-        dt, _ = _load_dt(delta_ptr, _offsets(b, d, t, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
-        dy = tl.load(dy_ptr + _offsets(b, d, t, sdy_b, sdy_d, sdy_l), mask=dt_mask, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(delta_ptr, _offsets(b, d, tp, sdt_b, sdt_d, sdt_l), dt_mask, bias, HAS_BIAS, SOFTPLUS)
+        dy = tl.load(dy_ptr + _offsets(b, d, tp, sdy_b, sdy_d, sdy_l), mask=dt_mask, other=0.0).to(tl.float32)
         if HAS_Z:
-            zv = tl.load(z_ptr + _offsets(b, d, t, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
+            zv = tl.load(z_ptr + _offsets(b, d, tp, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
             dy = dy * zv * _sigmoid(zv)
-        Cm = tl.load(C_ptr + _offsets(b, n, t, sC_b, sC_n, sC_l), mask=n_ok[:, None] & t_ok[None, :],
+        Cm = tl.load(C_ptr + _offsets(b, n, tp, sC_b, sC_n, sC_l), mask=n_ok[:, None] & t_ok[None, :],
                      other=0.0).to(tl.float32)
 
         weight = tl.exp(A[:, :, None] * tl.cumsum(dt, axis=1)[:, None, :])
@@ -344,7 +360,7 @@ if HAVE_TRITON:
         DIM, N, L, N_CHUNKS, N_GROUPS, BATCH,
         su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sB_b, sB_n, sB_l, sC_b, sC_n, sC_l,
         sdy_b, sdy_d, sdy_l, sdu_b, sdu_d, sdu_l, sddt_b, sddt_d, sddt_l, sdz_b, sdz_d, sdz_l,
-        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
         BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """All gradients for one (batch, chunk) and the channel blocks of one group.
@@ -356,13 +372,14 @@ if HAVE_TRITON:
         chunk = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
         n = tl.arange(0, N_PAD)
-        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
+        t = chunk * BLOCK_L + tl.arange(0, BLOCK_L)  # steps; positions tp (reversed if REVERSE)
+        tp = _position(t, L, REVERSE)
         n_ok, t_ok = n < N, t < L
         nt_mask = n_ok[:, None] & t_ok[None, :]
         # dt at t + 1 inside this chunk gives the decay the adjoint picks up stepping from t + 1 to t.
         t_next_ok = ((t + 1) < L) & (tl.arange(0, BLOCK_L) < BLOCK_L - 1)
-        Bm = tl.load(B_ptr + _offsets(b, n, t, sB_b, sB_n, sB_l), mask=nt_mask, other=0.0).to(tl.float32)
-        Cm = tl.load(C_ptr + _offsets(b, n, t, sC_b, sC_n, sC_l), mask=nt_mask, other=0.0).to(tl.float32)
+        Bm = tl.load(B_ptr + _offsets(b, n, tp, sB_b, sB_n, sB_l), mask=nt_mask, other=0.0).to(tl.float32)
+        Cm = tl.load(C_ptr + _offsets(b, n, tp, sC_b, sC_n, sC_l), mask=nt_mask, other=0.0).to(tl.float32)
         dB_acc = tl.zeros((N_PAD, BLOCK_L), dtype=tl.float32)
         dC_acc = tl.zeros((N_PAD, BLOCK_L), dtype=tl.float32)
         row = b * N_CHUNKS + chunk
@@ -375,12 +392,13 @@ if HAVE_TRITON:
             dt_mask = d_ok[:, None] & t_ok[None, :]
             A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_ok, other=0.0).to(tl.float32)
             bias = _load_bias(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
-            dt_offs = _offsets(b, d, t, sdt_b, sdt_d, sdt_l)
+            dt_offs = _offsets(b, d, tp, sdt_b, sdt_d, sdt_l)
             dt, dt_raw = _load_dt(delta_ptr, dt_offs, dt_mask, bias, HAS_BIAS, SOFTPLUS)
-            dt_next, _ = _load_dt(delta_ptr, dt_offs + sdt_l, d_ok[:, None] & t_next_ok[None, :], bias,
+            next_offs = _offsets(b, d, _position(t + 1, L, REVERSE), sdt_b, sdt_d, sdt_l)
+            dt_next, _ = _load_dt(delta_ptr, next_offs, d_ok[:, None] & t_next_ok[None, :], bias,
                                   HAS_BIAS, SOFTPLUS)
-            u = tl.load(u_ptr + _offsets(b, d, t, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
-            dy = tl.load(dy_ptr + _offsets(b, d, t, sdy_b, sdy_d, sdy_l), mask=dt_mask, other=0.0).to(tl.float32)
+            u = tl.load(u_ptr + _offsets(b, d, tp, su_b, su_d, su_l), mask=dt_mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_ptr + _offsets(b, d, tp, sdy_b, sdy_d, sdy_l), mask=dt_mask, other=0.0).to(tl.float32)
             state_offs = (row * DIM + d[:, None]) * N + n[None, :]
             h0 = tl.load(start_state_ptr + state_offs, mask=dn_ok, other=0.0)
             g_in = tl.load(end_adjoint_ptr + state_offs, mask=dn_ok, other=0.0)
@@ -395,13 +413,13 @@ if HAVE_TRITON:
             if HAS_D:
                 Dv = tl.load(D_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
             if HAS_Z:
-                zv = tl.load(z_ptr + _offsets(b, d, t, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
+                zv = tl.load(z_ptr + _offsets(b, d, tp, sz_b, sz_d, sz_l), mask=dt_mask, other=0.0).to(tl.float32)
                 sig = _sigmoid(zv)
                 y_pre = tl.sum(h * Cm[None, :, :], axis=1)
                 if HAS_D:
                     y_pre = y_pre + Dv[:, None] * u
                 dz = dy * y_pre * sig * (1.0 + zv * (1.0 - sig))
-                tl.store(dz_ptr + _offsets(b, d, t, sdz_b, sdz_d, sdz_l), dz.to(dz_ptr.dtype.element_ty),
+                tl.store(dz_ptr + _offsets(b, d, tp, sdz_b, sdz_d, sdz_l), dz.to(dz_ptr.dtype.element_ty),
                          mask=dt_mask)
                 dy = dy * zv * sig
 
@@ -421,8 +439,8 @@ if HAVE_TRITON:
             if SOFTPLUS:
                 ddt = ddt * _sigmoid(dt_raw)
             ddt = tl.where(dt_mask, ddt, 0.0)
-            tl.store(du_ptr + _offsets(b, d, t, sdu_b, sdu_d, sdu_l), du.to(du_ptr.dtype.element_ty), mask=dt_mask)
-            tl.store(ddelta_ptr + _offsets(b, d, t, sddt_b, sddt_d, sddt_l), ddt.to(ddelta_ptr.dtype.element_ty),
+            tl.store(du_ptr + _offsets(b, d, tp, sdu_b, sdu_d, sdu_l), du.to(du_ptr.dtype.element_ty), mask=dt_mask)
+            tl.store(ddelta_ptr + _offsets(b, d, tp, sddt_b, sddt_d, sddt_l), ddt.to(ddelta_ptr.dtype.element_ty),
                      mask=dt_mask)
             if HAS_BIAS:
                 tl.store(dbias_part_ptr + row * DIM + d, tl.sum(ddt, axis=1), mask=d_ok)
@@ -430,7 +448,7 @@ if HAVE_TRITON:
             dB_acc += tl.sum(g_dt * u[:, None, :], axis=0)
             dC_acc += tl.sum(h * dy[:, None, :], axis=0)
 
-        part_offs = (group * BATCH + b) * N * L + n[:, None] * L + t[None, :]
+        part_offs = (group * BATCH + b) * N * L + n[:, None] * L + tp[None, :]
         tl.store(dB_part_ptr + part_offs, dB_acc, mask=nt_mask)
         tl.store(dC_part_ptr + part_offs, dC_acc, mask=nt_mask)
 
@@ -447,7 +465,7 @@ def _strides(t, fallback):
     return (t if t is not None else fallback).stride()
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg):
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, reverse, cfg):
     """Launch the three forward kernels; returns y, the chunk-entering states and the chunk dt sums."""
     batch, dim, L = u.shape
     N = A.shape[1]
@@ -457,7 +475,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg):
     dt_sum = torch.empty(batch, n_chunks, dim, **f32)
     start_state = torch.empty(batch, n_chunks, dim, N, **f32)
     y = _like(u)
-    flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus))
+    flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), REVERSE=bool(reverse))
     sizes = dict(BLOCK_D=cfg.fwd_d, N_PAD=cfg.n_pad, BLOCK_L=cfg.block_l, num_warps=cfg.fwd_warps)
     bias = delta_bias if delta_bias is not None else A
     grid = (triton.cdiv(dim, cfg.fwd_d), n_chunks, batch)
@@ -486,13 +504,13 @@ def _backward_groups(batch, n_chunks, dim, bwd_d, N, L):
     return max(1, min(groups, _MAX_PARTIAL_BYTES // max(per_group, 1)))
 
 
-def _backward(dy, u, delta, A, B, C, D, z, delta_bias, softplus, start_state, dt_sum, cfg):
+def _backward(dy, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, start_state, dt_sum, cfg):
     """Launch the three backward kernels; returns the gradients in argument order (None where absent)."""
     batch, dim, L = u.shape
     N = A.shape[1]
     n_chunks = start_state.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
-    flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus))
+    flags = dict(HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), REVERSE=bool(reverse))
     bias = delta_bias if delta_bias is not None else A
     z_arg = z if z is not None else u
 
@@ -543,22 +561,22 @@ class _SelectiveScanTriton(torch.autograd.Function):
     """autograd wrapper: keeps the inputs plus (batch, n_chunks, d_inner, d_state) chunk states."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, cfg):
-        y, start_state, dt_sum = _forward(u, delta, A, B, C, D, z, delta_bias, softplus, cfg)
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, reverse, cfg):
+        y, start_state, dt_sum = _forward(u, delta, A, B, C, D, z, delta_bias, softplus, reverse, cfg)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, start_state, dt_sum)
-        ctx.softplus, ctx.cfg = softplus, cfg
+        ctx.softplus, ctx.reverse, ctx.cfg = softplus, reverse, cfg
         return y
 
     @staticmethod
     def backward(ctx, dy):
         u, delta, A, B, C, D, z, delta_bias, start_state, dt_sum = ctx.saved_tensors
-        grads = _backward(dy, u, delta, A, B, C, D, z, delta_bias, ctx.softplus,
+        grads = _backward(dy, u, delta, A, B, C, D, z, delta_bias, ctx.softplus, ctx.reverse,
                           start_state, dt_sum, ctx.cfg)
-        return (*grads, None, None)
+        return (*grads, None, None, None)
 
 
 def selective_scan_triton(
-    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, reverse=False, *,
     block_l=None, block_d=None, num_warps=None,
 ):
     """Mamba's selective scan with real diagonal A, as Triton kernels (forward and backward).
@@ -572,6 +590,8 @@ def selective_scan_triton(
         z: (batch, d_inner, L) gate, optional: output is ``y * silu(z)``.
         delta_bias: (d_inner,) added before the softplus, optional.
         delta_softplus: apply softplus to ``delta + delta_bias``.
+        reverse: scan from the last position to the first (``flip(scan(flip(inputs)))``): the kernels
+            walk chunks of steps and read/write position L - 1 - step; nothing is copied.
         block_l: positions per chunk (power of two); default by d_state.
         block_d: channels per program; default by d_state (tests use small tiles).
         num_warps: warps of the per-chunk kernels; default by tile size.
@@ -599,7 +619,7 @@ def selective_scan_triton(
             f"L={u.shape[-1]} makes more than 65535 chunks of block_l={cfg.block_l} (or the batch is over "
             "65535), beyond a CUDA grid dimension: pass a larger block_l or split the batch."
         )
-    return _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), cfg)
+    return _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(reverse), cfg)
 
 
 def _vectorize_interpreter_scans():
