@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/run.py scaling [--quick] [--device cpu|cuda|auto] [--out DIR]
     .venv/bin/python benchmarks/run.py long_range [--quick] [--out DIR] [--seeds 0 1 2] [--tasks ...] [--contexts ...]
+    .venv/bin/python benchmarks/run.py long_range --pretrained caduceus=NAME hyenadna=NAME enformer=NAME [--probe|--finetune]
     .venv/bin/python benchmarks/run.py gpu [ARGS ...]        # benchmarks/gpu_suite.py:main(ARGS)
     .venv/bin/python benchmarks/run.py report [--results DIR]  # README tables + plots from the CSVs
 
@@ -12,7 +13,9 @@ Suites:
   long_range  tasks whose label depends on distal sequence (synthetic distance / bi-directionality /
               RC probes, real ATAC / CTCF windows with growing context), every model trained with
               the same equal-steps and equal-wall-time budgets and 3 seeds -> OUT/long_range.csv
-              (+ long_range_curves.csv, long_range_meta.json); resumable: finished runs are skipped
+              (+ long_range_curves.csv, long_range_meta.json); resumable: finished runs are skipped.
+              With --pretrained: released checkpoints, probed or fine-tuned on the same cells
+              -> OUT/long_range_pretrained.csv (column mode: pretrained_probe / pretrained_finetune)
   gpu         the GPU suite (scan kernels, bandwidth, GPU scaling), see benchmarks/gpu_suite.py
   report      regenerate benchmarks/README.md tables and the PNG plots from benchmarks/results/
 
@@ -64,6 +67,19 @@ def cmd_long_range(args) -> int:
     from benchmarks.long_range import run_long_range
 
     _threads(args.threads)
+    if args.pretrained:
+        from benchmarks.pretrained import parse_pretrained, run_pretrained
+
+        if args.models:
+            raise ValueError("--models does not go with --pretrained: the families come from --pretrained.")
+        mode = "pretrained_finetune" if args.finetune else "pretrained_probe"
+        path = run_pretrained(args.out, parse_pretrained(args.pretrained), mode=mode, quick=args.quick,
+                              seeds=args.seeds, tasks=args.tasks, contexts=args.contexts, data_dir=args.data_dir,
+                              log=log, trust_pickle=args.trust_pickle)
+        log(f"wrote {path}")
+        return 0
+    if args.finetune or args.probe:
+        raise ValueError("--probe / --finetune need --pretrained caduceus=NAME hyenadna=NAME enformer=NAME.")
     path = run_long_range(args.out, quick=args.quick, seeds=args.seeds, tasks=args.tasks, models=args.models,
                           contexts=args.contexts, data_dir=args.data_dir, log=log)
     log(f"wrote {path}")
@@ -109,6 +125,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, default=None,
                    help="cache folder of benchmarks/data/prepare.py (default data_cache/ or $GRELU_CADUCEUS_DATA)")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    s.add_argument("--pretrained", nargs="+", metavar="FAMILY=NAME",
+                   help="released checkpoints (hub names or local folders/files), e.g. caduceus=NAME "
+                        "hyenadna=NAME enformer=NAME: probe or fine-tune them on the grid's tasks "
+                        "-> OUT/long_range_pretrained.csv (benchmarks/pretrained.py)")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--probe", action="store_true",
+                     help="with --pretrained: logistic-regression probe on frozen pooled embeddings (default)")
+    how.add_argument("--finetune", action="store_true",
+                     help="with --pretrained: fine-tune trunk + linear head with the grid's budgets")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="with --pretrained: allow checkpoint files that need full unpickling (trusted files only)")
     s.set_defaults(func=cmd_long_range)
 
     s = sub.add_parser("report", help="README tables and plots from the CSVs")
