@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/run.py scaling [--quick] [--device cpu|cuda|auto] [--out DIR]
     .venv/bin/python benchmarks/run.py long_range [--quick] [--out DIR] [--seeds 0 1 2] [--tasks ...] [--contexts ...]
     .venv/bin/python benchmarks/run.py long_range --pretrained caduceus=NAME hyenadna=NAME enformer=NAME [--probe|--finetune]
+    .venv/bin/python benchmarks/run.py glrb --task T --data DIR --model M
+    .venv/bin/python benchmarks/run.py dnalongbench --task T --data DIR --model M
     .venv/bin/python benchmarks/run.py gpu [ARGS ...]        # benchmarks/gpu_suite.py:main(ARGS)
     .venv/bin/python benchmarks/run.py report [--results DIR]  # README tables + plots from the CSVs
 
@@ -16,6 +18,9 @@ Suites:
               (+ long_range_curves.csv, long_range_meta.json); resumable: finished runs are skipped.
               With --pretrained: released checkpoints, probed or fine-tuned on the same cells
               -> OUT/long_range_pretrained.csv (column mode: pretrained_probe / pretrained_finetune)
+  glrb        Genomics Long-Range Benchmark task from a local copy: embedding probe, the paper's metric
+  dnalongbench  DNALongBench enhancer-target gene / eQTL task from a local copy: embedding probe, AUROC
+              (both: benchmarks/suites.py) -> OUT/suites.csv
   gpu         the GPU suite (scan kernels, bandwidth, GPU scaling), see benchmarks/gpu_suite.py
   report      regenerate benchmarks/README.md tables and the PNG plots from benchmarks/results/
 
@@ -86,6 +91,21 @@ def cmd_long_range(args) -> int:
     return 0
 
 
+def cmd_suite(args) -> int:
+    from benchmarks.suites import load_dnalongbench, load_glrb, run_suite
+
+    _threads(args.threads)
+    if args.suite == "glrb":
+        data = load_glrb(args.task, args.data, sequence_length=args.sequence_length, genome=args.genome)
+    else:
+        data = load_dnalongbench(args.task, args.data, cell_type=args.cell_type, sequence_length=args.sequence_length)
+    run_suite(data, args.model, out_dir=args.out, pool_len=args.pool_len, max_train=args.max_train,
+              max_test=args.max_test, seed=args.seed, batch_size=args.batch_size, trust_pickle=args.trust_pickle,
+              log=log)
+    log(f"appended to {args.out / 'suites.csv'}")
+    return 0
+
+
 def cmd_gpu(argv) -> int:
     suite = REPO / "benchmarks" / "gpu_suite.py"
     if not suite.exists():
@@ -137,6 +157,29 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-pickle", action="store_true",
                    help="with --pretrained: allow checkpoint files that need full unpickling (trusted files only)")
     s.set_defaults(func=cmd_long_range)
+
+    for name, what in (("glrb", "Genomics Long-Range Benchmark (InstaDeepAI/genomics-long-range-benchmark)"),
+                       ("dnalongbench", "DNALongBench (enhancer-target gene, eQTL)")):
+        s = sub.add_parser(name, help=f"embedding probe on a task of the {what}, from a local copy")
+        s.add_argument("--task", required=True, help="task name (see benchmarks/suites.py)")
+        s.add_argument("--data", type=Path, required=True, help="the local copy (see benchmarks/suites.py)")
+        s.add_argument("--model", required=True, help="FAMILY=NAME or NAME: a released checkpoint (hub name or path)")
+        s.add_argument("--sequence-length", type=int, default=None,
+                       help="bp per window (default: the benchmark's own, 100-450 kb)")
+        s.add_argument("--pool-len", type=int, default=None, help="average the central bp only (default: all)")
+        s.add_argument("--max-train", type=int, default=None, help="subsample the training split")
+        s.add_argument("--max-test", type=int, default=None, help="subsample the test split")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--batch-size", type=int, default=8)
+        s.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need full unpickling")
+        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        s.add_argument("--out", type=Path, default=RESULTS, help="folder of suites.csv (default benchmarks/results)")
+        if name == "glrb":
+            s.add_argument("--genome", type=Path, default=None,
+                           help="reference FASTA (default: hg38/hg19.fa[.gz] in DATA, DATA/downloads, DATA/reference_genome)")
+        else:
+            s.add_argument("--cell-type", default=None, help="eqtl_prediction: the GTEx tissue of the config file")
+        s.set_defaults(func=cmd_suite)
 
     s = sub.add_parser("report", help="README tables and plots from the CSVs")
     s.add_argument("--results", type=Path, default=RESULTS)
