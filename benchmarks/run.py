@@ -3,6 +3,9 @@
 
     .venv/bin/python benchmarks/run.py scaling [--quick] [--device cpu|cuda|auto] [--out DIR]
     .venv/bin/python benchmarks/run.py long_range [--quick] [--out DIR] [--seeds 0 1 2] [--tasks ...] [--contexts ...]
+    .venv/bin/python benchmarks/run.py long_range --pretrained caduceus=NAME hyenadna=NAME enformer=NAME [--probe|--finetune]
+    .venv/bin/python benchmarks/run.py glrb --task T --data DIR --model M
+    .venv/bin/python benchmarks/run.py dnalongbench --task T --data DIR --model M
     .venv/bin/python benchmarks/run.py gpu [ARGS ...]        # benchmarks/gpu_suite.py:main(ARGS)
     .venv/bin/python benchmarks/run.py report [--results DIR]  # README tables + plots from the CSVs
 
@@ -12,7 +15,12 @@ Suites:
   long_range  tasks whose label depends on distal sequence (synthetic distance / bi-directionality /
               RC probes, real ATAC / CTCF windows with growing context), every model trained with
               the same equal-steps and equal-wall-time budgets and 3 seeds -> OUT/long_range.csv
-              (+ long_range_curves.csv, long_range_meta.json); resumable: finished runs are skipped
+              (+ long_range_curves.csv, long_range_meta.json); resumable: finished runs are skipped.
+              With --pretrained: released checkpoints, probed or fine-tuned on the same cells
+              -> OUT/long_range_pretrained.csv (column mode: pretrained_probe / pretrained_finetune)
+  glrb        Genomics Long-Range Benchmark task from a local copy: embedding probe, the paper's metric
+  dnalongbench  DNALongBench enhancer-target gene / eQTL task from a local copy: embedding probe, AUROC
+              (both: benchmarks/suites.py) -> OUT/suites.csv
   gpu         the GPU suite (scan kernels, bandwidth, GPU scaling), see benchmarks/gpu_suite.py
   report      regenerate benchmarks/README.md tables and the PNG plots from benchmarks/results/
 
@@ -64,9 +72,37 @@ def cmd_long_range(args) -> int:
     from benchmarks.long_range import run_long_range
 
     _threads(args.threads)
+    if args.pretrained:
+        from benchmarks.pretrained import parse_pretrained, run_pretrained
+
+        if args.models:
+            raise ValueError("--models does not go with --pretrained: the families come from --pretrained.")
+        mode = "pretrained_finetune" if args.finetune else "pretrained_probe"
+        path = run_pretrained(args.out, parse_pretrained(args.pretrained), mode=mode, quick=args.quick,
+                              seeds=args.seeds, tasks=args.tasks, contexts=args.contexts, data_dir=args.data_dir,
+                              log=log, trust_pickle=args.trust_pickle)
+        log(f"wrote {path}")
+        return 0
+    if args.finetune or args.probe:
+        raise ValueError("--probe / --finetune need --pretrained caduceus=NAME hyenadna=NAME enformer=NAME.")
     path = run_long_range(args.out, quick=args.quick, seeds=args.seeds, tasks=args.tasks, models=args.models,
                           contexts=args.contexts, data_dir=args.data_dir, log=log)
     log(f"wrote {path}")
+    return 0
+
+
+def cmd_suite(args) -> int:
+    from benchmarks.suites import load_dnalongbench, load_glrb, run_suite
+
+    _threads(args.threads)
+    if args.suite == "glrb":
+        data = load_glrb(args.task, args.data, sequence_length=args.sequence_length, genome=args.genome)
+    else:
+        data = load_dnalongbench(args.task, args.data, cell_type=args.cell_type, sequence_length=args.sequence_length)
+    run_suite(data, args.model, out_dir=args.out, pool_len=args.pool_len, max_train=args.max_train,
+              max_test=args.max_test, seed=args.seed, batch_size=args.batch_size, trust_pickle=args.trust_pickle,
+              log=log)
+    log(f"appended to {args.out / 'suites.csv'}")
     return 0
 
 
@@ -109,7 +145,41 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, default=None,
                    help="cache folder of benchmarks/data/prepare.py (default data_cache/ or $GRELU_CADUCEUS_DATA)")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    s.add_argument("--pretrained", nargs="+", metavar="FAMILY=NAME",
+                   help="released checkpoints (hub names or local folders/files), e.g. caduceus=NAME "
+                        "hyenadna=NAME enformer=NAME: probe or fine-tune them on the grid's tasks "
+                        "-> OUT/long_range_pretrained.csv (benchmarks/pretrained.py)")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--probe", action="store_true",
+                     help="with --pretrained: logistic-regression probe on frozen pooled embeddings (default)")
+    how.add_argument("--finetune", action="store_true",
+                     help="with --pretrained: fine-tune trunk + linear head with the grid's budgets")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="with --pretrained: allow checkpoint files that need full unpickling (trusted files only)")
     s.set_defaults(func=cmd_long_range)
+
+    for name, what in (("glrb", "Genomics Long-Range Benchmark (InstaDeepAI/genomics-long-range-benchmark)"),
+                       ("dnalongbench", "DNALongBench (enhancer-target gene, eQTL)")):
+        s = sub.add_parser(name, help=f"embedding probe on a task of the {what}, from a local copy")
+        s.add_argument("--task", required=True, help="task name (see benchmarks/suites.py)")
+        s.add_argument("--data", type=Path, required=True, help="the local copy (see benchmarks/suites.py)")
+        s.add_argument("--model", required=True, help="FAMILY=NAME or NAME: a released checkpoint (hub name or path)")
+        s.add_argument("--sequence-length", type=int, default=None,
+                       help="bp per window (default: the benchmark's own, 100-450 kb)")
+        s.add_argument("--pool-len", type=int, default=None, help="average the central bp only (default: all)")
+        s.add_argument("--max-train", type=int, default=None, help="subsample the training split")
+        s.add_argument("--max-test", type=int, default=None, help="subsample the test split")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--batch-size", type=int, default=8)
+        s.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need full unpickling")
+        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        s.add_argument("--out", type=Path, default=RESULTS, help="folder of suites.csv (default benchmarks/results)")
+        if name == "glrb":
+            s.add_argument("--genome", type=Path, default=None,
+                           help="reference FASTA (default: hg38/hg19.fa[.gz] in DATA, DATA/downloads, DATA/reference_genome)")
+        else:
+            s.add_argument("--cell-type", default=None, help="eqtl_prediction: the GTEx tissue of the config file")
+        s.set_defaults(func=cmd_suite)
 
     s = sub.add_parser("report", help="README tables and plots from the CSVs")
     s.add_argument("--results", type=Path, default=RESULTS)

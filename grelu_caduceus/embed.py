@@ -316,6 +316,47 @@ def embed_intervals(model, fasta, intervals, window: int | None = None, context:
     return table, out
 
 
+@torch.no_grad()
+def embed_onehot(embedder: Embedder, x: torch.Tensor, pool_len: int | None = None, pool: str = "mean",
+                 batch_size: int = 8) -> np.ndarray:
+    """Pooled embeddings (N, H) of one-hot sequences already in memory, as :func:`embed_intervals` pools them.
+
+    Args:
+        embedder: from :func:`load_embedder`.
+        x: float (N, 4, L) one-hot (N: an all-zero column).
+        pool_len: average over the central ``pool_len`` bp (None: the whole sequence); the flanks
+            are context the model sees but that is not pooled.
+        pool: "mean" or "max".
+        batch_size: sequences per forward pass.
+
+    A binned gReLU trunk (Enformer: 128 bp) gets the sequence padded with N on both sides to a
+    multiple of its bin size; the pooled region is mapped onto its bins proportionally.
+    """
+    if pool not in ("mean", "max"):
+        raise EmbedError(f"pool must be 'mean' or 'max', got {pool!r}.")
+    length = int(x.shape[-1])
+    pool_len = length if pool_len is None else int(pool_len)
+    if not 0 < pool_len <= length:
+        raise EmbedError(f"pool_len must be between 1 and the sequence length {length}, got {pool_len}.")
+    if embedder.max_len is not None and length > embedder.max_len:
+        raise EmbedError(f"Sequences of {length} bp exceed the model's longest input ({embedder.max_len} bp).")
+    bin_size = max(1, int(embedder.bin_size))
+    pad = (-length) % bin_size if bin_size > 1 else 0
+    left = pad // 2
+    context = left + (length - pool_len) // 2
+    device = next(embedder.module.parameters()).device if embedder.module is not None else x.device
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].float()
+        if pad:
+            xb = torch.nn.functional.pad(xb, (left, pad - left))
+        feats = embedder.features(xb.to(device))
+        out.append(_pool(feats, length + pad, context, pool).cpu())
+    if not out:
+        return np.zeros((0, embedder.hidden_size), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32)
+
+
 def save_embeddings(path, table: pd.DataFrame, embeddings: np.ndarray, **metadata) -> Path:
     """Write ``embeddings`` (N, H) and the table's columns (plain arrays, no pickles) to an .npz."""
     path = Path(path)
@@ -330,5 +371,5 @@ def save_embeddings(path, table: pd.DataFrame, embeddings: np.ndarray, **metadat
     return path
 
 
-__all__ = ["EmbedError", "Embedder", "embed_intervals", "embedding_windows", "load_embedder", "save_embeddings",
+__all__ = ["EmbedError", "Embedder", "embed_intervals", "embed_onehot", "embedding_windows", "load_embedder", "save_embeddings",
            "GenomeDataError"]
