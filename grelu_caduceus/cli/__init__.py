@@ -71,6 +71,15 @@ def use_passive_openmp_waiting() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def reraise_as_user_error(err: Exception):
+    """Inside ``except``: raise ``err`` as a UserError (one line on the console, no traceback),
+    unless it already is one. For the ValueError / FileNotFoundError that library code raises on
+    bad input."""
+    if is_user_error(err):
+        raise err
+    raise UserError(str(err)) from err
+
+
 # Lightning's console lines and warnings that are tips or deprecation notices about Lightning's own
 # internals, not about the user's run (the run folder's messages and every error stay)
 NOISE_LINES = (r"^(GPU|TPU|HPU|IPU) available", r"Tip:", r"^You are using a CUDA device",

@@ -19,7 +19,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError
+from . import UserError, reraise_as_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,9 +83,7 @@ def main(argv=None) -> int:
                                             context=args.context, pool=args.pool, batch_size=args.batch_size,
                                             progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
-        if isinstance(err, UserError):
-            raise
-        raise UserError(str(err)) from err
+        reraise_as_user_error(err)
     out = save_embeddings(args.out, table, embeddings, model=args.model, strands=embedder.description,
                           pool=args.pool)
     print(f"embedded {len(table)} interval(s), {embeddings.shape[1]} features each ({embedder.description}) -> {out}")
@@ -108,9 +106,7 @@ def _variants_main(args) -> int:
                                     pool_window=args.pool_window, pool=args.pool, on_mismatch=args.on_mismatch,
                                     indels=args.indels, batch_size=args.batch_size, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
-        if isinstance(err, UserError):
-            raise
-        raise UserError(str(err)) from err
+        reraise_as_user_error(err)
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             print(f"warning: {warning.message}")

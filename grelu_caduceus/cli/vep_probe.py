@@ -14,7 +14,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError
+from . import UserError, reraise_as_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,9 +84,7 @@ def main(argv=None) -> int:
                 on_mismatch=args.on_mismatch, batch_size=args.batch_size, device=args.device, seed=args.seed,
                 progress=not args.no_progress, trust_pickle=args.trust_pickle, revision=args.revision)
     except (ValueError, FileNotFoundError) as err:
-        if isinstance(err, UserError):
-            raise
-        raise UserError(str(err)) from err
+        reraise_as_user_error(err)
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             print(f"warning: {warning.message}")
