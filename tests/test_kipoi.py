@@ -117,7 +117,10 @@ def cli(command, argv):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("kipoi")
-    (root / "home").mkdir()
+    # one HOME per concurrent `kipoi predict`: importing kipoi and genomepy creates ~/.kipoi and
+    # ~/.config/genomepy without exist_ok, so two runs starting together in one HOME can race
+    for name in ("home_ps", "home_ph"):
+        (root / name).mkdir()
     return root
 
 
@@ -159,8 +162,9 @@ def kipoi_runs(work, ps_checkpoint, ph_checkpoint):
     ph_inputs = both_strands_example(ph, work)
     examples = ps / "example_files"
     runs = {
-        "ps": (ps, KipoiPredict(ps, examples / "genome.fa", examples / "intervals.bed", work / "ps.tsv", work / "home")),
-        "ph": (ph, KipoiPredict(ph, *ph_inputs, work / "ph.tsv", work / "home"), ph_inputs),
+        "ps": (ps, KipoiPredict(ps, examples / "genome.fa", examples / "intervals.bed", work / "ps.tsv",
+                                 work / "home_ps")),
+        "ph": (ph, KipoiPredict(ph, *ph_inputs, work / "ph.tsv", work / "home_ph"), ph_inputs),
     }
     yield runs
     for entry in runs.values():
