@@ -504,7 +504,8 @@ def _read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
+def append_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """Append ``rows`` to the CSV at ``path``, writing the header first if the file is new or empty."""
     new = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -594,8 +595,8 @@ def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, co
             else:  # the synthetic motifs sit at a distance set by the context: new data per context
                 cached[key] = SYNTHETIC[task_name](context, budget.n_train, budget.n_test, seed)
         rows, curve, result = run_one(task, cached[key], model_name, context, budget, seed)
-        _append(path, COLUMNS, rows)
-        _append(curves_path, CURVE_COLUMNS, curve)
+        append_rows(path, COLUMNS, rows)
+        append_rows(curves_path, CURVE_COLUMNS, curve)
         spent_predicted += predicted[(task_name, seed, context, model_name)]
         spent_actual += result.wall_s
         left = sum(predicted[p] for p in plan[i:]) * (spent_actual / max(spent_predicted, 1e-9))

@@ -218,9 +218,9 @@ def run_pretrained(out_dir, pretrained: dict, mode: str = "pretrained_probe", qu
             by = {r["budget"]: r for r in rows}
             summary = (f"auroc {by['equal_steps']['value']:.3f} @ {by['equal_steps']['steps']} steps | "
                        f"{by['equal_time']['value']:.3f} @ {by['equal_time']['train_s']:.1f} s")
-        lr._append(path, COLUMNS, rows)
+        lr.append_rows(path, COLUMNS, rows)
         if curve:
-            lr._append(curves_path, CURVE_COLUMNS, curve)
+            lr.append_rows(curves_path, CURVE_COLUMNS, curve)
         log(f"  [{i}/{len(plan)}] {task_name:14s} {family:8s} {context:5d} bp seed {seed}: {summary}")
     return path
 

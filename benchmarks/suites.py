@@ -80,7 +80,6 @@ padded with N at the end.
 from __future__ import annotations
 
 import ast
-import csv
 import gzip
 import time
 from dataclasses import dataclass, field
@@ -526,14 +525,11 @@ def run_suite(data: SuiteTask, model: str, out_dir=None, pool_len: int | None = 
                n_train=len(train), n_test=len(test), sequence_length=data.seq_len, pool_len=pool_len or data.seq_len,
                seconds=round(time.perf_counter() - started, 1))
     if out_dir is not None:
+        from benchmarks.long_range import append_rows
+
         path = Path(out_dir) / "suites.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists() or path.stat().st_size == 0
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=SUITE_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_rows(path, SUITE_COLUMNS, [row])
     for note in data.notes:
         log(f"  note: {note}")
     log(f"{data.suite} {data.task} {row['model']}: {data.metric} {row['value']:.4f} ({row['other_metrics']}; "
