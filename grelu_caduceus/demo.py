@@ -514,7 +514,7 @@ class DemoRun:
             import pytorch_lightning as pl
             from grelu.lightning import LightningModel
 
-            from .training import SaveOnInterrupt, build_trainer, run_folder_logger
+            from .training import SaveOnInterrupt, build_trainer, fit, run_folder_logger
 
             b = self.budget
             what = "from the pretrained masked LM" if pretrained_checkpoint else "from scratch (comparison)"
@@ -548,11 +548,8 @@ class DemoRun:
                 num_sanity_val_steps=0, enable_model_summary=False, log_every_n_steps=5,
                 enable_progress_bar=sys.stderr.isatty(),
             )
-            if last.exists():
-                read_checkpoint(last, hint=DEMO_HINT)
-            # gReLU checkpoints hold numpy arrays (performance), which weights_only loading refuses
-            trainer.fit(model, model.make_train_loader(train), model.make_test_loader(val_monitor),
-                        ckpt_path=str(last) if last.exists() else None, weights_only=False if last.exists() else None)
+            fit(trainer, model, model.make_train_loader(train), model.make_test_loader(val_monitor),
+                ckpt_path=str(last) if last.exists() else None, corrupt_hint=DEMO_HINT)
             trainer.save_checkpoint(ckpt_dir / "final.ckpt", weights_only=False)
             # Model selection on the monitored val subset: the best validated checkpoint, or the final
             # weights if training ended after the last validation and they score higher.

@@ -424,11 +424,25 @@ def train_on_dataset(model, train_dataset, val_dataset, checkpoint_path=None, va
     model.data_params["val"] = dict(model._get_dataset_attrs(val_dataset))
     model.train_params["grelu_version"] = grelu.__version__
 
-    with float32_matmul_precision(training_precision(model.train_params)):
-        # gReLU checkpoints hold numpy arrays (performance), which weights_only loading refuses
-        trainer.fit(model=model, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                    ckpt_path=checkpoint_path, weights_only=False if checkpoint_path else None)
+    fit(trainer, model, train_loader, val_loader, ckpt_path=checkpoint_path)
     return trainer
+
+
+def fit(trainer, model, train_loader, val_loader=None, ckpt_path=None, corrupt_hint: str | None = None) -> None:
+    """``trainer.fit``, the way every training run of the package calls it.
+
+    Under the run's float32 matmul precision (:func:`training_precision`), and, when resuming from
+    ``ckpt_path``: a truncated or corrupt file is one clear error (with ``corrupt_hint``, how to
+    resume instead) before Lightning reads it, and it is read with ``weights_only=False``, since
+    gReLU checkpoints hold numpy arrays (``performance``) that weights-only loading refuses.
+    """
+    if ckpt_path is not None:
+        from .checkpoint_files import DEFAULT_HINT, read_checkpoint
+
+        read_checkpoint(ckpt_path, hint=corrupt_hint or DEFAULT_HINT)
+    with float32_matmul_precision(training_precision(model.train_params)):
+        trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path,
+                    weights_only=False if ckpt_path is not None else None)
 
 
 __all__ = [
@@ -440,6 +454,7 @@ __all__ = [
     "build_callbacks",
     "build_logger",
     "build_trainer",
+    "fit",
     "fsdp_block_classes",
     "resolve_devices",
     "resolve_strategy",

@@ -243,11 +243,6 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
         raise UserError(f"cannot build {checked.model['model_type']}: {err}") from err
     t = checked.trainer
     resume = _resume_path(t.resume, out_dir)
-    if resume is not None:  # a truncated or corrupt checkpoint: one clear line, not torch's traceback
-        from ..checkpoint_files import read_checkpoint
-
-        read_checkpoint(resume, hint="resume from a complete one with trainer.resume=PATH (e.g. "
-                                     "checkpoints/step*.ckpt or last.ckpt), or start afresh with trainer.resume=null")
     check_run_folder(checked, out_dir, resume, force=t.resume == "force")
     overrides = {"num_nodes": t.num_nodes}
     if t.limit_val_batches is not None:
@@ -265,7 +260,7 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
         from ..tasks.mlm import train_mlm
 
         trainer = train_mlm(lm, train_ds, val_ds, out_dir, resume=resume, resume_hint=resume_hint(out_dir),
-                            **overrides)
+                            corrupt_hint=CORRUPT_RESUME_HINT, **overrides)
     else:
         trainer = labelled_trainer(lm.train_params, out_dir, resuming=resume is not None, **overrides)
         fit_labelled(lm, trainer, train_ds, val_ds, resume)
@@ -274,6 +269,11 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
     result = TrainResult(lm, trainer, out_dir)
     log.info("checkpoints: %s", ", ".join(str(p) for p in result.checkpoints))
     return result
+
+
+# the fix named when trainer.resume points at a truncated or corrupt checkpoint
+CORRUPT_RESUME_HINT = ("resume from a complete one with trainer.resume=PATH (e.g. checkpoints/step*.ckpt or "
+                       "last.ckpt), or start afresh with trainer.resume=null")
 
 
 def resume_hint(out_dir: Path) -> str:
@@ -303,17 +303,14 @@ def fit_labelled(lm, trainer, train_ds, val_ds, resume=None) -> None:
     gReLU keeps in data_params (prediction tools read them), then fits."""
     import grelu
 
-    from ..core.precision import float32_matmul_precision
-    from ..training import training_precision
+    from ..training import fit
 
     lm.data_params["tasks"] = train_ds.tasks.reset_index(names="name").to_dict(orient="list")
     lm.data_params["train"] = dict(lm._get_dataset_attrs(train_ds))
     lm.data_params["val"] = dict(lm._get_dataset_attrs(val_ds))
     lm.train_params["grelu_version"] = grelu.__version__
-    with float32_matmul_precision(training_precision(lm.train_params)):
-        # gReLU checkpoints hold numpy arrays (performance), which weights_only loading refuses
-        trainer.fit(lm, lm.make_train_loader(train_ds), lm.make_test_loader(val_ds), ckpt_path=resume,
-                    weights_only=False if resume else None)
+    fit(trainer, lm, lm.make_train_loader(train_ds), lm.make_test_loader(val_ds), ckpt_path=resume,
+        corrupt_hint=CORRUPT_RESUME_HINT)
 
 
 def _resume_path(resume, out_dir: Path):

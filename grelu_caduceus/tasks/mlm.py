@@ -14,9 +14,8 @@ from grelu.lightning import LightningModel
 from torch import nn
 
 from ..core import CaduceusConfig, CaduceusForMaskedLM, load_pretrained
-from ..core.precision import float32_matmul_precision
 from ..core.tokens import A_ID, MASK_ID, N_ID, T_ID, onehot_to_ids, rc_ids
-from ..training import SaveOnInterrupt, run_folder_checkpoint, run_folder_logger, training_precision
+from ..training import SaveOnInterrupt, fit, run_folder_checkpoint, run_folder_logger
 
 IGNORE = -100
 
@@ -285,7 +284,10 @@ def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), resuming:
 
 
 def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, resume="auto", extra_callbacks=(),
-              resume_hint: str | None = None, **trainer_overrides):
+              resume_hint: str | None = None,
+              corrupt_hint: str = "resume from a complete checkpoint (e.g. checkpoints/step*.ckpt) or start afresh "
+                                  "(resume=None)",
+              **trainer_overrides):
     """Pretrain ``model`` on datasets of one-hot windows and write checkpoints under ``out_dir``.
 
     Args:
@@ -299,6 +301,7 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
             None starts afresh.
         extra_callbacks: Lightning callbacks added to the checkpoint callbacks (e.g. progress logging).
         resume_hint: what to print after Ctrl-C about resuming (the caller knows its own command).
+        corrupt_hint: the fix named when the checkpoint to resume from is truncated or corrupt.
         trainer_overrides: passed to the Lightning Trainer.
 
     Returns:
@@ -323,12 +326,5 @@ def train_mlm(model: MLMLightningModel, train_dataset, val_dataset, out_dir, res
                   persistent_workers=p["num_workers"] > 0)
     train_loader = DataLoader(train_dataset, shuffle=True, drop_last=len(train_dataset) > p["batch_size"], **loader)
     val_loader = DataLoader(val_dataset, shuffle=False, **loader) if val_dataset is not None else None
-    if ckpt_path is not None:  # a truncated or corrupt checkpoint: one clear line, not torch's traceback
-        from ..checkpoint_files import read_checkpoint
-
-        read_checkpoint(ckpt_path, hint="resume from a complete checkpoint (e.g. checkpoints/step*.ckpt) or "
-                                        "start afresh (resume=None)")
-    with float32_matmul_precision(training_precision(p)):
-        trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path,
-                    weights_only=False if ckpt_path else None)
+    fit(trainer, model, train_loader, val_loader, ckpt_path=ckpt_path, corrupt_hint=corrupt_hint)
     return trainer
