@@ -4,8 +4,9 @@ The folder needs no gReLU checkpoint (no pickle) to run, only ``grelu_caduceus``
 
     OUT/
       model.yaml            Kipoi spec: info, schema (inputs (4, L); targets with column labels), test
-      model.py              CaduceusKipoiModel(kipoi.model.BaseModel): loads weights/ via grelu_caduceus
-      dataloader.yaml/.py   CaduceusIntervalDl: FASTA + BED -> one-hot (4, L), N as all-zero columns
+      model.py              shim: imports grelu_caduceus.kipoi.model.CaduceusKipoiModel (loads weights/)
+      dataloader.yaml/.py   shim: grelu_caduceus.kipoi.dataloader.CaduceusIntervalDl with this model's
+                            length: FASTA + BED -> one-hot (4, L), N as all-zero columns
       weights/model.json    model_params, task names, sequence length, output labels, provenance
       weights/model.safetensors   the model's tensors (tied tensors stored once)
       weights/backbone/     (CaduceusPretrainedModel only) the backbone's config.json + weights
@@ -40,39 +41,12 @@ from .inference import (  # noqa: F401  (export loading, importable from here as
     load_exported,
     read_spec,
 )
+from .kipoi.inputs import predict_batch
 
 # Default example: a real 100 kb slice of hg19 chr20 (inside the bundled demo genome and the CTCF
 # task's validation block 43 Mb, so no example window was used for training).
 DEMO_SLICE = (43_300_000, 43_400_000)
 PRECISION_DECIMAL = 5  # kipoi test: |expected - observed| < 1.5e-5
-
-
-def zero_uniform_columns(x: np.ndarray) -> np.ndarray:
-    """Turn kipoiseq's N columns (0.25 in each of A, C, G, T) into our all-zero N columns.
-
-    Args:
-        x: (B, 4, L) one-hot batch.
-
-    Returns:
-        a float32 copy with every column whose four entries are all 0.25 set to zero.
-    """
-    x = np.array(x, dtype=np.float32, copy=True)
-    x[np.broadcast_to(np.all(x == 0.25, axis=1, keepdims=True), x.shape)] = 0.0
-    return x
-
-
-def predict_batch(lm, x) -> np.ndarray:
-    """What the Kipoi model's predict_on_batch returns: (B, n_outputs) float32 for one-hot (B, 4, L).
-
-    Accepts N both as all-zero columns (our dataloader) and as 0.25 columns (kipoiseq's SeqIntervalDl).
-    """
-    x = np.asarray(x)
-    if x.ndim != 3 or x.shape[1] != 4:
-        raise ExportError(
-            f"Expected one-hot input of shape (batch, 4, length) with rows A, C, G, T, got {x.shape}. With "
-            "kipoiseq's SeqIntervalDl set alphabet_axis: 0."
-        )
-    return _predict.predict_onehot(lm, zero_uniform_columns(x))
 
 
 # --------------------------------------------------------------------------- writing an export
@@ -90,8 +64,13 @@ def _json_safe(value, where: str):
     raise ExportError(f"Cannot export {where}={value!r} ({type(value).__name__}): use plain values in model_params.")
 
 
-def _model_spec(lm, weights: Path, seq_len: int, n_bins: int, checkpoint: Path) -> dict:
-    """model.json content; writes the backbone folder of a CaduceusPretrainedModel."""
+def _model_spec(lm, weights: Path, seq_len: int, n_bins: int, checkpoint: Path, description: str | None,
+                earlier: dict | None) -> dict:
+    """model.json content; writes the backbone folder of a CaduceusPretrainedModel.
+
+    ``earlier`` is the spec of the export being re-exported (None for a checkpoint): its source
+    (the checkpoint and versions the weights came from) and description are kept.
+    """
     import grelu
 
     from . import __version__
@@ -116,7 +95,9 @@ def _model_spec(lm, weights: Path, seq_len: int, n_bins: int, checkpoint: Path) 
         "seq_len": int(seq_len),
         "output_labels": _predict.output_labels(lm, n_bins),
         "output_shape": [int(lm.model.head.n_tasks), int(n_bins)],
-        "source": {"checkpoint": checkpoint.name, "grelu_caduceus": __version__, "grelu": grelu.__version__},
+        "source": earlier["source"] if earlier else {
+            "checkpoint": checkpoint.name, "grelu_caduceus": __version__, "grelu": grelu.__version__},
+        "description": description,
     }
 
 
@@ -230,7 +211,8 @@ def export_kipoi(
     """Write a Kipoi model folder for a checkpoint (see the module docstring for its layout).
 
     Args:
-        checkpoint: a gReLU checkpoint (.ckpt) of one of our models (or an exported folder).
+        checkpoint: a gReLU checkpoint (.ckpt) of one of our models, or an exported folder (its
+            recorded source and description are kept: re-exporting kipoi_model/ writes it again).
         out_dir: folder to write; must not exist or be empty unless ``overwrite``.
         example_fasta, example_bed: example inputs for ``kipoi test``; default a real 100 kb slice
             of hg19 chr20 with CTCF-site and background intervals (:func:`write_demo_examples`).
@@ -247,6 +229,9 @@ def export_kipoi(
         raise ExportError("Give both example_fasta and example_bed (or neither, for the bundled real example).")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} exists and is not empty: choose a new folder or pass overwrite=True (--overwrite).")
+    earlier = read_spec(checkpoint) if Path(checkpoint).expanduser().is_dir() else None
+    if earlier and description is None:
+        description = earlier.get("description")
     lm = _predict.load_model(checkpoint, conjoin=conjoin)
     seq_len = seq_len or _predict.training_seq_len(lm)
     if not seq_len:
@@ -259,7 +244,7 @@ def export_kipoi(
     if weights.exists():
         shutil.rmtree(weights)
     weights.mkdir()
-    spec = _model_spec(lm, weights, seq_len, n_bins, Path(checkpoint))
+    spec = _model_spec(lm, weights, seq_len, n_bins, Path(checkpoint), description, earlier)
     (weights / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     _write_weights(lm.model, weights / WEIGHTS_FILE)
 
@@ -274,71 +259,54 @@ def export_kipoi(
         raise ExportError(f"The exported model differs from the checkpoint by {gap:.3g} on the examples (a bug).")
     _write_expected(out / "example_files" / "expected.h5", inputs, preds)
 
-    (out / "model.py").write_text(MODEL_PY)
-    (out / "dataloader.py").write_text(DATALOADER_PY.replace("__SEQ_LEN__", str(int(seq_len))))
+    (out / "model.py").write_text(model_shim())
+    (out / "dataloader.py").write_text(dataloader_shim(seq_len))
     (out / "dataloader.yaml").write_text(_dump_yaml(_dataloader_yaml(seq_len, fasta, bed, out), out.name))
-    (out / "model.yaml").write_text(_dump_yaml(_model_yaml(spec, lm, out, description), out.name))
-    (out / "README.md").write_text(_readme(spec, out.name, description))
+    (out / "model.yaml").write_text(_dump_yaml(_model_yaml(spec, lm, out), out.name))
+    (out / "README.md").write_text(_readme(spec, out.name))
     return out
 
 
 # --------------------------------------------------------------------------- Kipoi files
-MODEL_PY = '''"""Kipoi model class of a grelu-caduceus export (written by `grelu-caduceus export-kipoi`)."""
+# Kipoi loads model.py and dataloader.py by file path: they import the installed package's classes
+# (grelu_caduceus.kipoi), so the code runs and is tested as normal code and only this shim is written.
+_MODEL_SHIM = '''"""Kipoi model of a grelu-caduceus export (written by `grelu-caduceus export-kipoi`).
 
-import os
-
-from kipoi.model import BaseModel
-
-
-class CaduceusKipoiModel(BaseModel):
-    """Loads weights/ through grelu_caduceus; predict_on_batch: one-hot (B, 4, L) -> (B, n_outputs).
-
-    N may be an all-zero column (this folder's dataloader) or 0.25 in each row (kipoiseq): both are
-    treated as the all-zero N the model was trained with.
-    """
-
-    def __init__(self, weights="weights"):
-        from grelu_caduceus.kipoi_export import load_exported
-
-        self.model = load_exported(os.path.abspath(weights))
-
-    def predict_on_batch(self, x):
-        from grelu_caduceus.kipoi_export import predict_batch
-
-        return predict_batch(self.model, x)
-'''
-
-DATALOADER_PY = '''"""Kipoi dataloader of a grelu-caduceus export: FASTA + BED -> one-hot (4, L) windows.
-
-Each interval is resized around its centre to SEQ_LEN bp (kipoiseq's anchor="center" rule); rows
-are A, C, G, T; N, IUPAC ambiguity codes (read as N) and bases past a chromosome end are all-zero
-columns, as the model expects. An interval outside its chromosome is an error naming its row;
-windows padded with N, IUPAC codes and all-N windows are counted in warnings (the rules of
-grelu_caduceus.predict, which `grelu-caduceus predict` follows too).
+The code is grelu_caduceus.kipoi.model in the installed grelu-caduceus; weights/ holds this model.
 """
 
-from kipoi.data import Dataset
-from kipoi.metadata import GenomicRanges
+from grelu_caduceus.kipoi.model import CaduceusKipoiModel
 
-SEQ_LEN = __SEQ_LEN__
-
-
-class CaduceusIntervalDl(Dataset):
-    def __init__(self, intervals_file, fasta_file, seq_len=SEQ_LEN):
-        from grelu_caduceus.predict import IntervalWindows
-
-        self.windows = IntervalWindows(fasta_file, intervals_file, int(seq_len))
-
-    def __len__(self):
-        return len(self.windows)
-
-    def __getitem__(self, idx):
-        chrom, start, end = self.windows.window(idx)
-        return {
-            "inputs": self.windows[idx].numpy(),
-            "metadata": {"ranges": GenomicRanges(chrom, start, end, str(idx), "*")},
-        }
+__all__ = ["CaduceusKipoiModel"]
 '''
+
+_DATALOADER_SHIM = '''"""Kipoi dataloader of a grelu-caduceus export (written by `grelu-caduceus export-kipoi`).
+
+The code is grelu_caduceus.kipoi.dataloader in the installed grelu-caduceus; this class only sets
+the default window length to this model's input length (weights/model.json seq_len).
+"""
+
+from grelu_caduceus.kipoi.dataloader import CaduceusIntervalDl as _IntervalDl
+
+SEQ_LEN = {seq_len}
+
+
+class CaduceusIntervalDl(_IntervalDl):
+    def __init__(self, intervals_file, fasta_file, seq_len=SEQ_LEN):
+        super().__init__(intervals_file, fasta_file, seq_len)
+'''
+
+
+def model_shim() -> str:
+    """The model.py of an export: imports :class:`grelu_caduceus.kipoi.model.CaduceusKipoiModel`."""
+    return _MODEL_SHIM
+
+
+def dataloader_shim(seq_len: int) -> str:
+    """The dataloader.py of an export: :class:`grelu_caduceus.kipoi.dataloader.CaduceusIntervalDl`
+    with ``seq_len`` defaulting to the model's input length."""
+    return _DATALOADER_SHIM.format(seq_len=int(seq_len))
+
 
 _DEPENDENCIES = {
     "conda": ["python>=3.10", "pip"],
@@ -376,8 +344,8 @@ def _dataloader_yaml(seq_len: int, fasta: Path, bed: Path, out: Path) -> dict:
     }
 
 
-def _model_yaml(spec: dict, lm, out: Path, description: str | None) -> dict:
-    params = spec["model_params"]
+def _model_yaml(spec: dict, lm, out: Path) -> dict:
+    params, description = spec["model_params"], spec["description"]
     kind = params["model_type"]
     if kind.startswith("Caduceus"):
         trunk = _predict.caduceus_trunk(lm)
@@ -428,7 +396,8 @@ def _model_yaml(spec: dict, lm, out: Path, description: str | None) -> dict:
     }
 
 
-def _readme(spec: dict, name: str, description: str | None) -> str:
+def _readme(spec: dict, name: str) -> str:
+    description = spec["description"]
     labels = ", ".join(spec["output_labels"][:10]) + (" ..." if len(spec["output_labels"]) > 10 else "")
     about = f"{description.strip()}\n\n" if description else ""
     return f"""# {name}: a grelu-caduceus model for Kipoi

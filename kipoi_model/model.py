@@ -1,23 +1,8 @@
-"""Kipoi model class of a grelu-caduceus export (written by `grelu-caduceus export-kipoi`)."""
+"""Kipoi model of a grelu-caduceus export (written by `grelu-caduceus export-kipoi`).
 
-import os
+The code is grelu_caduceus.kipoi.model in the installed grelu-caduceus; weights/ holds this model.
+"""
 
-from kipoi.model import BaseModel
+from grelu_caduceus.kipoi.model import CaduceusKipoiModel
 
-
-class CaduceusKipoiModel(BaseModel):
-    """Loads weights/ through grelu_caduceus; predict_on_batch: one-hot (B, 4, L) -> (B, n_outputs).
-
-    N may be an all-zero column (this folder's dataloader) or 0.25 in each row (kipoiseq): both are
-    treated as the all-zero N the model was trained with.
-    """
-
-    def __init__(self, weights="weights"):
-        from grelu_caduceus.kipoi_export import load_exported
-
-        self.model = load_exported(os.path.abspath(weights))
-
-    def predict_on_batch(self, x):
-        from grelu_caduceus.kipoi_export import predict_batch
-
-        return predict_batch(self.model, x)
+__all__ = ["CaduceusKipoiModel"]

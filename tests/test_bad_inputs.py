@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import grelu_caduceus  # noqa: F401  (registers our models with gReLU)
-from grelu_caduceus import kipoi_export, predict
+from grelu_caduceus import predict
 from grelu_caduceus.checkpoint_files import CheckpointFileError, read_checkpoint
 from grelu_caduceus.cli import main as cli_main
 from grelu_caduceus.cli.train_data import DataConfigError, build_datasets
@@ -222,12 +222,6 @@ def test_cli_predict_prints_each_warning_as_one_line(tmp_path, odd_genome, capsy
     assert "1 of 4 windows holds 200 IUPAC ambiguity codes" in lines[1]
     assert "2 of 4 windows are all-N" in lines[2]
     assert np.isfinite(pd.read_csv(tmp_path / "p.tsv", sep="\t")["ctcf"]).all()
-
-
-def test_committed_kipoi_dataloader_is_what_export_writes():
-    seq_len = kipoi_export.read_spec(KIPOI_MODEL)["seq_len"]
-    written = kipoi_export.DATALOADER_PY.replace("__SEQ_LEN__", str(seq_len))
-    assert (KIPOI_MODEL / "dataloader.py").read_text() == written
 
 
 def test_kipoi_dataloader_follows_the_same_rules(tmp_path, monkeypatch, odd_genome):

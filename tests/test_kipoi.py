@@ -21,6 +21,7 @@ import torch
 
 import grelu_caduceus  # noqa: F401  (registers our models with gReLU)
 from grelu_caduceus import kipoi_export, predict
+from grelu_caduceus.kipoi import predict_batch, zero_uniform_columns
 from grelu_caduceus.checkpoint_files import CheckpointFileError
 from grelu_caduceus.data.genome import GenomeDataError
 
@@ -30,6 +31,7 @@ needs_kipoi = pytest.mark.skipif(
     reason="kipoi is not installed (pip install -e '.[kipoi]')",
 )
 TOL = 1e-5
+KIPOI_MODEL = Path(__file__).resolve().parents[1] / "kipoi_model"
 COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
 
@@ -100,7 +102,7 @@ def check_kipoi_test_reference(folder: Path) -> None:
         inputs, expected = f["inputs"][:], f["preds"][:]
     lm = predict.load_model(folder)
     assert inputs.shape[1:] == (4, kipoi_export.read_spec(folder)["seq_len"])
-    np.testing.assert_allclose(kipoi_export.predict_batch(lm, inputs), expected, atol=1.5e-5, rtol=0)
+    np.testing.assert_allclose(predict_batch(lm, inputs), expected, atol=1.5e-5, rtol=0)
 
 
 def cli(command, argv):
@@ -225,6 +227,67 @@ def test_conjoined_ph_export_is_rc_invariant_and_matches_our_predict(ph_checkpoi
     np.testing.assert_allclose(logit(forward), (logit(raw_forward) + logit(raw_reverse)) / 2, atol=1e-4, rtol=0)
 
 
+# --------------------------------------------------------------------------- the committed kipoi_model/
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts)
+
+
+def test_committed_kipoi_model_is_what_export_writes(tmp_path):
+    """kipoi_model/ is export-kipoi's output: re-exporting it (its weights, recorded source and
+    description) writes the same files, so its shims, yaml, README and examples cannot drift from
+    the code. Safetensors' header order is not fixed (compare tensors and metadata) and the
+    expected predictions may differ in the last float bit across CPUs."""
+    import h5py
+    from safetensors import safe_open
+
+    out = kipoi_export.export_kipoi(KIPOI_MODEL, tmp_path / KIPOI_MODEL.name)
+    assert files_under(out) == files_under(KIPOI_MODEL)
+    for name in files_under(out):
+        ours, committed = out / name, KIPOI_MODEL / name
+        if name.endswith(".safetensors"):
+            with safe_open(ours, "pt") as a, safe_open(committed, "pt") as b:
+                assert a.metadata() == b.metadata() and sorted(a.keys()) == sorted(b.keys())
+                for key in a.keys():
+                    assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+        elif name.endswith(".h5"):
+            with h5py.File(ours, "r") as a, h5py.File(committed, "r") as b:
+                assert sorted(a) == sorted(b) == ["inputs", "preds"]
+                np.testing.assert_array_equal(a["inputs"][:], b["inputs"][:])
+                np.testing.assert_allclose(a["preds"][:], b["preds"][:], atol=1e-6, rtol=0)
+        else:
+            assert ours.read_text() == committed.read_text(), f"kipoi_model/{name} is not what export-kipoi writes"
+    assert "from grelu_caduceus.kipoi.model import CaduceusKipoiModel" in (out / "model.py").read_text()
+
+
+@needs_kipoi
+def test_kipoi_model_and_dataloader_are_package_code(tmp_path, monkeypatch):
+    """grelu_caduceus.kipoi's classes, imported as normal modules, reproduce kipoi_model/'s test
+    reference: the dataloader's windows are its /inputs and the model's predictions its /preds."""
+    import h5py
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # importing kipoi writes ~/.kipoi
+    from kipoi.data import Dataset
+    from kipoi.model import BaseModel
+
+    from grelu_caduceus.kipoi.dataloader import CaduceusIntervalDl
+    from grelu_caduceus.kipoi.model import CaduceusKipoiModel
+
+    examples = KIPOI_MODEL / "example_files"
+    seq_len = kipoi_export.read_spec(KIPOI_MODEL)["seq_len"]
+    loader = CaduceusIntervalDl(str(examples / "intervals.bed"), str(examples / "genome.fa"), seq_len)
+    model = CaduceusKipoiModel(str(KIPOI_MODEL / "weights"))
+    assert isinstance(loader, Dataset) and isinstance(model, BaseModel)
+    items = [loader[i] for i in range(len(loader))]
+    with h5py.File(examples / "expected.h5", "r") as f:
+        np.testing.assert_array_equal(np.stack([item["inputs"] for item in items]), f["inputs"][:])
+        np.testing.assert_allclose(model.predict_on_batch(f["inputs"][:]), f["preds"][:], atol=1.5e-5, rtol=0)
+    first = items[0]["metadata"]["ranges"]  # the row at the contig start: its window runs past it
+    assert (first.chr, first.start, first.end) == (loader.windows.window(0)[0], -40, 160)
+    with pytest.raises(kipoi_export.ExportError, match=r"shape \(batch, 4, length\)"):
+        model.predict_on_batch(np.zeros((2, 200, 4), dtype=np.float32))
+
+
 # --------------------------------------------------------------------------- pieces without kipoi
 def test_kipoiseq_n_columns_are_treated_as_our_all_zero_n(ps_checkpoint):
     lm = predict.load_model(ps_checkpoint)
@@ -234,10 +297,10 @@ def test_kipoiseq_n_columns_are_treated_as_our_all_zero_n(ps_checkpoint):
     kipoiseq_style = x.clone()
     kipoiseq_style[:, :, 20:60] = 0.25  # kipoiseq's N
     ours = predict.predict_onehot(lm, x)
-    np.testing.assert_allclose(kipoi_export.predict_batch(lm, kipoiseq_style.numpy()), ours, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(predict_batch(lm, kipoiseq_style.numpy()), ours, atol=1e-6, rtol=0)
     # Feeding 0.25 columns to the model directly would give different numbers.
     assert np.abs(predict.predict_onehot(lm, kipoiseq_style) - ours).max() > 1e-6
-    fixed = kipoi_export.zero_uniform_columns(kipoiseq_style.numpy())
+    fixed = zero_uniform_columns(kipoiseq_style.numpy())
     np.testing.assert_array_equal(fixed, x.numpy())
 
 
@@ -261,7 +324,7 @@ def test_kipoiseq_dataloader_gives_our_predictions(tmp_path, monkeypatch, ps_che
     assert inputs.shape == (5, 4, 200) and (inputs == 0.25).all(axis=1).sum() == 30
     lm = predict.load_model(ps_checkpoint)
     ours = predict.predict_intervals(ps_checkpoint, fasta, bed3)["ctcf"].to_numpy()
-    np.testing.assert_allclose(kipoi_export.predict_batch(lm, inputs)[:, 0], ours, atol=TOL, rtol=0)
+    np.testing.assert_allclose(predict_batch(lm, inputs)[:, 0], ours, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("start,end,seq_len", [(100, 300, 200), (100, 301, 200), (100, 301, 201), (7, 8, 10)])

@@ -1,0 +1,17 @@
+"""The code a Kipoi model folder written by ``grelu-caduceus export-kipoi`` runs.
+
+Kipoi loads a folder's ``model.py`` and ``dataloader.py`` by file path; in an export both are thin
+shims that import the classes defined here, so the code is installed, imported and tested like the
+rest of the package:
+
+* :mod:`.inputs`: what ``predict_on_batch`` does to a one-hot batch (no Kipoi needed);
+* :mod:`.model`: ``CaduceusKipoiModel`` (a ``kipoi.model.BaseModel``), loads the folder's weights/;
+* :mod:`.dataloader`: ``CaduceusIntervalDl`` (a ``kipoi.data.Dataset``), FASTA + BED -> one-hot windows.
+
+``model`` and ``dataloader`` import Kipoi (``pip install 'grelu-caduceus[kipoi]'``); import them
+from their modules. The folder itself is written by :mod:`grelu_caduceus.kipoi_export`.
+"""
+
+from .inputs import predict_batch, zero_uniform_columns
+
+__all__ = ["predict_batch", "zero_uniform_columns"]
