@@ -51,3 +51,54 @@ def test_other_settings_in_the_same_folder_are_refused(quick_run):
     with pytest.raises(UserError, match="other settings"):
         run_demo(out, device="cpu", budget="quick", seed=1)
     assert cli_main(["demo", "--out", str(out), "--budget", "default", "--quick"]) == 2
+
+
+def test_training_curve_and_its_baselines_are_scored_on_the_same_sites(quick_run):
+    """The accuracy plot's curve (val_mask_accuracy logged during pretraining) and its baseline lines
+    come from the same windows, masks and [MASK]ed sites: rescoring the final model on the
+    recorded training-time set gives the curve's last point."""
+    import pandas as pd
+
+    out, metrics = quick_run
+    stage = json.loads((out / "stages" / "mlm_eval.json").read_text())
+    during = stage["training_val"]
+    logged = pd.read_csv(out / "pretrain" / "logs" / "metrics.csv").dropna(subset=["val_mask_accuracy"])
+    last = logged.sort_values("step").iloc[-1]
+    assert abs(during["model_accuracy"] - last.val_mask_accuracy) <= 1.0 / during["n_sites"]
+    assert during["n_windows"] == 8 and set(during["baselines"]) == set(metrics["mlm_baseline_accuracies"])
+    report = (out / "report.md").read_text()
+    assert "| predictor" in report and "|:--" in report  # tables written by DataFrame.to_markdown
+
+
+def test_model_and_baselines_are_evaluated_on_the_same_sites():
+    """A 'model' that predicts what the k=2 baseline predicts must score exactly the baseline's
+    accuracy, with a zero difference: both are scored on the same sites of the same inputs."""
+    import numpy as np
+    import torch
+
+    from grelu_caduceus.core.tokens import A_ID
+    from grelu_caduceus.demo import KmerContextModel, MaskedEvalSet, evaluate_masked
+    from grelu_caduceus.demo.baselines import fit_baselines, ids_to_bases
+    from grelu_caduceus.demo.stages import region_ids
+
+    class BaselineAsModel(torch.nn.Module):
+        def __init__(self, baseline):
+            super().__init__()
+            self.baseline = baseline
+
+        def forward(self, ids):
+            bases = ids_to_bases(ids)
+            rows, cols = np.nonzero(np.ones_like(bases, dtype=bool))
+            guess = self.baseline.predict(bases, rows, cols).reshape(bases.shape)
+            return torch.nn.functional.one_hot(torch.as_tensor(guess) + A_ID, 16).float()
+
+    ids = region_ids("val")[: 16 * 256].reshape(16, 256)
+    baselines = fit_baselines(ids_to_bases(region_ids("train")))
+    k2 = next(bl for bl in baselines if isinstance(bl, KmerContextModel) and bl.k == 2)
+    result = evaluate_masked(BaselineAsModel(k2), MaskedEvalSet.build(ids, 8), baselines, 8, "cpu")
+    assert result["model_accuracy"] == result["baselines"]["kmer_context_k2"]
+    assert result["n_windows"] == 16 and result["n_sites"] > 400
+    if result["best_baseline"] == "kmer_context_k2":
+        assert result["difference"] == 0.0 and result["difference_ci95"] == (0.0, 0.0)
+    else:
+        assert result["difference"] < 0.0

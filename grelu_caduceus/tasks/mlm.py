@@ -18,6 +18,8 @@ from ..core.tokens import A_ID, MASK_ID, N_ID, T_ID, onehot_to_ids, rc_ids
 from ..training import SaveOnInterrupt, fit, run_folder_checkpoint, run_folder_logger
 
 IGNORE = -100
+# validation batch i is masked with a generator seeded VAL_MASK_SEED + i: the same masks every time
+VAL_MASK_SEED = 10_000
 
 DEFAULT_MLM_TRAIN_PARAMS = dict(
     task="mlm",
@@ -173,7 +175,7 @@ class MLMLightningModel(LightningModel):
 
     def validation_step(self, batch, batch_idx):
         # A fixed mask per batch index makes validation numbers comparable across epochs and runs.
-        g = torch.Generator().manual_seed(10_000 + batch_idx)
+        g = torch.Generator().manual_seed(VAL_MASK_SEED + batch_idx)
         loss, correct, n, correct_at_mask, n_at_mask = self.masked_loss(self._ids(batch), generator=g,
                                                                         mask_token_counts=True)
         self.val_sums += torch.tensor([loss.item() * n.item(), correct.item(), n.item(), correct_at_mask.item(),
@@ -229,7 +231,7 @@ def warmup_cosine(warmup_steps: int, max_steps: int, min_ratio: float = 0.1):
     return factor
 
 
-__all__ = ["MLMLightningModel", "mask_tokens", "build_mlm_model", "warmup_cosine", "IGNORE", "N_ID"]
+__all__ = ["MLMLightningModel", "mask_tokens", "build_mlm_model", "warmup_cosine", "IGNORE", "N_ID", "VAL_MASK_SEED"]
 
 
 def build_mlm_trainer(train_params: dict, out_dir, extra_callbacks=(), resuming: bool = False,
