@@ -219,9 +219,13 @@ class SaveOnInterrupt(pl.Callback):
     interrupted run resumes where it stopped, not at the last periodic checkpoint) and, on Ctrl-C,
     says how to resume.
 
-    Not Lightning's OnExceptionCheckpoint: with one of those among the callbacks, Lightning turns
-    ``fit(ckpt_path=None)`` into a resume from the last checkpoint (a fresh run would not start
-    afresh), and it deletes the file after a normal end.
+    Not Lightning's OnExceptionCheckpoint (checked with Lightning 2.6): with one of those among the
+    callbacks, ``fit(ckpt_path=None)`` becomes ``ckpt_path="last"`` (checkpoint_connector.
+    _parse_ckpt_path), which also picks up ModelCheckpoint's ``last.ckpt`` in the run folder, so
+    ``trainer.resume=null`` would resume instead of starting afresh (tests/test_run_folder.py::
+    test_resume_null_starts_afresh_in_the_same_folder fails with it); there is no public value of
+    ckpt_path that means "no checkpoint". Its teardown also deletes its file after a normal end,
+    which here is the run's last.ckpt.
 
     Args:
         dirpath: the run's checkpoint folder.
