@@ -1,13 +1,18 @@
-"""The `grelu-caduceus demo` job in its quick (smoke) size: outputs, resumption, settings guard."""
+"""The `grelu-caduceus demo` job in its quick (smoke) size: outputs, resumption, settings guard; its
+baselines and masked evaluation (the same sites for the model and every baseline)."""
 
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from grelu_caduceus.cli import UserError
 from grelu_caduceus.cli import main as cli_main
+from grelu_caduceus.core.tokens import A_ID, MASK_ID, T_ID
 from grelu_caduceus.demo import run_demo
+from grelu_caduceus.tasks.mlm import VAL_MASK_SEED, mask_tokens
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +78,6 @@ def test_training_curve_and_its_baselines_are_scored_on_the_same_sites(quick_run
 def test_model_and_baselines_are_evaluated_on_the_same_sites():
     """A 'model' that predicts what the k=2 baseline predicts must score exactly the baseline's
     accuracy, with a zero difference: both are scored on the same sites of the same inputs."""
-    import numpy as np
-    import torch
-
-    from grelu_caduceus.core.tokens import A_ID
     from grelu_caduceus.demo import KmerContextModel, MaskedEvalSet, evaluate_masked
     from grelu_caduceus.demo.baselines import fit_baselines, ids_to_bases
     from grelu_caduceus.demo.stages import region_ids
@@ -102,3 +103,59 @@ def test_model_and_baselines_are_evaluated_on_the_same_sites():
         assert result["difference"] == 0.0 and result["difference_ci95"] == (0.0, 0.0)
     else:
         assert result["difference"] < 0.0
+
+# --------------------------------------------------------------------------- baselines and masked evaluation
+def random_ids(shape, seed=0):
+    return torch.randint(A_ID, T_ID + 1, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_kmer_baseline_learns_context_and_marginalises_masked_neighbours():
+    from grelu_caduceus.demo import KmerContextModel, MostFrequentBase
+
+    # A period-3 sequence: the centre base is fixed by either neighbour.
+    train = np.tile(np.array([0, 1, 2]), 1000)
+    model = KmerContextModel(2).fit(train)
+    inputs = np.tile(np.array([0, 1, 2]), 10)[None].copy()
+    rows, cols = np.zeros(5, int), np.arange(5, 10)
+    assert (model.predict(inputs, rows, cols) == inputs[0, 5:10]).all()
+    # With every neighbour hidden the model falls back to base frequencies, not to garbage.
+    hidden = np.full_like(inputs, 4)
+    assert model.predict(hidden, rows, cols).tolist() == [0] * 5
+    # One side hidden: the other side still decides.
+    one_side = inputs.copy()
+    one_side[0, 6:8] = 4
+    assert model.predict(one_side, np.array([0]), np.array([5]))[0] == inputs[0, 5]
+    assert MostFrequentBase().fit(np.array([3, 3, 1, 4, 4, 4])).predict(inputs, rows, cols).tolist() == [3] * 5
+
+
+def test_masked_eval_set_uses_the_lightning_validation_masks():
+    from grelu_caduceus.demo import MaskedEvalSet
+
+    ids = random_ids((6, 128))
+    eval_set = MaskedEvalSet.build(ids, batch_size=4)
+    # Batch 1 (rows 4-5) is masked with seed VAL_MASK_SEED + 1, as MLMLightningModel.validation_step does.
+    inputs, labels = mask_tokens(ids[4:], generator=torch.Generator().manual_seed(VAL_MASK_SEED + 1))
+    assert torch.equal(eval_set.inputs[4:], inputs) and torch.equal(eval_set.labels[4:], labels)
+    rows, cols = eval_set.sites(hidden_only=True)
+    assert (eval_set.inputs[rows, cols] == MASK_ID).all()
+    assert len(rows) == pytest.approx(0.8 * 0.15 * ids.numel(), rel=0.25)
+    assert math.isclose(len(eval_set.sites(hidden_only=False)[0]), (eval_set.labels >= 0).sum().item())
+
+
+def test_paired_bootstrap_interval_over_windows():
+    from grelu_caduceus.demo import paired_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    windows = np.repeat(np.arange(200), 50)  # 200 windows of 50 sites
+    truth = rng.random(windows.size)
+    baseline = truth < 0.40
+    better = truth < 0.45  # right wherever the baseline is, and on 5% more sites
+    assert paired_bootstrap_ci(baseline, baseline, windows, 200) == (0.0, 0.0)
+    lo, hi = paired_bootstrap_ci(better, baseline, windows, 200)
+    assert 0.0 < lo < (better.mean() - baseline.mean()) < hi < 0.1
+    lo, hi = paired_bootstrap_ci(baseline, better, windows, 200)
+    assert hi < 0.0
+    # A window-level effect: the model wins on half of the windows and loses on the other half.
+    mixed = np.where(windows < 100, truth < 0.6, truth < 0.2)
+    lo, hi = paired_bootstrap_ci(mixed, baseline, windows, 200)
+    assert lo < 0.0 < hi
