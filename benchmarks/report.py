@@ -297,9 +297,17 @@ def _budget_text(df: pd.DataFrame, meta: dict | None = None) -> str:
         combos = df[cols].drop_duplicates()
         parts.append("; ".join(", ".join(f"{c} {int(v)}" for c, v in zip(cols, row))
                                for row in combos.itertuples(index=False)))
+    if "lr" in df.columns and df.lr.notna().any():
+        lrs = df.dropna(subset=["lr"]).groupby("model").lr.agg(lambda x: sorted(set(float(v) for v in x)))
+        lr_text = "AdamW lr " + ", ".join(f"{m} {'/'.join(f'{v:g}' for v in lrs[m])}"
+                                          for m in _models_in(df) if m in lrs.index)
+    else:
+        lr_text = f"AdamW lr {b.get('lr')}" if b else ""
     if b:
-        parts.append(f"AdamW lr {b.get('lr')}, {b.get('warmup_steps')} warm-up steps then constant, "
+        parts.append(f"{lr_text}, {b.get('warmup_steps')} warm-up steps then constant, "
                      f"read-out: central {b.get('readout_len')} bp")
+    elif lr_text:
+        parts.append(lr_text)
     return "; ".join(parts) if parts else "see long_range.py"
 
 
