@@ -630,17 +630,36 @@ def append_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _prepare_outputs(out_dir: Path, log) -> tuple[Path, Path]:
-    """The results and curves CSVs; a CSV with other columns (an older protocol) is moved aside."""
+# Budget fields that may differ between resumed invocations of one grid (subsets of it).
+SUBSET_FIELDS = ("seeds", "contexts")
+
+
+def _protocol(budget: dict) -> dict:
+    return {k: v for k, v in budget.items() if k not in SUBSET_FIELDS}
+
+
+def _prepare_outputs(out_dir: Path, log, budget: Budget | None = None) -> tuple[Path, Path]:
+    """The results and curves CSVs. They are moved aside (``*.old.csv``) when they come from an older
+    protocol: other columns, or ``long_range_meta.json`` recording another budget (seeds and contexts
+    aside), so that a resumed grid never mixes runs of two budgets."""
     path, curves = out_dir / "long_range.csv", out_dir / "long_range_curves.csv"
+    meta = out_dir / "long_range_meta.json"
+    other_budget = False
+    if budget is not None and meta.exists() and path.exists():
+        try:
+            recorded = json.loads(meta.read_text()).get("budget") or {}
+        except (OSError, ValueError):
+            recorded = {}
+        other_budget = _protocol(recorded) != _protocol(json.loads(json.dumps(asdict(budget))))
     for p, columns in ((path, COLUMNS), (curves, CURVE_COLUMNS)):
         if p.exists() and p.stat().st_size:
             with open(p, newline="") as f:
                 header = next(csv.reader(f), [])
-            if header != columns:
+            if header != columns or other_budget:
                 old = p.with_name(p.stem + ".old" + p.suffix)
                 p.replace(old)
-                log(f"{p.name} has other columns (an older protocol): moved to {old.name}")
+                why = "another budget (long_range_meta.json)" if header == columns else "other columns"
+                log(f"{p.name} is from an older protocol ({why}): moved to {old.name}")
     return path, curves
 
 
@@ -679,7 +698,7 @@ def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, co
             model_params(m, c, readout_len=budget.readout_len)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path, curves_path = _prepare_outputs(out_dir, log)
+    path, curves_path = _prepare_outputs(out_dir, log, budget)
     done = {}
     for row in _read_rows(path):
         done.setdefault(_key(row["task"], row["model"], row["context_len"], row["seed"]), set()).add(row["budget"])

@@ -404,6 +404,19 @@ def test_long_range_grid_is_resumable_and_moves_an_old_csv_aside(tmp_path):
     long_range.run_long_range(tmp_path, **run)
     d2 = pd.read_csv(path)
     assert len(d2) == 16 and any("1 to run" in line for line in logs)
+    # A seed subset is the same grid: nothing is moved aside and nothing rerun.
+    logs.clear()
+    long_range.run_long_range(tmp_path, **(run | dict(seeds=[1])))
+    assert len(pd.read_csv(path)) == 16 and not any("moved to" in line for line in logs)
+    # Another budget (here: more steps) is another protocol: its CSVs are moved aside, all runs redone.
+    logs.clear()
+    from dataclasses import replace
+
+    long_range.run_long_range(tmp_path, **(run | dict(budget=replace(budget, steps=3))))
+    assert any("another budget" in line and "long_range.old.csv" in line for line in logs)
+    assert len(pd.read_csv(tmp_path / "long_range.old.csv")) == 16
+    d3 = pd.read_csv(path)
+    assert len(d3) == 16 and (d3[d3.budget == "equal_steps"].steps == 3).all()
 
 
 def test_predicted_seconds_follow_the_slower_of_the_two_budgets():
