@@ -461,6 +461,35 @@ GRID_TASKS = ["motif_distance", "motif_pair", "motif_rc", "atac_gm12878", "ctcf_
 # ---------------------------------------------------------------------------------------------
 
 
+def kmer_counts(codes: np.ndarray, k: int = 4) -> np.ndarray:
+    """Frequencies (n, 4**k) of the k-mers of every row of codes (n, L); k-mers with N are skipped."""
+    n, L = codes.shape
+    index = np.zeros((n, L - k + 1), dtype=np.int64)
+    valid = np.ones((n, L - k + 1), dtype=bool)
+    for j in range(k):
+        part = codes[:, j:L - k + 1 + j]
+        valid &= part < 4
+        index = index * 4 + np.minimum(part, 3)
+    counts = np.zeros((n, 4 ** k))
+    rows = np.broadcast_to(np.arange(n)[:, None], index.shape)
+    np.add.at(counts, (rows[valid], index[valid]), 1.0)
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1.0)
+
+
+def kmer_probe(data: TaskData, context: int, k: int = 4, C: float = 1.0) -> float:
+    """Test AUROC of a logistic regression on the k-mer frequencies of the central ``context`` bp.
+
+    A reference for the real tasks, not one of the compared models: it says whether the label is
+    learnable from a few hundred training sequences, and whether more context helps.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    X = kmer_counts(data.centre(context), k)
+    train = ~data.is_test
+    model = LogisticRegression(C=C, max_iter=2000).fit(X[train], data.labels[train])
+    return auroc(data.labels[data.is_test], model.decision_function(X[data.is_test]))
+
+
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count half), from the Mann-Whitney U statistic."""
     import pandas as pd

@@ -286,6 +286,23 @@ def test_rnaseq_dm3_slice_sites_match_the_bundled_coverage_rule():
     assert row.gc == pytest.approx((seq.count("G") + seq.count("C")) / 128, abs=1e-4)
 
 
+def test_kmer_counts_are_frequencies_of_every_window():
+    codes = np.stack([long_range.encode("ACGTA"), long_range.encode("AANAA")])
+    f = long_range.kmer_counts(codes, k=2)
+    index = {a + b: i for i, (a, b) in enumerate((a, b) for a in "ACGT" for b in "ACGT")}
+    assert f[0, index["AC"]] == f[0, index["CG"]] == f[0, index["GT"]] == f[0, index["TA"]] == 0.25
+    assert f[1, index["AA"]] == 1.0 and f.sum(1).tolist() == [1.0, 1.0]  # windows with N skipped
+
+
+def test_rnaseq_dm3_label_is_learnable_and_needs_context():
+    """A 4-mer logistic-regression reference on the grid's sample (256 training sequences): above
+    chance, and better with 544 bp around the site than with the 32 bp site alone."""
+    task = long_range.real_task(long_range.TASKS["rnaseq_dm3"], max_context=544, log=lambda m: None)
+    data = task.data(n_train=256, n_test=128, seed=0)
+    site, wide = long_range.kmer_probe(data, 32), long_range.kmer_probe(data, 544)
+    assert wide > 0.65 and wide > site + 0.1
+
+
 def test_read_wig_coverage_variable_and_fixed_step(tmp_path):
     from benchmarks.data.prepare import read_wig_coverage
 
