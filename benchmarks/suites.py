@@ -68,10 +68,19 @@ Communications 2025: AUROC for both classification tasks). DIR is the data root 
 The other DNALongBench tasks (contact maps, regulatory sequence activity, transcription initiation)
 are stored as TFRecords / bigWigs and are not read here.
 
-Assumed, not seen in the sources: GLRB's metrics (the dataset card lists none): AUROC for the
-classification tasks (eQTL, promoter, enhancer; chromatin features averaged over labels) and R^2
-for bulk RNA and CAGE, with Pearson r reported too; for CAGE the probe predicts each track's mean
-over the pooled bins (the benchmark scores every bin, which needs a per-position head). The
+GLRB's metrics (the dataset card names none) are those of the fine-tuning scripts in the Caduceus
+repository, written for this benchmark (github.com/kuleshov-group/caduceus, ``finetuning_glrb/``:
+``finetune_variant_effect_causal_eqtl.py``, ``finetune_bulk_rna.py``, ``finetune_cage.py``,
+``finetune_chromatin.py``, ``finetune_regulatory_elements.py``), see :data:`GLRB_TASKS`:
+causal eQTL AUROC (also AUPRC); bulk RNA R^2 (sklearn ``r2_score``, averaged over tissues); CAGE R^2
+of log(1 + x) of prediction and target (averaged over tracks); chromatin features AUROC over all
+(sequence, label) pairs pooled (micro; the macro mean over labels is reported too); promoter and
+enhancer AUPRC (area under the precision-recall curve, trapezoidal, as ``sklearn.metrics.auc(recall,
+precision)``; the scripts log AUROC for the enhancer task only, reported here too). Differences
+kept on purpose: the scripts score thresholded predictions (0/1), which turns AUROC into balanced
+accuracy; here the probe's scores are ranked (the usual definition). For CAGE the probe predicts each
+track's mean over the pooled bins (the benchmark scores every bin, which needs a per-position head).
+The
 expression CSV's non-numeric columns (if any) are ignored. The tabix BED is read whole with gzip (no
 tabix library). Windows whose length differs from ``sequence_length`` by the script's rounding are
 padded with N at the end.
@@ -190,16 +199,17 @@ GLRB_TASKS = {
                                        "bulk_rna_expression/rna_expression_values.csv"], assembly="hg19",
                                 kind="regression", metric="r2", length=100_000),
     "cage_prediction": dict(files=["cage_prediction/sequences_coordinates.csv"], assembly="hg38", kind="regression",
-                            metric="r2", length=114_688),
+                            metric="r2_log1p", length=114_688),
     "chromatin_features_histone_marks": dict(files=["chromatin_features/histones_and_dnase.csv"], assembly="hg19",
-                                             kind="multilabel", metric="auroc", length=100_000, column="HISTONES"),
+                                             kind="multilabel", metric="auroc_micro", length=100_000,
+                                             column="HISTONES"),
     "chromatin_features_dna_accessibility": dict(files=["chromatin_features/histones_and_dnase.csv"],
-                                                 assembly="hg19", kind="multilabel", metric="auroc", length=100_000,
-                                                 column="DNASE"),
+                                                 assembly="hg19", kind="multilabel", metric="auroc_micro",
+                                                 length=100_000, column="DNASE"),
     "regulatory_element_promoter": dict(files=["regulatory_elements/promoter_dataset.csv"], assembly="hg38",
-                                        kind="binary", metric="auroc", length=100_000),
+                                        kind="binary", metric="auprc", length=100_000),
     "regulatory_element_enhancer": dict(files=["regulatory_elements/enhancer_dataset.csv"], assembly="hg38",
-                                        kind="binary", metric="auroc", length=100_000),
+                                        kind="binary", metric="auprc", length=100_000),
 }
 CAGE_FULL, CAGE_BIN = 114_688, 128
 
@@ -442,8 +452,22 @@ def _pearson(a, b) -> float:
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
+def auprc(labels, scores) -> float:
+    """Area under the precision-recall curve, trapezoidal (``sklearn.metrics.auc(recall, precision)``,
+    as GLRB's fine-tuning scripts compute it; ``average_precision_score`` is the step-wise variant)."""
+    from sklearn.metrics import auc, precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    return float(auc(recall, precision))
+
+
 def score_probe(kind: str, X_train, y_train, X_test, y_test, seed: int = 0) -> dict:
-    """Fit the probe for ``kind`` and return its test metrics ({name: value})."""
+    """Fit the probe for ``kind`` and return its test metrics ({name: value}).
+
+    binary: auroc, auprc, average_precision; multilabel (one probe per label): auroc_micro /
+    auprc_micro over all (example, label) pairs pooled, auroc_macro (mean over labels); regression
+    (ridge): r2 and pearson (means over targets), r2_log1p (R^2 of log(1 + x), predictions clipped at 0).
+    """
     from sklearn.metrics import average_precision_score, r2_score, roc_auc_score
 
     from grelu_caduceus.vep_probe import fit_probe
@@ -453,17 +477,23 @@ def score_probe(kind: str, X_train, y_train, X_test, y_test, seed: int = 0) -> d
             raise SuiteDataError("Both the training and the test split need positives and negatives.")
         probe, C = fit_probe(X_train, y_train.astype(np.int64), "logistic", seed=seed)
         s = probe.decision_function(X_test)
-        return {"auroc": float(roc_auc_score(y_test, s)), "auprc": float(average_precision_score(y_test, s)), "C": C}
+        return {"auroc": float(roc_auc_score(y_test, s)), "auprc": auprc(y_test, s),
+                "average_precision": float(average_precision_score(y_test, s)), "C": C}
     if kind == "multilabel":
-        aurocs = []
+        aurocs, labels, scores = [], [], []
         for j in range(y_train.shape[1]):
             if len(np.unique(y_train[:, j])) < 2 or len(np.unique(y_test[:, j])) < 2:
                 continue
             probe, _ = fit_probe(X_train, y_train[:, j].astype(np.int64), "logistic", seed=seed)
-            aurocs.append(roc_auc_score(y_test[:, j], probe.decision_function(X_test)))
+            s = probe.decision_function(X_test)
+            aurocs.append(roc_auc_score(y_test[:, j], s))
+            labels.append(y_test[:, j])
+            scores.append(s)
         if not aurocs:
             raise SuiteDataError("No label has both classes in the training and the test split.")
-        return {"auroc": float(np.mean(aurocs)), "labels_scored": len(aurocs)}
+        labels, scores = np.concatenate(labels), np.concatenate(scores)
+        return {"auroc_micro": float(roc_auc_score(labels, scores)), "auprc_micro": auprc(labels, scores),
+                "auroc_macro": float(np.mean(aurocs)), "labels_scored": len(aurocs)}
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -473,7 +503,10 @@ def score_probe(kind: str, X_train, y_train, X_test, y_test, seed: int = 0) -> d
     probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 7))).fit(X_train, y_train)
     pred = probe.predict(X_test).reshape(y_test.shape)
     ok = [j for j in range(y_test.shape[1]) if np.std(y_test[:, j]) > 0]
+    log_pred, log_true = np.log1p(np.clip(pred, 0, None)), np.log1p(np.clip(y_test, 0, None))
+    ok_log = [j for j in ok if np.std(log_true[:, j]) > 0]
     return {"r2": float(np.mean([r2_score(y_test[:, j], pred[:, j]) for j in ok])),
+            "r2_log1p": float(np.mean([r2_score(log_true[:, j], log_pred[:, j]) for j in ok_log])),
             "pearson": float(np.nanmean([_pearson(y_test[:, j], pred[:, j]) for j in ok])), "targets": len(ok)}
 
 

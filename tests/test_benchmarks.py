@@ -1,5 +1,6 @@
 """Benchmarks: matched model zoo, scaling measurements, long-range data and training, report."""
 
+import importlib
 import json
 import os
 import sys
@@ -215,23 +216,113 @@ def test_motif_pair_needs_both_flanks():
     assert data.labels[data.is_test].mean() == 0.5
 
 
-def test_motif_rc_trains_forward_and_tests_reverse_complemented():
+def test_motif_rc_is_strand_biased_in_training_and_reverse_complemented_in_test():
     context = 160
-    data = long_range.motif_rc_data(context, n_train=12, n_test=8, seed=1)
-    motif = long_range.encode(long_range.MOTIF)
+    data = long_range.motif_rc_data(context, n_train=200, n_test=200, seed=1)
+    motif = long_range.encode(long_range.RC_MOTIF)
     rc = long_range.reverse_complement(motif)
-    k = len(motif)
+    assert (motif != rc).any()  # not its own reverse complement: the strand is visible
+    k, d = len(motif), long_range.motif_distance(context)
 
-    def count(codes, m):
-        return sum((codes[s:s + k] == m).all() for s in range(context - k + 1))
+    def hits(codes, m):
+        return [s for s in range(context - k + 1) if (codes[s:s + k] == m).all()]
 
-    for codes, label, test in zip(data.codes, data.labels, data.is_test):
-        forward, reverse = count(codes, motif), count(codes, rc)
-        expected = long_range.RC_COPIES if label else 0
-        assert (forward, reverse) == ((0, expected) if test else (expected, 0))
-    # Negatives carry the composition-matched decoy, so base composition alone says nothing.
-    assert sorted(long_range.MOTIF_SHUFFLED) == sorted(long_range.MOTIF)
+    def forward_share(rows):
+        strands = []
+        for codes in rows:
+            f, r = hits(codes, motif), hits(codes, rc)
+            assert sorted([len(f), len(r)]) == [0, long_range.RC_COPIES]  # one strand per sequence
+            starts = f or r
+            assert abs(abs(np.mean(starts) + k / 2 - context // 2) - d) <= 1  # at +-distance
+            strands.append(bool(f))
+        return np.mean(strands)
+
+    pos, test = data.labels.astype(bool), data.is_test
+    # Training: mostly forward (RC_FORWARD); test rows are exact reverse complements of rows drawn the
+    # same way, so undoing the RC gives the training strand mix back and as given they are mostly reverse.
+    assert abs(forward_share(data.codes[pos & ~test]) - long_range.RC_FORWARD) < 0.12
+    held_out = long_range.reverse_complement(data.codes[pos & test])
+    assert abs(forward_share(held_out) - long_range.RC_FORWARD) < 0.12
+    assert abs(forward_share(data.codes[pos & test]) - (1 - long_range.RC_FORWARD)) < 0.12
+    # The label is "the motif on either strand": negatives have it on neither.
+    assert (long_range.contains_motif(data.codes, motif) == pos).all()
+    again = long_range.motif_rc_data(context, n_train=200, n_test=200, seed=1)
+    assert (again.codes == data.codes).all()
     assert (long_range.reverse_complement(np.array([[0, 1, 2, 3, 4]], np.uint8)) == [[4, 0, 1, 2, 3]]).all()
+
+
+def test_contains_motif_sees_both_strands_and_nothing_else():
+    motif = long_range.encode("AACCGT")
+    rows = np.stack([long_range.encode(s) for s in ("TTAACCGTTT", "TTACGGTTTT", "TTAACCGATT", "AAAAAAAAAA")])
+    assert long_range.contains_motif(rows, motif).tolist() == [True, True, False, False]
+
+
+def test_rnaseq_dm3_slice_sites_match_the_bundled_coverage_rule():
+    """The bundled fly task: balanced, centred on its 32 bp site, train and test blocks apart, and
+    its sequence read from the bundled chr2R slice at the table's coordinates."""
+    prepare = importlib.import_module("benchmarks.data.prepare")
+
+    task = long_range.real_task(long_range.TASKS["rnaseq_dm3"], max_context=544, log=lambda m: None)
+    table = task.table
+    assert set(table.label) == {0, 1} and set(table.split) == {"train", "test"}
+    assert ((table.end - table.start) == prepare.RNASEQ_SITE).all()
+    block = (table.start + prepare.RNASEQ_SITE // 2 - prepare.RNASEQ_REGION[1]) // prepare.RNASEQ_BLOCK
+    assert ((block % 5 == 4) == (table.split == "test")).all()
+    # GC-matched negatives: the two classes' mean GC differ by little.
+    assert abs(table[table.label == 1].gc.mean() - table[table.label == 0].gc.mean()) < 0.02
+    data = task.data(n_train=16, n_test=8, seed=0)
+    assert data.codes.shape == (24, 544) and data.labels.mean() == 0.5
+    assert (data.codes < 4).all()
+    genome = long_range.SliceGenome(prepare.BUNDLED / "dm3_chr2R_slice.fa.gz")
+    row = table.iloc[0]
+    centre = (row.start + row.end) // 2
+    window = long_range.encode(genome.fetch("chr2R", centre - 272, centre + 272))
+    task._read(np.array([0]))
+    assert (task._codes[0] == window).all()
+    with pytest.raises(ValueError, match="outside the bundled slice"):
+        genome.fetch("chr2R", genome.start - 1, genome.start + 10)
+    # The GC column is the central 128 bp of the slice.
+    seq = genome.fetch("chr2R", centre - 64, centre + 64).upper()
+    assert row.gc == pytest.approx((seq.count("G") + seq.count("C")) / 128, abs=1e-4)
+
+
+def test_kmer_counts_are_frequencies_of_every_window():
+    codes = np.stack([long_range.encode("ACGTA"), long_range.encode("AANAA")])
+    f = long_range.kmer_counts(codes, k=2)
+    index = {a + b: i for i, (a, b) in enumerate((a, b) for a in "ACGT" for b in "ACGT")}
+    assert f[0, index["AC"]] == f[0, index["CG"]] == f[0, index["GT"]] == f[0, index["TA"]] == 0.25
+    assert f[1, index["AA"]] == 1.0 and f.sum(1).tolist() == [1.0, 1.0]  # windows with N skipped
+
+
+def test_rnaseq_dm3_label_is_learnable_and_needs_context():
+    """A 4-mer logistic-regression reference on the grid's sample (256 training sequences): above
+    chance, and better with 544 bp around the site than with the 32 bp site alone."""
+    task = long_range.real_task(long_range.TASKS["rnaseq_dm3"], max_context=544, log=lambda m: None)
+    data = task.data(n_train=256, n_test=128, seed=0)
+    site, wide = long_range.kmer_probe(data, 32), long_range.kmer_probe(data, 544)
+    assert wide > 0.65 and wide > site + 0.1
+
+
+def test_read_wig_coverage_variable_and_fixed_step(tmp_path):
+    from benchmarks.data.prepare import read_wig_coverage
+
+    wig = tmp_path / "x.wig"
+    wig.write_text("track type=wiggle_0\nvariableStep chrom=chr2R\n11 5\n12 7\nvariableStep chrom=chr3L\n11 9\n"
+                   "fixedStep chrom=chr2R start=15 step=2 span=2\n1\n3\n")
+    cov = read_wig_coverage(wig, "chr2R", 9, 20)  # 0-based 9..19 = 1-based 10..20
+    assert cov.tolist() == [0, 5, 7, 0, 0, 1, 1, 3, 3, 0, 0]
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("GRELU_CADUCEUS_DATA") or REPO / "data_cache")
+                         / "dm3_chr2R" / ".prepared.json").exists(),
+                    reason="dm3 chr2R not fetched (benchmarks/data/prepare.py dm3_chr2R)")
+def test_rnaseq_dm3_bundle_is_rebuilt_exactly_from_the_package(tmp_path):
+    """prepare.py --bundle reproduces the committed slice and table byte for byte."""
+    prepare = importlib.import_module("benchmarks.data.prepare")
+
+    out = prepare.bundle(out_dir=tmp_path, log=lambda m: None)["rnaseq_dm3"]
+    for key, name in (("fasta", "dm3_chr2R_slice.fa.gz"), ("table", "rnaseq_dm3.tsv.gz")):
+        assert out[key].read_bytes() == (prepare.BUNDLED / name).read_bytes()
 
 
 class _Linear(torch.nn.Module):
@@ -330,12 +421,26 @@ def test_long_range_grid_is_resumable_and_moves_an_old_csv_aside(tmp_path):
     long_range.run_long_range(tmp_path, **run)
     d2 = pd.read_csv(path)
     assert len(d2) == 16 and any("1 to run" in line for line in logs)
+    # A seed subset is the same grid: nothing is moved aside and nothing rerun.
+    logs.clear()
+    long_range.run_long_range(tmp_path, **(run | dict(seeds=[1])))
+    assert len(pd.read_csv(path)) == 16 and not any("moved to" in line for line in logs)
+    # Another budget (here: more steps) is another protocol: its CSVs are moved aside, all runs redone.
+    logs.clear()
+    from dataclasses import replace
+
+    long_range.run_long_range(tmp_path, **(run | dict(budget=replace(budget, steps=3))))
+    assert any("another budget" in line and "long_range.old.csv" in line for line in logs)
+    assert len(pd.read_csv(tmp_path / "long_range.old.csv")) == 16
+    d3 = pd.read_csv(path)
+    assert len(d3) == 16 and (d3[d3.budget == "equal_steps"].steps == 3).all()
 
 
 def test_predicted_seconds_follow_the_slower_of_the_two_budgets():
-    budget = long_range.Budget(steps=10, train_seconds=5.0)
-    assert long_range.predicted_seconds("caduceus", 544, budget) > 10 * 2.0  # caduceus: steps dominate
-    assert 5.0 < long_range.predicted_seconds("enformer", 160, budget) < 7.0  # enformer: the time budget
+    budget = long_range.Budget(steps=50, train_seconds=5.0)
+    assert long_range.predicted_seconds("caduceus", 544, budget) > 50 * 0.5  # caduceus: steps dominate
+    enformer = long_range.predicted_seconds("enformer", 160, budget)  # enformer: the time budget
+    assert 5.0 + long_range.RUN_OVERHEAD < enformer < 6.0 + long_range.RUN_OVERHEAD
     assert long_range.FULL.seeds == [0, 1, 2] and len(long_range.FULL.contexts) == 3
 
 
@@ -351,6 +456,10 @@ def test_long_range_quick_cli(tmp_path):
     assert (d.groupby(["task", "model"]).context_len.nunique() == len(long_range.QUICK.contexts)).all()
     assert d.value.between(0, 1).all() and (d.metric == "auroc").all()
     assert set(d.budget) == set(long_range.BUDGET_KINDS)
+    # Per-model learning rates (MODEL_LR), the same on every task, recorded in the lr column.
+    lrs = d.groupby("model").lr.unique()
+    assert list(lrs["caduceus"]) == [long_range.MODEL_LR["caduceus"]]
+    assert list(lrs["enformer"]) == list(lrs["hyenadna"]) == [long_range.QUICK.lr]
 
 
 # ------------------------------------------------------------------------------- report
@@ -375,13 +484,20 @@ def _fake_results(folder: Path):
     pd.DataFrame(rows).to_csv(folder / "long_range.csv", index=False)
 
 
+def _squash(text: str) -> str:
+    """Markdown with the column padding of DataFrame.to_markdown collapsed to single spaces."""
+    import re
+
+    return re.sub(r" +", " ", text)
+
+
 def test_report_fills_the_readme_blocks_and_writes_plots(tmp_path):
     _fake_results(tmp_path)
     readme = tmp_path / "README.md"
     readme.write_text("# Bench\nprose stays\n<!-- BEGIN scaling -->\nold\n<!-- END scaling -->\n"
                       "<!-- BEGIN long_range -->\n<!-- END long_range -->\n")
     assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
-    text = readme.read_text()
+    text = _squash(readme.read_text())
     assert "prose stays" in text and "\nold\n" not in text
     assert "Enformer/Caduceus time 0.20" in text  # 2 ms / 10 ms per 1024 bp at the longest common length
     assert "| 4k | 40.0 | 20.0 | 8.0 |" in text
@@ -431,13 +547,46 @@ def test_report_paired_tables_budgets_and_curves(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- BEGIN long_range -->\n<!-- END long_range -->\n")
     assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
-    text = readme.read_text()
+    text = _squash(readme.read_text())
     assert "Test CPU 9000" in text and "equal wall time = 8 s" in text
     assert "**syn, equal steps**" in text and "**syn, equal wall time**" in text
     assert "caduceus − enformer" in text and "** enformer" in text  # enformer significantly ahead
     assert "caduceus − hyenadna" in text and "n.s." in text  # equal models: not significant
     assert "Caduceus is behind (equal wall time) in" in text and "significant" in text
     assert (tmp_path / "long_range_curves.png").stat().st_size > 1000
+
+
+def test_report_renders_pretrained_and_suites_csvs(tmp_path):
+    """long_range_pretrained.csv and suites.csv, when present, become the pretrained and suites blocks
+    (markdown tables); without them the blocks say how to produce them."""
+    from benchmarks import pretrained, suites
+
+    _fake_results(tmp_path)
+    readme = tmp_path / "README.md"
+    markers = "".join(f"<!-- BEGIN {n} -->\nold\n<!-- END {n} -->\n" for n in ("pretrained", "suites"))
+    readme.write_text(markers)
+    assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "No results yet (`benchmarks/run.py long_range --pretrained" in text and "run.py glrb" in text
+    rows = []
+    for mode, budget in (("pretrained_probe", "probe"), ("pretrained_finetune", "equal_steps")):
+        for ctx in (160, 544):
+            for seed, v in ((0, 0.61), (1, 0.65)):
+                rows.append({c: "" for c in pretrained.COLUMNS} | dict(
+                    mode=mode, checkpoint="ckpt-A", task="atac_gm12878", data="real", model="caduceus",
+                    context_len=ctx, params=1, budget=budget, metric="auroc", value=v + (ctx == 544) * 0.1,
+                    seed=seed, steps=0, train_s=1.0))
+    pd.DataFrame(rows, columns=pretrained.COLUMNS).to_csv(tmp_path / "long_range_pretrained.csv", index=False)
+    pd.DataFrame([dict(suite="glrb", task="regulatory_element_promoter", model="caduceus", checkpoint="ckpt-A",
+                       metric="auprc", value=0.71234, other_metrics="auroc=0.7", n_train=12, n_test=6,
+                       sequence_length=256, pool_len=64, seconds=1.5)],
+                 columns=suites.SUITE_COLUMNS).to_csv(tmp_path / "suites.csv", index=False)
+    assert report.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
+    text = _squash(readme.read_text())
+    assert "\nold\n" not in text and "No results yet" not in text
+    assert "**pretrained_probe, probe**" in text and "**pretrained_finetune, equal steps**" in text
+    assert "| atac_gm12878 | caduceus | ckpt-A | 0.630 (0.610–0.650) | 0.730 (0.710–0.750) |" in text
+    assert "| glrb | regulatory_element_promoter | caduceus | ckpt-A | auprc | 0.7123 |" in text
 
 
 def test_report_without_markers_or_csvs_fails_clearly(tmp_path):

