@@ -20,7 +20,6 @@ folder that contains ``NAME`` (Kipoi resolves ``test.expect`` against the workin
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -443,41 +442,3 @@ def _dump_yaml(data: dict, folder_name: str) -> str:
               "# the folder that contains this one (Kipoi resolves test.expect against the working directory).\n")
     return header + yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100, allow_unicode=True)
 
-
-# --------------------------------------------------------------------------- command line
-def _conjoin_arg(value: str):
-    return _predict._conjoin_arg(value)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="grelu-caduceus export-kipoi",
-        description="Write a Kipoi model folder (model.yaml, model.py, dataloader, weights, example files) "
-        "for a trained grelu-caduceus checkpoint.",
-    )
-    parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
-                        help="gReLU checkpoint (.ckpt) of one of our models")
-    parser.add_argument("--out", required=True, help="output folder (new or empty, unless --overwrite)")
-    parser.add_argument("--example-fasta", default=None, help="example FASTA (default: real hg19 chr20 slice)")
-    parser.add_argument("--example-bed", default=None, help="example BED (with --example-fasta)")
-    parser.add_argument("--seq-len", type=int, default=None, help="input length (default: training length)")
-    parser.add_argument("--conjoin", type=_conjoin_arg, default="auto",
-                        help="auto (default: conjoin Caduceus-Ph), yes or no")
-    parser.add_argument("--description", default=None, help="text added to the model's info.doc")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing export in --out")
-    return parser
-
-
-def main(argv=None) -> int:
-    """``grelu-caduceus export-kipoi --model CKPT --out DIR [--example-fasta FA --example-bed BED]``."""
-    from .errors import UserError
-    from .data.genome import GenomeDataError
-
-    args = build_parser().parse_args(argv)
-    try:
-        out = export_kipoi(args.checkpoint, args.out, args.example_fasta, args.example_bed, seq_len=args.seq_len,
-                           conjoin=args.conjoin, overwrite=args.overwrite, description=args.description)
-    except (ExportError, _predict.PredictError, GenomeDataError) as err:
-        raise UserError(str(err)) from err
-    print(f"wrote Kipoi model folder {out}; test it with: cd {out.parent} && kipoi test {out.name} --source dir")
-    return 0

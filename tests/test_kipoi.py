@@ -106,14 +106,10 @@ def check_kipoi_test_reference(folder: Path) -> None:
 
 
 def cli(command, argv):
-    """`grelu-caduceus COMMAND ...` through the dispatcher when its wrapper module exists, else the
-    module's own main (the wrappers are thin: cli/predict.py, cli/export_kipoi.py)."""
-    module = {"predict": "predict", "export-kipoi": "export_kipoi"}[command]
-    if importlib.util.find_spec(f"grelu_caduceus.cli.{module}") is not None:
-        from grelu_caduceus.cli import main as cli_main
+    """`grelu-caduceus COMMAND ...` through the dispatcher (cli/predict.py, cli/export_kipoi.py)."""
+    from grelu_caduceus.cli import main as cli_main
 
-        return cli_main([command, *argv])
-    return {"predict": predict.main, "export-kipoi": kipoi_export.main}[command](argv)
+    return cli_main([command, *argv])
 
 
 @pytest.fixture(scope="module")
@@ -396,7 +392,8 @@ def test_user_mistakes_get_clear_errors(tmp_path, ps_checkpoint):
         predict.set_conjoin(predict.load_model(ps_checkpoint), "sometimes")
     # The CLI turns them into one-line errors (exit status 2 through the dispatcher).
     from grelu_caduceus.cli import UserError
+    from grelu_caduceus.cli.predict import main as predict_main
 
     with pytest.raises(UserError, match="not found"):
-        predict.main(["--model", str(tmp_path / "missing.ckpt"), "--fasta", str(fasta), "--bed", str(bed),
+        predict_main(["--model", str(tmp_path / "missing.ckpt"), "--fasta", str(fasta), "--bed", str(bed),
                       "--out", str(tmp_path / "o.tsv")])
