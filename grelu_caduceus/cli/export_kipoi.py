@@ -2,7 +2,7 @@
 
     grelu-caduceus export-kipoi --model model.ckpt --out kipoi_model [--example-fasta FA --example-bed BED]
 
-The work is :func:`grelu_caduceus.kipoi_export.export_kipoi`; this module parses the options.
+The work is :func:`grelu_caduceus.kipoi.export.export_kipoi`; this module parses the options.
 """
 
 import argparse
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..data.genome import GenomeDataError
     from ..inference import ExportError, PredictError
-    from ..kipoi_export import export_kipoi
+    from ..kipoi.export import export_kipoi
 
     try:
         out = export_kipoi(args.checkpoint, args.out, args.example_fasta, args.example_bed, seq_len=args.seq_len,

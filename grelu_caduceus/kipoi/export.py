@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import predict as _predict
-from .inference import (  # noqa: F401  (export loading, importable from here as before)
+from .. import predict as _predict
+from ..inference import (  # noqa: F401  (export loading, importable from here as before)
     BACKBONE_DIR,
     FORMAT,
     SPEC_FILE,
@@ -40,7 +40,7 @@ from .inference import (  # noqa: F401  (export loading, importable from here as
     load_exported,
     read_spec,
 )
-from .kipoi.inputs import predict_batch
+from .inputs import predict_batch
 
 # Default example: a real 100 kb slice of hg19 chr20 (inside the bundled demo genome and the CTCF
 # task's validation block 43 Mb, so no example window was used for training).
@@ -72,7 +72,7 @@ def _model_spec(lm, weights: Path, seq_len: int, n_bins: int, checkpoint: Path, 
     """
     import grelu
 
-    from . import __version__
+    from .. import __version__
 
     model_params = {k: v for k, v in lm.model_params.items() if k not in ("device",)}
     if model_params.get("model_type") == "CaduceusPretrainedModel":
@@ -104,7 +104,7 @@ def _write_backbone(backbone, folder: Path) -> None:
     """Save a fine-tuned backbone as an HF-format folder (its LM head is tied to the embeddings)."""
     import copy
 
-    from .core import CaduceusForMaskedLM, save_pretrained
+    from ..core import CaduceusForMaskedLM, save_pretrained
 
     mlm = CaduceusForMaskedLM(copy.deepcopy(backbone.config), init_weights=False)
     mlm.backbone.load_state_dict(backbone.state_dict())
@@ -115,7 +115,7 @@ def _write_backbone(backbone, folder: Path) -> None:
 def _write_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from .core.checkpoint import tied_groups
+    from ..core.checkpoint import tied_groups
 
     state = model.state_dict()
     first_names = {group[0] for group in tied_groups(model)}
@@ -135,8 +135,8 @@ def write_demo_examples(folder: str | os.PathLike, region: tuple[int, int] = DEM
     Returns:
         (fasta path, bed path).
     """
-    from .data.bundled import demo_genome_contig, demo_genome_fasta, demo_genome_offset, read_task_table
-    from .data.genome import FastaGenome
+    from ..data.bundled import demo_genome_contig, demo_genome_fasta, demo_genome_offset, read_task_table
+    from ..data.genome import FastaGenome
 
     start, end = region
     offset = demo_genome_offset()
