@@ -1,7 +1,7 @@
 """The inference layer: loading a trained model (a gReLU checkpoint of ours or an exported folder),
 conjoining, task names and output labels, and the forward pass on one-hot batches.
 
-:mod:`grelu_caduceus.predict`, :mod:`grelu_caduceus.kipoi_export`, the Kipoi shims and the command
+:mod:`grelu_caduceus.predict`, :mod:`grelu_caduceus.kipoi.export`, the Kipoi shims and the command
 line all load and run models through these functions, so they give the same numbers.
 """
 
@@ -17,7 +17,7 @@ import torch
 from .checkpoint_files import CheckpointFileError, read_checkpoint
 
 CONJOIN_CHOICES = ("auto", True, False)
-# The folder layout written by ``grelu-caduceus export-kipoi`` (see grelu_caduceus.kipoi_export)
+# The folder layout written by ``grelu-caduceus export-kipoi`` (see grelu_caduceus.kipoi.export)
 FORMAT = "grelu-caduceus-kipoi/1"
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -28,9 +28,7 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,7 +47,6 @@ from .inference import (  # noqa: F401  (the loading and output helpers, importa
 )
 from .data.genome import (
     FastaGenome,
-    GenomeDataError,
     IntervalSource,
     WindowTally,
     check_intervals_in_bounds,
@@ -200,47 +197,3 @@ def predict_intervals(
     })
     return pd.concat([table, pd.DataFrame(preds, columns=output_labels(lm, n_bins))], axis=1)
 
-
-# --------------------------------------------------------------------------- command line
-def _conjoin_arg(value: str):
-    mapping = {"auto": "auto", "yes": True, "true": True, "no": False, "false": False}
-    if value.lower() not in mapping:
-        raise argparse.ArgumentTypeError(f"use auto, yes or no (got {value!r})")
-    return mapping[value.lower()]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="grelu-caduceus predict",
-        description="Predict the intervals of a BED file with a trained grelu-caduceus model; writes a TSV "
-        "with one row per interval (chrom, start, end, window_start, window_end, one column per output).",
-    )
-    parser.add_argument("--model", required=True, help="gReLU checkpoint (.ckpt) or exported Kipoi model folder")
-    parser.add_argument("--fasta", required=True, help="genome FASTA (plain or bgzip .fa.gz)")
-    parser.add_argument("--bed", required=True, help="intervals, BED (0-based, end-exclusive)")
-    parser.add_argument("--out", required=True, help="output TSV path")
-    parser.add_argument("--seq-len", type=int, default=None,
-                        help="window length (default: the model's training length)")
-    parser.add_argument("--conjoin", type=_conjoin_arg, default="auto",
-                        help="auto (default: conjoin Caduceus-Ph), yes or no")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    return parser
-
-
-def main(argv=None) -> int:
-    """``grelu-caduceus predict --model CKPT --fasta FA --bed BED --out TSV``."""
-    from .errors import UserError
-
-    args = build_parser().parse_args(argv)
-    try:
-        table = predict_intervals(args.model, args.fasta, args.bed, seq_len=args.seq_len, conjoin=args.conjoin,
-                                  batch_size=args.batch_size, device=args.device)
-    except (PredictError, GenomeDataError) as err:
-        raise UserError(str(err)) from err
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, sep="\t", index=False)
-    print(f"wrote {len(table)} predictions ({len(table.columns) - 5} outputs per interval) to {out}")
-    return 0

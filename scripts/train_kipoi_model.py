@@ -3,7 +3,7 @@
 The model is a gReLU ``LightningModel`` around our ``CaduceusModel`` (RC-equivariant PS, pooled
 binary head), trained on the bundled CTCF task (``grelu_caduceus.data.bundled.load_task("ctcf")``:
 200 bp windows of hg19 chr20, CTCF sites vs GC-matched background, split by 1 Mb blocks). The
-checkpoint with the best validation loss is exported with ``grelu_caduceus.kipoi_export.export_kipoi``,
+checkpoint with the best validation loss is exported with ``grelu_caduceus.kipoi.export.export_kipoi``,
 with real example files from the validation region (hg19 chr20:43.3-43.4 Mb), so no example window
 was seen in training. CPU only. The committed kipoi_model/ came from the defaults (seed 0): training
 took 49 min of wall time on a 2-core machine shared with other jobs (load average about 12), so
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     from grelu_caduceus.checkpoint_files import read_checkpoint
     from grelu_caduceus.data.bundled import manifest
     from grelu_caduceus.grelu_compat import load_checkpoint
-    from grelu_caduceus.kipoi_export import export_kipoi
+    from grelu_caduceus.kipoi.export import export_kipoi
 
     pl.seed_everything(args.seed, workers=True)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))

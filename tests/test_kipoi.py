@@ -20,8 +20,8 @@ import pytest
 import torch
 
 import grelu_caduceus  # noqa: F401  (registers our models with gReLU)
-from grelu_caduceus import kipoi_export, predict
-from grelu_caduceus.kipoi import predict_batch, zero_uniform_columns
+from grelu_caduceus import predict
+from grelu_caduceus.kipoi import export, predict_batch, zero_uniform_columns
 from grelu_caduceus.checkpoint_files import CheckpointFileError
 from grelu_caduceus.data.genome import GenomeDataError
 
@@ -97,23 +97,19 @@ def check_kipoi_test_reference(folder: Path) -> None:
 
     spec = yaml.safe_load((folder / "model.yaml").read_text())
     assert spec["test"]["expect"] == f"{folder.name}/example_files/expected.h5"
-    assert spec["schema"]["targets"]["column_labels"] == kipoi_export.read_spec(folder)["output_labels"]
+    assert spec["schema"]["targets"]["column_labels"] == export.read_spec(folder)["output_labels"]
     with h5py.File(folder.parent / spec["test"]["expect"], "r") as f:
         inputs, expected = f["inputs"][:], f["preds"][:]
     lm = predict.load_model(folder)
-    assert inputs.shape[1:] == (4, kipoi_export.read_spec(folder)["seq_len"])
+    assert inputs.shape[1:] == (4, export.read_spec(folder)["seq_len"])
     np.testing.assert_allclose(predict_batch(lm, inputs), expected, atol=1.5e-5, rtol=0)
 
 
 def cli(command, argv):
-    """`grelu-caduceus COMMAND ...` through the dispatcher when its wrapper module exists, else the
-    module's own main (the wrappers are thin: cli/predict.py, cli/export_kipoi.py)."""
-    module = {"predict": "predict", "export-kipoi": "export_kipoi"}[command]
-    if importlib.util.find_spec(f"grelu_caduceus.cli.{module}") is not None:
-        from grelu_caduceus.cli import main as cli_main
+    """`grelu-caduceus COMMAND ...` through the dispatcher (cli/predict.py, cli/export_kipoi.py)."""
+    from grelu_caduceus.cli import main as cli_main
 
-        return cli_main([command, *argv])
-    return {"predict": predict.main, "export-kipoi": kipoi_export.main}[command](argv)
+    return cli_main([command, *argv])
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +154,7 @@ def kipoi_runs(work, ps_checkpoint, ph_checkpoint):
     `kipoi predict` on each: PS on the export's own example files, Ph on both strands."""
     if not KIPOI.exists() or importlib.util.find_spec("kipoi") is None:
         pytest.skip("kipoi is not installed (pip install -e '.[kipoi]')")
-    ps = kipoi_export.export_kipoi(ps_checkpoint, work / "ps_model")
+    ps = export.export_kipoi(ps_checkpoint, work / "ps_model")
     ph = work / "ph_model"
     assert cli("export-kipoi", ["--model", str(ph_checkpoint), "--out", str(ph), "--conjoin", "yes"]) == 0
     ph_inputs = both_strands_example(ph, work)
@@ -211,7 +207,7 @@ def test_export_round_trip_kipoi_equals_our_predict(work, ps_checkpoint, kipoi_r
 @needs_kipoi
 def test_conjoined_ph_export_is_rc_invariant_and_matches_our_predict(ph_checkpoint, kipoi_runs):
     folder, run, (both, both_bed) = kipoi_runs["ph"]
-    assert kipoi_export.read_spec(folder)["model_params"]["conjoin"] is True
+    assert export.read_spec(folder)["model_params"]["conjoin"] is True
     ours = predict.predict_intervals(ph_checkpoint, both, both_bed)  # "auto": Ph is conjoined
     kipoi_table = run.table()
     np.testing.assert_allclose(kipoi_table["preds/0"], ours["ctcf"], atol=TOL, rtol=0)
@@ -241,7 +237,7 @@ def test_committed_kipoi_model_is_what_export_writes(tmp_path):
     import h5py
     from safetensors import safe_open
 
-    out = kipoi_export.export_kipoi(KIPOI_MODEL, tmp_path / KIPOI_MODEL.name)
+    out = export.export_kipoi(KIPOI_MODEL, tmp_path / KIPOI_MODEL.name)
     assert files_under(out) == files_under(KIPOI_MODEL)
     for name in files_under(out):
         ours, committed = out / name, KIPOI_MODEL / name
@@ -274,7 +270,7 @@ def test_kipoi_model_and_dataloader_are_package_code(tmp_path, monkeypatch):
     from grelu_caduceus.kipoi.model import CaduceusKipoiModel
 
     examples = KIPOI_MODEL / "example_files"
-    seq_len = kipoi_export.read_spec(KIPOI_MODEL)["seq_len"]
+    seq_len = export.read_spec(KIPOI_MODEL)["seq_len"]
     loader = CaduceusIntervalDl(str(examples / "intervals.bed"), str(examples / "genome.fa"), seq_len)
     model = CaduceusKipoiModel(str(KIPOI_MODEL / "weights"))
     assert isinstance(loader, Dataset) and isinstance(model, BaseModel)
@@ -284,11 +280,19 @@ def test_kipoi_model_and_dataloader_are_package_code(tmp_path, monkeypatch):
         np.testing.assert_allclose(model.predict_on_batch(f["inputs"][:]), f["preds"][:], atol=1.5e-5, rtol=0)
     first = items[0]["metadata"]["ranges"]  # the row at the contig start: its window runs past it
     assert (first.chr, first.start, first.end) == (loader.windows.window(0)[0], -40, 160)
-    with pytest.raises(kipoi_export.ExportError, match=r"shape \(batch, 4, length\)"):
+    with pytest.raises(export.ExportError, match=r"shape \(batch, 4, length\)"):
         model.predict_on_batch(np.zeros((2, 200, 4), dtype=np.float32))
 
 
 # --------------------------------------------------------------------------- pieces without kipoi
+def test_export_and_inputs_do_not_import_kipoi():
+    """Writing an export needs no Kipoi: only kipoi/model.py and kipoi/dataloader.py import it."""
+    code = ("import sys, grelu_caduceus.kipoi.export, grelu_caduceus.cli.export_kipoi; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kipoi'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
+
+
 def test_kipoiseq_n_columns_are_treated_as_our_all_zero_n(ps_checkpoint):
     lm = predict.load_model(ps_checkpoint)
     torch.manual_seed(0)
@@ -309,7 +313,7 @@ def test_kipoiseq_dataloader_gives_our_predictions(tmp_path, monkeypatch, ps_che
     predict on the same windows, on real sequence with a run of N inside some windows."""
     monkeypatch.setenv("HOME", str(tmp_path))  # importing kipoi writes ~/.kipoi
     sequence_module = pytest.importorskip("kipoiseq.dataloaders.sequence")
-    fasta, bed = kipoi_export.write_demo_examples(tmp_path / "examples")
+    fasta, bed = export.write_demo_examples(tmp_path / "examples")
     (contig, sequence), = read_fasta(fasta).items()
     intervals = pd.read_csv(bed, sep="\t", comment="#", header=None).iloc[1:6, :3]  # inside the contig
     first = int(intervals.iloc[0, 1])
@@ -360,7 +364,7 @@ def test_pretrained_model_export_is_self_contained(tmp_path):
     ckpt = tmp_path / "finetuned.ckpt"
     trainer.save_checkpoint(ckpt)
 
-    folder = kipoi_export.export_kipoi(ckpt, tmp_path / "export")
+    folder = export.export_kipoi(ckpt, tmp_path / "export")
     fasta, bed = folder / "example_files" / "genome.fa", folder / "example_files" / "intervals.bed"
     before = predict.predict_intervals(ckpt, fasta, bed)
     shutil.rmtree(pretrained)
@@ -368,7 +372,7 @@ def test_pretrained_model_export_is_self_contained(tmp_path):
     assert list(after.columns[-2:]) == ["a", "b"]
     assert (after.window_end - after.window_start == 64).all()
     np.testing.assert_allclose(after[["a", "b"]], before[["a", "b"]], atol=TOL, rtol=0)
-    assert kipoi_export.read_spec(folder)["model_params"]["conjoin"] is True  # Ph: conjoined by default
+    assert export.read_spec(folder)["model_params"]["conjoin"] is True  # Ph: conjoined by default
 
 
 def test_user_mistakes_get_clear_errors(tmp_path, ps_checkpoint):
@@ -388,15 +392,16 @@ def test_user_mistakes_get_clear_errors(tmp_path, ps_checkpoint):
         predict.predict_intervals(ps_checkpoint, fasta, bed)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
-    with pytest.raises(kipoi_export.ExportError, match="not empty"):
-        kipoi_export.export_kipoi(ps_checkpoint, tmp_path / "full")
-    with pytest.raises(kipoi_export.ExportError, match="both example_fasta and example_bed"):
-        kipoi_export.export_kipoi(ps_checkpoint, tmp_path / "new", example_fasta=fasta)
+    with pytest.raises(export.ExportError, match="not empty"):
+        export.export_kipoi(ps_checkpoint, tmp_path / "full")
+    with pytest.raises(export.ExportError, match="both example_fasta and example_bed"):
+        export.export_kipoi(ps_checkpoint, tmp_path / "new", example_fasta=fasta)
     with pytest.raises(predict.PredictError, match="conjoin=True is not available|conjoin must be"):
         predict.set_conjoin(predict.load_model(ps_checkpoint), "sometimes")
     # The CLI turns them into one-line errors (exit status 2 through the dispatcher).
     from grelu_caduceus.cli import UserError
+    from grelu_caduceus.cli.predict import main as predict_main
 
     with pytest.raises(UserError, match="not found"):
-        predict.main(["--model", str(tmp_path / "missing.ckpt"), "--fasta", str(fasta), "--bed", str(bed),
+        predict_main(["--model", str(tmp_path / "missing.ckpt"), "--fasta", str(fasta), "--bed", str(bed),
                       "--out", str(tmp_path / "o.tsv")])

@@ -1,18 +1,59 @@
 """``grelu-caduceus predict``: predictions for the intervals of a BED file with a trained checkpoint.
 
-A thin wrapper: the options and the work are in :func:`grelu_caduceus.predict.main`
-(``grelu-caduceus predict --help``).
+    grelu-caduceus predict --model model.ckpt --fasta genome.fa --bed peaks.bed --out preds.tsv
+
+The work is :func:`grelu_caduceus.predict.predict_intervals`; this module parses the options and
+writes the TSV.
 """
+
+import argparse
+from pathlib import Path
 
 from . import UserError
 
+# --conjoin's words -> predict_intervals' / export_kipoi's conjoin argument (inference.CONJOIN_CHOICES)
+CONJOIN_WORDS = {"auto": "auto", "yes": True, "true": True, "no": False, "false": False}
 
-def main(argv: list[str]) -> int:
+
+def conjoin_arg(value: str):
+    """argparse type of ``--conjoin`` (also used by ``export-kipoi``): auto, yes/true or no/false."""
+    if value.lower() not in CONJOIN_WORDS:
+        raise argparse.ArgumentTypeError(f"use auto, yes or no (got {value!r})")
+    return CONJOIN_WORDS[value.lower()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grelu-caduceus predict",
+        description="Predict the intervals of a BED file with a trained grelu-caduceus model; writes a TSV "
+        "with one row per interval (chrom, start, end, window_start, window_end, one column per output).",
+    )
+    parser.add_argument("--model", required=True, help="gReLU checkpoint (.ckpt) or exported Kipoi model folder")
+    parser.add_argument("--fasta", required=True, help="genome FASTA (plain or bgzip .fa.gz)")
+    parser.add_argument("--bed", required=True, help="intervals, BED (0-based, end-exclusive)")
+    parser.add_argument("--out", required=True, help="output TSV path")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="window length (default: the model's training length)")
+    parser.add_argument("--conjoin", type=conjoin_arg, default="auto",
+                        help="auto (default: conjoin Caduceus-Ph), yes or no")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def main(argv=None) -> int:
+    """``grelu-caduceus predict --model CKPT --fasta FA --bed BED --out TSV``."""
+    args = build_parser().parse_args(argv)
+    from ..data.genome import GenomeDataError
+    from ..predict import PredictError, predict_intervals
+
     try:
-        from ..predict import main as predict_main
-    except ModuleNotFoundError as err:
-        if err.name != "grelu_caduceus.predict":
-            raise
-        raise UserError("prediction is not available in this installation (grelu_caduceus.predict is missing); "
-                        "use gReLU's LightningModel.predict_on_dataset on a loaded checkpoint meanwhile") from err
-    return predict_main(argv)
+        table = predict_intervals(args.model, args.fasta, args.bed, seq_len=args.seq_len, conjoin=args.conjoin,
+                                  batch_size=args.batch_size, device=args.device)
+    except (PredictError, GenomeDataError) as err:
+        raise UserError(str(err)) from err
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, sep="\t", index=False)
+    print(f"wrote {len(table)} predictions ({len(table.columns) - 5} outputs per interval) to {out}")
+    return 0

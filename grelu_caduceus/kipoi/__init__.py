@@ -1,4 +1,6 @@
-"""The code a Kipoi model folder written by ``grelu-caduceus export-kipoi`` runs.
+"""Kipoi: the export that writes a Kipoi model folder, and the code the folder runs.
+
+* :mod:`.export`: ``export_kipoi`` (``grelu-caduceus export-kipoi``) writes the folder (no Kipoi needed).
 
 Kipoi loads a folder's ``model.py`` and ``dataloader.py`` by file path; in an export both are thin
 shims that import the classes defined here, so the code is installed, imported and tested like the
@@ -9,7 +11,7 @@ rest of the package:
 * :mod:`.dataloader`: ``CaduceusIntervalDl`` (a ``kipoi.data.Dataset``), FASTA + BED -> one-hot windows.
 
 ``model`` and ``dataloader`` import Kipoi (``pip install 'grelu-caduceus[kipoi]'``); import them
-from their modules. The folder itself is written by :mod:`grelu_caduceus.kipoi_export`.
+from their modules.
 """
 
 from .inputs import predict_batch, zero_uniform_columns

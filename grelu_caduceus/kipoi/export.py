@@ -20,7 +20,6 @@ folder that contains ``NAME`` (Kipoi resolves ``test.expect`` against the workin
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -30,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import predict as _predict
-from .inference import (  # noqa: F401  (export loading, importable from here as before)
+from .. import predict as _predict
+from ..inference import (  # noqa: F401  (export loading, importable from here as before)
     BACKBONE_DIR,
     FORMAT,
     SPEC_FILE,
@@ -41,7 +40,7 @@ from .inference import (  # noqa: F401  (export loading, importable from here as
     load_exported,
     read_spec,
 )
-from .kipoi.inputs import predict_batch
+from .inputs import predict_batch
 
 # Default example: a real 100 kb slice of hg19 chr20 (inside the bundled demo genome and the CTCF
 # task's validation block 43 Mb, so no example window was used for training).
@@ -73,7 +72,7 @@ def _model_spec(lm, weights: Path, seq_len: int, n_bins: int, checkpoint: Path, 
     """
     import grelu
 
-    from . import __version__
+    from .. import __version__
 
     model_params = {k: v for k, v in lm.model_params.items() if k not in ("device",)}
     if model_params.get("model_type") == "CaduceusPretrainedModel":
@@ -105,7 +104,7 @@ def _write_backbone(backbone, folder: Path) -> None:
     """Save a fine-tuned backbone as an HF-format folder (its LM head is tied to the embeddings)."""
     import copy
 
-    from .core import CaduceusForMaskedLM, save_pretrained
+    from ..core import CaduceusForMaskedLM, save_pretrained
 
     mlm = CaduceusForMaskedLM(copy.deepcopy(backbone.config), init_weights=False)
     mlm.backbone.load_state_dict(backbone.state_dict())
@@ -116,7 +115,7 @@ def _write_backbone(backbone, folder: Path) -> None:
 def _write_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from .core.checkpoint import tied_groups
+    from ..core.checkpoint import tied_groups
 
     state = model.state_dict()
     first_names = {group[0] for group in tied_groups(model)}
@@ -136,8 +135,8 @@ def write_demo_examples(folder: str | os.PathLike, region: tuple[int, int] = DEM
     Returns:
         (fasta path, bed path).
     """
-    from .data.bundled import demo_genome_contig, demo_genome_fasta, demo_genome_offset, read_task_table
-    from .data.genome import FastaGenome
+    from ..data.bundled import demo_genome_contig, demo_genome_fasta, demo_genome_offset, read_task_table
+    from ..data.genome import FastaGenome
 
     start, end = region
     offset = demo_genome_offset()
@@ -443,41 +442,3 @@ def _dump_yaml(data: dict, folder_name: str) -> str:
               "# the folder that contains this one (Kipoi resolves test.expect against the working directory).\n")
     return header + yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100, allow_unicode=True)
 
-
-# --------------------------------------------------------------------------- command line
-def _conjoin_arg(value: str):
-    return _predict._conjoin_arg(value)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="grelu-caduceus export-kipoi",
-        description="Write a Kipoi model folder (model.yaml, model.py, dataloader, weights, example files) "
-        "for a trained grelu-caduceus checkpoint.",
-    )
-    parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
-                        help="gReLU checkpoint (.ckpt) of one of our models")
-    parser.add_argument("--out", required=True, help="output folder (new or empty, unless --overwrite)")
-    parser.add_argument("--example-fasta", default=None, help="example FASTA (default: real hg19 chr20 slice)")
-    parser.add_argument("--example-bed", default=None, help="example BED (with --example-fasta)")
-    parser.add_argument("--seq-len", type=int, default=None, help="input length (default: training length)")
-    parser.add_argument("--conjoin", type=_conjoin_arg, default="auto",
-                        help="auto (default: conjoin Caduceus-Ph), yes or no")
-    parser.add_argument("--description", default=None, help="text added to the model's info.doc")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing export in --out")
-    return parser
-
-
-def main(argv=None) -> int:
-    """``grelu-caduceus export-kipoi --model CKPT --out DIR [--example-fasta FA --example-bed BED]``."""
-    from .errors import UserError
-    from .data.genome import GenomeDataError
-
-    args = build_parser().parse_args(argv)
-    try:
-        out = export_kipoi(args.checkpoint, args.out, args.example_fasta, args.example_bed, seq_len=args.seq_len,
-                           conjoin=args.conjoin, overwrite=args.overwrite, description=args.description)
-    except (ExportError, _predict.PredictError, GenomeDataError) as err:
-        raise UserError(str(err)) from err
-    print(f"wrote Kipoi model folder {out}; test it with: cd {out.parent} && kipoi test {out.name} --source dir")
-    return 0
