@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core.tokens import rc_onehot
+from .core.tokens import combine_ps_halves, conjoin
 from .data.genome import FastaGenome, GenomeDataError, one_hot_encode, read_intervals
+from .data.intervals import centred_starts
 from .errors import UserError
 
 
@@ -67,7 +68,7 @@ class Embedder:
 def _conjoined(fn, on: bool):
     if not on:
         return fn
-    return lambda x: (fn(x) + fn(rc_onehot(x)).flip(1)) / 2
+    return lambda x: conjoin(fn, x)
 
 
 def caduceus_embedder(backbone, rc_average: bool | None = None) -> Embedder:
@@ -77,10 +78,7 @@ def caduceus_embedder(backbone, rc_average: bool | None = None) -> Embedder:
 
     def features(x):
         h = backbone(x.to(backbone.norm_f.weight.dtype))
-        if rcps:
-            a, b = h.chunk(2, dim=-1)
-            h = (a + b.flip(-1)) / 2
-        return h
+        return combine_ps_halves(h) if rcps else h
 
     how = "PS: (forward half + channel-flipped RC half) / 2" if rcps else (
         "Ph: conjoined with the reverse-complement pass" if conjoin else "Ph: forward strand only")
@@ -243,7 +241,7 @@ def embedding_windows(intervals: pd.DataFrame, window: int | None = None, contex
     if window is not None:
         if int(window) < 1:
             raise EmbedError(f"window must be a positive number of bases, got {window}.")
-        start = (start + end) // 2 - int(window) // 2
+        start = centred_starts(start, end, int(window))
         end = start + int(window)
     return pd.DataFrame({"pool_start": start, "pool_end": end, "read_start": start - context,
                          "read_end": end + context})

@@ -28,7 +28,7 @@ import torch
 
 from .checkpoint_files import read_checkpoint
 from .core import CaduceusForMaskedLM, load_pretrained
-from .core.tokens import A_ID, MASK_ID, rc_ids, strings_to_ids
+from .core.tokens import A_ID, MASK_ID, combine_ps_halves, conjoin, rc_ids, strings_to_ids
 from .data.genome import FastaGenome, WindowTally
 
 BASES = "ACGT"
@@ -249,10 +249,7 @@ def _is_snv(ref: str, alt: str) -> bool:
 def _strand_features(model: CaduceusForMaskedLM, ids: torch.Tensor) -> torch.Tensor:
     """Backbone features (B, L, d) with PS halves combined so both strands give flipped features."""
     hidden = model.backbone(ids)
-    if model.config.rcps:
-        a, b = hidden.chunk(2, dim=-1)
-        hidden = (a + b.flip(-1)) / 2
-    return hidden
+    return combine_ps_halves(hidden) if model.config.rcps else hidden
 
 
 @torch.no_grad()
@@ -333,9 +330,10 @@ def score_variants_zero_shot(
             alt_ids = ref_ids.clone()
             alt_ids[:, centre] = A_ID + alt_idx
             both = torch.cat([ref_ids, alt_ids])
-            features = _strand_features(net, both)
             if rc_average and not net.config.rcps:
-                features = (features + _strand_features(net, rc_ids(both, comp)).flip(1)) / 2
+                features = conjoin(lambda ids: _strand_features(net, ids), both, rc=lambda ids: rc_ids(ids, comp))
+            else:
+                features = _strand_features(net, both)
             pooled = features.float().mean(1)
             ref_emb, alt_emb = pooled.chunk(2)
             distances[rows[first : first + batch_size]] = (alt_emb - ref_emb).norm(dim=-1).cpu().numpy()

@@ -436,3 +436,21 @@ def test_unseeded_draws_follow_torch_seed(small_fasta):
     torch.manual_seed(0)
     assert [ds.window(i) for i in range(20)] == first
     assert [ds.window(i) for i in range(20)] != first  # the next "epoch" draws again
+
+
+# --- the one centre-resize rule ---------------------------------------------------------------
+def test_centre_resize_rule_is_the_same_for_intervals_and_sequences():
+    from grelu_caduceus.data.intervals import centre_resize_sequence, centred_starts, centred_windows
+    from grelu_caduceus.predict import centred_windows as predict_windows
+
+    seq = "ACGTACGTA"  # 9 bp, as the interval [0, 9)
+    for length in range(1, 16):
+        start = centred_starts(0, len(seq), length)
+        expected = "".join(seq[i] if 0 <= i < len(seq) else "N" for i in range(start, start + length))
+        assert centre_resize_sequence(seq, length) == expected
+    # kipoiseq's anchor="center": centre (start + end) // 2, window [centre - L // 2, centre - L // 2 + L)
+    assert centre_resize_sequence("ACGT", 1) == "G" and centre_resize_sequence("A", 4) == "NNAN"
+    frame = pd.DataFrame({"chrom": ["chr1", "chr2"], "start": [10, 3], "end": [15, 4]})
+    windows = centred_windows(frame, 4)
+    assert windows.to_dict("list") == {"chrom": ["chr1", "chr2"], "start": [10, 1], "end": [14, 5]}
+    assert predict_windows(frame, 4).equals(windows)

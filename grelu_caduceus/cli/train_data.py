@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.intervals import centre_resize_sequence, centred_starts
 from . import UserError
 
 # split spellings found in the wild -> ours (Basenji/Enformer BEDs say "valid")
@@ -194,18 +195,9 @@ def _table(data, task_name: str) -> LabelledTable:
     labels, tasks = encode_labels(frame[columns].to_numpy(), columns, task_name, source)
     seqs = frame[data.seq_column].astype(str).tolist()
     if data.seq_len:
-        seqs = [_centre_resize_string(s, data.seq_len) for s in seqs]
+        seqs = [centre_resize_sequence(s, data.seq_len) for s in seqs]
     return LabelledTable(_clean_seqs(seqs, source), labels, tasks, _normalise_splits(frame[data.split_column], source),
                          source)
-
-
-def _centre_resize_string(seq: str, length: int) -> str:
-    """Trim or N-pad a sequence around its centre to ``length`` (same rule as intervals)."""
-    if len(seq) >= length:
-        start = (len(seq) - length) // 2
-        return seq[start:start + length]
-    left = (length - len(seq)) // 2
-    return "N" * left + seq + "N" * (length - len(seq) - left)
 
 
 def _row_splits(data, source: str, frame: pd.DataFrame) -> np.ndarray:
@@ -249,7 +241,7 @@ def _windows(frame: pd.DataFrame, seq_len: int | None, source: str) -> tuple[np.
             raise DataConfigError(f"{source}: intervals have different lengths ({min(lengths)}-{max(lengths)} bp); "
                                   "set data.seq_len to resize them around their centres")
         seq_len = lengths.pop()
-    return (starts + ends) // 2 - seq_len // 2, int(seq_len)
+    return centred_starts(starts, ends, seq_len), int(seq_len)
 
 
 def _fetch(fasta: str, frame: pd.DataFrame, starts: np.ndarray, length: int, source: str) -> list[str]:
@@ -295,7 +287,7 @@ def _bigwig_table(data, task_name: str) -> LabelledTable:
     starts, seq_len = _windows(frame, data.seq_len, source)
     seqs = _fetch(data.fasta, frame, starts, seq_len, source)  # checks the intervals before bigwig reads them
     label_len = data.label_len or seq_len
-    label_starts = (frame.start.to_numpy(np.int64) + frame.end.to_numpy(np.int64)) // 2 - label_len // 2
+    label_starts = centred_starts(frame.start.to_numpy(np.int64), frame.end.to_numpy(np.int64), label_len)
     label_windows = pd.DataFrame({"chrom": frame.chrom, "start": label_starts, "end": label_starts + label_len})
     coverage = np.nan_to_num(read_bigwig(label_windows, bigwigs, aggfunc=None)).astype(np.float32)  # (N, T, label_len)
     n_bins = label_len // data.bin_size

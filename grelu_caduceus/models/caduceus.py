@@ -15,7 +15,7 @@ from torch import nn
 from ..core import CaduceusBackbone, CaduceusConfig, load_pretrained, set_scan_backend
 from ..core.config import backbone_parameters
 from ..core.mamba import cast_keeping_ssm_float32
-from ..core.tokens import rc_onehot
+from ..core.tokens import combine_ps_halves, conjoin
 from .common import CropAndBin, check_pool_func, resolve_dtype, with_backbone_parameters
 
 # CaduceusModel starts from a narrower, RC-equivariant backbone than CaduceusConfig's defaults.
@@ -46,15 +46,10 @@ class CaduceusTrunk(nn.Module):
     def features(self, x):
         """(N, 4, L) -> (N, L, d_model)."""
         h = self.backbone(x.to(self.backbone.norm_f.weight.dtype))
-        if self.backbone.config.rcps:
-            a, b = h.chunk(2, dim=-1)
-            h = (a + b.flip(-1)) / 2
-        return h
+        return combine_ps_halves(h) if self.backbone.config.rcps else h
 
     def forward(self, x):
-        h = self.features(x)
-        if self.conjoin:
-            h = (h + self.features(rc_onehot(x)).flip(1)) / 2
+        h = conjoin(self.features, x) if self.conjoin else self.features(x)
         return self.crop_bin(h.transpose(1, 2))
 
 

@@ -6,6 +6,7 @@ from grelu.model.heads import ConvHead
 from grelu.model.models import BaseModel
 from torch import nn
 
+from grelu_caduceus.core.tokens import conjoin
 from grelu_caduceus.hyena import HyenaDNABackbone, HyenaDNAConfig, preset_sizes
 from grelu_caduceus.hyena.config import BACKBONE_FIELDS
 from grelu_caduceus.models.common import CropAndBin, check_pool_func, config_parameters, with_backbone_parameters
@@ -79,12 +80,10 @@ class HyenaDNAModel(BaseModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 4, L) one-hot -> (N, n_tasks, L_out)."""
-        prediction = self.head(self.embedding(x))
-        if not self.conjoin:
-            return prediction
-        # Reverse complement of an A,C,G,T one-hot = flip channels and length.
-        prediction_rc = self.head(self.embedding(x.flip(1, 2))).flip(-1)
-        return (prediction + prediction_rc) / 2
+        def predict(x):
+            return self.head(self.embedding(x))
+
+        return conjoin(predict, x, length_dim=-1) if self.conjoin else predict(x)
 
 
 with_backbone_parameters(HyenaDNAModel.__init__, config_parameters(HyenaDNAConfig, BACKBONE_FIELDS))
