@@ -4,7 +4,9 @@ gReLU finds a model class with ``getattr(grelu.model.models, model_type)`` and h
 registry, so the classes must be set on that module. Importing gReLU takes seconds, so instead of
 importing it here we register the classes the moment ``grelu.model.models`` is imported (at once,
 if it already is). Likewise, when ``grelu.lightning`` is imported its LightningModel is made to
-leave float32 matmul precision as the caller set it (``grelu_compat.scope_matmul_precision``).
+leave float32 matmul precision as the caller set it (``grelu_compat.scope_matmul_precision``) and
+to record our pretrained models' backbone configs in its checkpoints
+(``grelu_compat.record_checkpoint_params``).
 """
 
 import importlib
@@ -53,9 +55,10 @@ def register(models_module) -> None:
 
 
 def scope_lightning(lightning_module) -> None:
-    from .grelu_compat import scope_matmul_precision
+    from .grelu_compat import record_checkpoint_params, scope_matmul_precision
 
     scope_matmul_precision(lightning_module)
+    record_checkpoint_params(lightning_module)
 
 
 # module of gReLU -> what to do to it once it is imported

@@ -206,22 +206,15 @@ def _load_checkpoint_file(path: Path, rc_average) -> Embedder:
     if path.suffix != ".ckpt":
         raise EmbedError(f"{path} is a file but not a gReLU checkpoint (.ckpt): give a .ckpt, a model folder "
                          "(config.json + weights) or a hub name.")
-    # Our own Lightning checkpoints (as everywhere in grelu-caduceus) store hyper-parameters that only
-    # load with full unpickling.
-    raw = torch.load(path, map_location="cpu", weights_only=False)
-    params = (raw.get("hyper_parameters") or {}).get("model_params", {}) if isinstance(raw, dict) else {}
-    if params.get("model_type") == "CaduceusForMaskedLM":
-        from .tasks.mlm import MLMLightningModel
+    from .checkpoint_files import checkpoint_model_params
+    from .inference import load_checkpoint
 
-        lm = MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-        return caduceus_embedder(lm.model.backbone, rc_average)
+    params = checkpoint_model_params(path)
     if not params:
         raise EmbedError(f"{path} has no model_params: is it a checkpoint written by gReLU / grelu-caduceus?")
-    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU)
-    from grelu.lightning import LightningModel
-
-    lm = LightningModel.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
-    return grelu_embedder(lm, rc_average)
+    masked_lm = params.get("model_type") == "CaduceusForMaskedLM"
+    lm = load_checkpoint(path, masked_lm=masked_lm)
+    return caduceus_embedder(lm.model.backbone, rc_average) if masked_lm else grelu_embedder(lm, rc_average)
 
 
 # --------------------------------------------------------------------------- intervals

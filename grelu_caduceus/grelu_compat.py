@@ -22,6 +22,9 @@ avoids:
   ``torch.set_float32_matmul_precision("medium")`` process-wide and never restore it; on CPUs with
   AMX that makes every later float32 matmul of the process bfloat16. Installed when gReLU's
   lightning module is imported (see ``_registration``), it scopes the setting to each call.
+* :func:`record_checkpoint_params` -- a checkpoint rebuilds its model from model_params alone, so a
+  model built from a pretrained folder needs that folder again to reload; installed with the above,
+  it records the backbone config in the checkpoint.
 """
 
 from __future__ import annotations
@@ -246,15 +249,9 @@ def load_checkpoint(path, map_location="cpu", **kwargs):
     hold numpy arrays, which torch >= 2.6 refuses by default). A missing, truncated or corrupt file
     raises :class:`grelu_caduceus.checkpoint_files.CheckpointFileError` (see ``read_checkpoint``).
     """
-    # Importing this package installed the registration; importing gReLU's models module runs it.
-    import grelu.model.models  # noqa: F401
-    from grelu.lightning import LightningModel
+    from .checkpoint_files import load_lightning_checkpoint
 
-    from .checkpoint_files import read_checkpoint
-
-    kwargs.setdefault("weights_only", False)
-    return read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location=map_location,
-                                                                              **kwargs)).eval()
+    return load_lightning_checkpoint(path, map_location=map_location, **kwargs).eval()
 
 
 # --- float32 matmul precision ----------------------------------------------------------------------------
@@ -342,12 +339,45 @@ def scope_matmul_precision(lightning_module) -> None:
             setattr(cls, name, _precision_scoped(name, method))
 
 
+# --- self-contained checkpoints ---------------------------------------------------------------------
+
+
+def _recording_checkpoint_params(method):
+    @functools.wraps(method)
+    def on_save_checkpoint(self, checkpoint):
+        method(self, checkpoint)
+        extra = getattr(getattr(self, "model", None), "checkpoint_params", None)
+        hparams = checkpoint.get("hyper_parameters")
+        if callable(extra) and hparams is not None and "model_params" in hparams:
+            # new dicts: the hyper-parameters in the checkpoint alias the live model_params
+            checkpoint["hyper_parameters"] = {**hparams, "model_params": {**hparams["model_params"], **extra()}}
+
+    on_save_checkpoint._grelu_caduceus_records = True
+    return on_save_checkpoint
+
+
+def record_checkpoint_params(lightning_module) -> None:
+    """Make checkpoints of gReLU's LightningModel self-contained for our pretrained models.
+
+    gReLU rebuilds a model from the model_params its checkpoint records, so a model built from a
+    pretrained folder would read that folder again on every reload. A model class of ours that
+    defines ``checkpoint_params()`` (CaduceusPretrainedModel, HyenaDNAPretrainedModel: the backbone
+    config) has those entries added to the checkpoint's model_params (the live model_params stay as
+    given); the weights come from the state dict. Idempotent.
+    """
+    cls = lightning_module.LightningModel
+    method = cls.__dict__["on_save_checkpoint"]
+    if not getattr(method, "_grelu_caduceus_records", False):
+        cls.on_save_checkpoint = _recording_checkpoint_params(method)
+
+
 __all__ = [
     "change_head",
     "load_checkpoint",
     "marginalize_patterns",
     "predict_on_dataset",
     "predict_variant_effects",
+    "record_checkpoint_params",
     "reference_mismatches",
     "scope_matmul_precision",
     "set_task",

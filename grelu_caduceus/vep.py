@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoint_files import read_checkpoint
+from .checkpoint_files import checkpoint_model_params, load_lightning_checkpoint
 from .core import CaduceusForMaskedLM, load_pretrained
 from .core.tokens import A_ID, MASK_ID, combine_ps_halves, conjoin, rc_ids, strings_to_ids
 from .data.genome import FastaGenome, WindowTally
@@ -217,8 +217,7 @@ def load_masked_lm(model) -> CaduceusForMaskedLM:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if path.is_file() and path.suffix == ".ckpt":
-            checkpoint = read_checkpoint(path)
-            model_type = checkpoint.get("hyper_parameters", {}).get("model_params", {}).get("model_type")
+            model_type = checkpoint_model_params(path).get("model_type")
             if model_type != "CaduceusForMaskedLM":
                 raise ValueError(
                     f"{path} is a checkpoint of a {model_type!r} model, not a Caduceus masked LM: zero-shot "
@@ -227,8 +226,7 @@ def load_masked_lm(model) -> CaduceusForMaskedLM:
                 )
             from .tasks.mlm import MLMLightningModel
 
-            return read_checkpoint(path, lambda p: MLMLightningModel.load_from_checkpoint(
-                p, map_location="cpu", weights_only=False)).model
+            return load_lightning_checkpoint(path, MLMLightningModel).model
         from .core.hub import is_hub_name
 
         if path.is_dir() or is_hub_name(str(model)):
@@ -372,17 +370,11 @@ def score_variants_finetuned(
     Returns:
         The variants with one column ``effect_<task>`` per task (NaN for mismatched refs).
     """
-    from grelu.lightning import LightningModel
-
-    from . import _registration
-
-    _registration.install()
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"Fine-tuned checkpoint {path} not found.")
-        model = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
-                                                                                   weights_only=False))
+        model = load_lightning_checkpoint(path)
     genome = _as_genome(genome)
     table = check_reference(read_variants(variants), genome, on_mismatch)
     if seq_len is None:

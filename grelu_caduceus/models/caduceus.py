@@ -120,8 +120,10 @@ class CaduceusPretrainedModel(BaseModel):
         final_pool_func, final_act_func, crop_len, bin_size, dtype, device, gradient_checkpointing,
         gradient_checkpointing_stride, scan_backend: as in CaduceusModel.
 
-    Reloading a fine-tuned gReLU checkpoint reads ``pretrained_path`` again for the architecture;
-    the weights then come from the checkpoint.
+        backbone_config: the backbone's CaduceusConfig as a dict. A gReLU checkpoint of this model
+            records it (``checkpoint_params``), so reloading builds the architecture from it and takes
+            every weight from the checkpoint's state dict, without ``pretrained_path``. Given, the
+            backbone starts untrained: use it only to load a state dict.
     """
 
     def __init__(
@@ -140,8 +142,14 @@ class CaduceusPretrainedModel(BaseModel):
         gradient_checkpointing: bool = False,
         gradient_checkpointing_stride: int = 1,
         scan_backend: str = "auto",
+        backbone_config: dict | None = None,
     ):
-        backbone = load_backbone(pretrained_path)
+        if backbone_config is not None:
+            from ..core.caduceus import CaduceusForMaskedLM
+
+            backbone = CaduceusForMaskedLM(CaduceusConfig.from_dict(backbone_config)).backbone
+        else:
+            backbone = load_backbone(pretrained_path)
         if n_layers is not None:
             if not 1 <= n_layers <= len(backbone.layers):
                 raise ValueError(f"n_layers must be between 1 and {len(backbone.layers)}, got {n_layers}.")
@@ -154,18 +162,22 @@ class CaduceusPretrainedModel(BaseModel):
                                           bin_size, conjoin, dtype, device, gradient_checkpointing,
                                           gradient_checkpointing_stride, scan_backend))
 
+    def checkpoint_params(self) -> dict:
+        """model_params a checkpoint records so that it reloads without ``pretrained_path``."""
+        return {"backbone_config": self.embedding.backbone.config.to_dict()}
+
 
 def load_backbone(path) -> CaduceusBackbone:
     """The backbone of an HF-format folder, a hub name or one of our masked-LM Lightning checkpoints (.ckpt)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".ckpt":
-        from ..checkpoint_files import read_checkpoint
+        from ..checkpoint_files import load_lightning_checkpoint
         from ..tasks.mlm import MLMLightningModel
 
-        mlm = read_checkpoint(path, lambda p: MLMLightningModel.load_from_checkpoint(p, map_location="cpu",
-                                                                                    weights_only=False),
-                              hint="point pretrained_path at a complete masked-LM checkpoint such as "
-                                   "RUN/checkpoints/last.ckpt or step*.ckpt, or at an HF-format Caduceus folder")
+        mlm = load_lightning_checkpoint(path, MLMLightningModel,
+                                        hint="point pretrained_path at a complete masked-LM checkpoint such as "
+                                             "RUN/checkpoints/last.ckpt or step*.ckpt, or at an HF-format Caduceus "
+                                             "folder")
         return mlm.model.backbone
     from ..core.hub import is_hub_name
 

@@ -106,8 +106,11 @@ class HyenaDNAPretrainedModel(HyenaDNAModel):
         revision: hub revision for a hub name.
         dtype, device: for the parameters.
 
-    Reloading a fine-tuned gReLU checkpoint reads ``pretrained_path`` again for the architecture;
-    the weights then come from the checkpoint. Inputs longer than the release's l_max are refused.
+        backbone_config: the backbone's HyenaDNAConfig as a dict; as in CaduceusPretrainedModel, a
+            gReLU checkpoint records it so that reloading needs neither ``pretrained_path`` nor the
+            hub (the weights come from the checkpoint's state dict).
+
+    Inputs longer than the release's l_max are refused.
     """
 
     def __init__(
@@ -126,11 +129,15 @@ class HyenaDNAPretrainedModel(HyenaDNAModel):
         revision: str | None = None,
         dtype=None,
         device=None,
+        backbone_config: dict | None = None,
     ):
         from grelu_caduceus.hyena.pretrained import load_pretrained
 
         check_pool_func(final_pool_func)
-        backbone = load_pretrained(pretrained_path, revision=revision, trust_pickle=trust_pickle).backbone
+        if backbone_config is not None:
+            backbone = HyenaDNABackbone(HyenaDNAConfig(**backbone_config))
+        else:
+            backbone = load_pretrained(pretrained_path, revision=revision, trust_pickle=trust_pickle).backbone
         if n_layers is not None:
             if not 1 <= n_layers <= len(backbone.layers):
                 raise ValueError(f"n_layers must be between 1 and {len(backbone.layers)}, got {n_layers}.")
@@ -148,3 +155,7 @@ class HyenaDNAPretrainedModel(HyenaDNAModel):
         BaseModel.__init__(self, embedding=trunk, head=head)
         self.config = config
         self.conjoin = conjoin
+
+    def checkpoint_params(self) -> dict:
+        """model_params a checkpoint records so that it reloads without ``pretrained_path``."""
+        return {"backbone_config": self.config.to_dict()}
