@@ -46,12 +46,16 @@ def register(models_module) -> None:
 
     models_module.__getattr__ = __getattr__
     models_module._grelu_caduceus_registered = True
-    # Resolve now where that is safe, so the classes also show in vars()/dir(); a module of ours that
-    # is still being imported (it is what imported gReLU) stays lazy until first use.
+    # Resolve now where that is safe, so the classes also show in vars()/dir(): a module of ours not
+    # imported yet is imported; one already in sys.modules gives its class if it defines it by now. A
+    # module still being imported (it is what imported gReLU) has not reached its class statement
+    # yet, so that class stays lazy until first use; nothing needs to know how far an import got.
     for name, module_name in MODEL_CLASSES.items():
-        loading = sys.modules.get(module_name)
-        if loading is None or not getattr(getattr(loading, "__spec__", None), "_initializing", False):
+        ours = sys.modules.get(module_name)
+        if ours is None:
             getattr(models_module, name)
+        elif name in vars(ours):
+            setattr(models_module, name, vars(ours)[name])
 
 
 def scope_lightning(lightning_module) -> None:
