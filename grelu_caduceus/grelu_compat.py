@@ -48,28 +48,33 @@ _KEEP = "keep"
 def reference_mismatches(variants: pd.DataFrame, genome, null_string: str = "-") -> list:
     """Index labels of the variants whose ``ref`` allele differs from the genome.
 
-    Uses gReLU's convention (that of ``VariantDataset``): ``pos`` is 1-based and a k-base ``ref``
-    starts at 0-based ``pos - ceil(k / 2)``. Comparison ignores case (soft-masked genomes); a
-    ``ref`` equal to ``null_string`` (an insertion) is never a mismatch.
+    The package's one reference check (:func:`grelu_caduceus.data.variants.reference_matches`):
+    ``pos`` is 1-based at the ref allele's first base (VCF's convention; for single-base refs also
+    gReLU's), case ignored; a ``ref`` of ``null_string``, "-" or "." (an insertion) is never a mismatch.
 
     Args:
         variants: DataFrame with columns chrom, pos, ref (and alt).
-        genome: path of a FASTA file (with a ``.sizes`` file beside it) or a genomepy genome name.
+        genome: path of a FASTA file or a genomepy genome name (as gReLU's ``genome`` arguments).
     """
-    from grelu.sequence.format import intervals_to_strings
+    from .data.variants import reference_matches
 
-    missing = {"chrom", "pos", "ref"} - set(variants.columns)
-    if missing:
-        raise ValueError(f"variants need columns chrom, pos, ref (and alt); missing {sorted(missing)}.")
     checked = variants[variants.ref != null_string]
-    if len(checked) == 0:
-        return []
-    ref_len = checked.ref.str.len()
-    intervals = pd.DataFrame({"chrom": checked.chrom, "start": checked.pos - np.ceil(ref_len / 2).astype(int)})
-    intervals["end"] = intervals.start + ref_len
-    genome_seqs = intervals_to_strings(intervals, genome=str(genome))
-    genome_seqs = [genome_seqs] if isinstance(genome_seqs, str) else genome_seqs
-    return [idx for idx, ref, seq in zip(checked.index, checked.ref, genome_seqs) if ref.upper() != seq.upper()]
+    return [idx for idx, ok in zip(checked.index, reference_matches(checked, _fasta_genome(genome))) if not ok]
+
+
+def _fasta_genome(genome):
+    """A FastaGenome for a FASTA path, or for a genomepy genome name through gReLU."""
+    from pathlib import Path
+
+    from .data.genome import FastaGenome
+
+    if isinstance(genome, FastaGenome):
+        return genome
+    if not Path(str(genome)).expanduser().is_file():
+        from grelu.io.genome import get_genome
+
+        genome = get_genome(str(genome)).genome_file
+    return FastaGenome(genome)
 
 
 def predict_variant_effects(variants: pd.DataFrame, model, check_reference=False, genome="hg38", **kwargs):
