@@ -99,3 +99,8 @@ def test_hyenadna_field_reaches_the_model(name):
     model = HyenaDNAModel(1, **params)
     assert getattr(model.config, name) == value
     assert model(torch.zeros(1, 4, 16)).shape == (1, 1, 1)
+
+
+def test_a_checkpoints_backbone_config_is_not_a_setting():
+    with pytest.raises(ConfigError, match="model.backbone_config is not a known key"):
+        load_config(["model=caduceus_pretrained", "model.pretrained_path=x", "model.backbone_config={}"])

@@ -345,7 +345,9 @@ DATA_SCHEMAS = {"genome_windows": GenomeWindowsData, "bundled_task": BundledTask
 # filled at run time from the data may be null in configs.
 FILLED_FROM_DATA = {"n_tasks": "the number of tasks of the data", "seq_len": "data.seq_len", "l_max": "data.seq_len"}
 # Placement belongs to the trainer; dtype by name only where the class resolves names.
-EXCLUDED_PARAMS = {"self", "device"}
+# backbone_config is what a checkpoint records to rebuild a pretrained model's architecture (untrained:
+# its weights come from the checkpoint), not a setting.
+EXCLUDED_PARAMS = {"self", "device", "backbone_config"}
 DTYPE_BY_NAME = {"CaduceusModel", "CaduceusPretrainedModel"}
 
 
@@ -619,7 +621,7 @@ def mlm_model_params(model: dict) -> dict:
     model_type = model["model_type"]
     defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
                 for f in dataclasses.fields(model_schema(model_type))}
-    used = set(MLM_MODEL_KEYS) - {"model_type"}
+    used = set(MLM_MODEL_KEYS) - {"model_type", "backbone_config"}
     if model_type != "CaduceusPretrainedModel":
         used.discard("pretrained_path")
     unused = sorted(k for k, v in model.items() if k not in used | {"model_type"} and v != defaults.get(k))

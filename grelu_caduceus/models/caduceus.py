@@ -119,7 +119,6 @@ class CaduceusPretrainedModel(BaseModel):
         conjoin: average with the reverse-complement pass; default True for Ph models, False for PS.
         final_pool_func, final_act_func, crop_len, bin_size, dtype, device, gradient_checkpointing,
         gradient_checkpointing_stride, scan_backend: as in CaduceusModel.
-
         backbone_config: the backbone's CaduceusConfig as a dict. A gReLU checkpoint of this model
             records it (``checkpoint_params``), so reloading builds the architecture from it and takes
             every weight from the checkpoint's state dict, without ``pretrained_path``. Given, the

@@ -105,7 +105,6 @@ class HyenaDNAPretrainedModel(HyenaDNAModel):
         trust_pickle: allow a weights.ckpt that needs full unpickling (only for files you trust).
         revision: hub revision for a hub name.
         dtype, device: for the parameters.
-
         backbone_config: the backbone's HyenaDNAConfig as a dict; as in CaduceusPretrainedModel, a
             gReLU checkpoint records it so that reloading needs neither ``pretrained_path`` nor the
             hub (the weights come from the checkpoint's state dict).
