@@ -35,7 +35,6 @@ import types
 import warnings
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 import torch
 

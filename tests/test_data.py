@@ -102,6 +102,8 @@ def test_bgzip_writer_reads_back_with_pyfaidx(tmp_path, genome_records):
     with open(multi["fasta"], "rb") as handle:
         blocks = list(bgzf.BgzfBlocks(handle))  # (start, length, data start, data length)
     assert count >= 2 and entries == [(start, data_start) for start, _, data_start, n in blocks[1:] if n > 0]
+    # htslib's block size (0xFF00 uncompressed bytes) for all but the last data block; then the EOF block
+    assert [n for *_, n in blocks[:-2]] == [0xFF00] * (len(blocks) - 2) and blocks[-1][3] == 0
     assert FastaGenome(multi["fasta"]).fetch("big", 140_000, 140_050) == big[0][1][140_000:140_050]
     # Writing twice gives the same bytes (no timestamps).
     again = write_bgzip_fasta(tmp_path / "again.fa.gz", genome_records)

@@ -1,9 +1,10 @@
 """Bgzipped FASTA files with their .fai and .gzi indexes, through biopython and pyfaidx.
 
 pyfaidx and samtools read a bgzipped FASTA (BGZF, blocked gzip: SAM/BAM specification 4.1) by
-random access, which plain gzip does not allow. ``Bio.bgzf`` writes the format (deterministically:
-its gzip headers carry no timestamp or name, so the bytes depend only on the input and zlib) and
-pyfaidx builds both indexes from the written file, as ``samtools faidx`` would.
+random access, which plain gzip does not allow. ``Bio.bgzf`` writes the format, in blocks of
+htslib's size (``BLOCK_UNCOMPRESSED_SIZE``), so the output is that of htslib's ``bgzip`` at the same
+level: deterministic (no timestamps or names), depending only on the input bytes and zlib; pyfaidx
+builds both indexes from the written file, as ``samtools faidx`` would.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 FASTA_LINE_WIDTH = 60
+# htslib's BGZF_BLOCK_SIZE: uncompressed bytes per block (Bio.bgzf's own blocks are 64 KiB).
+BLOCK_UNCOMPRESSED_SIZE = 0xFF00
 
 
 def _fasta_lines(name: str, sequence: str, width: int) -> Iterator[bytes]:
@@ -38,10 +41,16 @@ def write_bgzip_fasta(
     from pyfaidx import Faidx
 
     path = Path(path)
+    pending = bytearray()
     with bgzf.BgzfWriter(str(path), "wb", compresslevel=level) as writer:
         for name, sequence in records:
             for line in _fasta_lines(name, sequence, line_width):
-                writer.write(line)
+                pending += line
+                while len(pending) >= BLOCK_UNCOMPRESSED_SIZE:
+                    writer.write(bytes(pending[:BLOCK_UNCOMPRESSED_SIZE]))
+                    writer.flush()  # one block per BLOCK_UNCOMPRESSED_SIZE bytes, as htslib
+                    del pending[:BLOCK_UNCOMPRESSED_SIZE]
+        writer.write(bytes(pending))
     fai, gzi = Path(f"{path}.fai"), Path(f"{path}.gzi")
     for stale in (fai, gzi):
         stale.unlink(missing_ok=True)

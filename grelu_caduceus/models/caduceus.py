@@ -7,7 +7,6 @@ gReLU's ``EnformerPretrainedModel``.
 
 from pathlib import Path
 
-import torch
 from grelu.model.heads import ConvHead
 from grelu.model.models import BaseModel
 from torch import nn
