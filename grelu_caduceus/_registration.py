@@ -4,7 +4,9 @@ gReLU finds a model class with ``getattr(grelu.model.models, model_type)`` and h
 registry, so the classes must be set on that module. Importing gReLU takes seconds, so instead of
 importing it here we register the classes the moment ``grelu.model.models`` is imported (at once,
 if it already is). Likewise, when ``grelu.lightning`` is imported its LightningModel is made to
-leave float32 matmul precision as the caller set it (``grelu_compat.scope_matmul_precision``).
+leave float32 matmul precision as the caller set it (``grelu_compat.scope_matmul_precision``) and
+to record our pretrained models' backbone configs in its checkpoints
+(``grelu_compat.record_checkpoint_params``).
 """
 
 import importlib
@@ -44,18 +46,23 @@ def register(models_module) -> None:
 
     models_module.__getattr__ = __getattr__
     models_module._grelu_caduceus_registered = True
-    # Resolve now where that is safe, so the classes also show in vars()/dir(); a module of ours that
-    # is still being imported (it is what imported gReLU) stays lazy until first use.
+    # Resolve now where that is safe, so the classes also show in vars()/dir(): a module of ours not
+    # imported yet is imported; one already in sys.modules gives its class if it defines it by now. A
+    # module still being imported (it is what imported gReLU) has not reached its class statement
+    # yet, so that class stays lazy until first use; nothing needs to know how far an import got.
     for name, module_name in MODEL_CLASSES.items():
-        loading = sys.modules.get(module_name)
-        if loading is None or not getattr(getattr(loading, "__spec__", None), "_initializing", False):
+        ours = sys.modules.get(module_name)
+        if ours is None:
             getattr(models_module, name)
+        elif name in vars(ours):
+            setattr(models_module, name, vars(ours)[name])
 
 
 def scope_lightning(lightning_module) -> None:
-    from .grelu_compat import scope_matmul_precision
+    from .grelu_compat import record_checkpoint_params, scope_matmul_precision
 
     scope_matmul_precision(lightning_module)
+    record_checkpoint_params(lightning_module)
 
 
 # module of gReLU -> what to do to it once it is imported

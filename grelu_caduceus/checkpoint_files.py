@@ -110,4 +110,52 @@ def read_checkpoint(path: str | os.PathLike, load: Callable[[str], object] | Non
         raise
 
 
-__all__ = ["CheckpointFileError", "DEFAULT_HINT", "read_checkpoint"]
+def checkpoint_model_params(path: str | os.PathLike, *, hint: str = DEFAULT_HINT) -> dict:
+    """The ``model_params`` a gReLU / grelu-caduceus Lightning checkpoint records ({} if none), read
+    without loading its tensors into memory (memory-mapped)."""
+    import torch
+
+    def peek(p):
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError as err:  # a legacy (non-zip) checkpoint cannot be memory-mapped
+            if "mmap" not in str(err):
+                raise
+            return _load_dict(p)
+
+    checkpoint = read_checkpoint(path, peek, hint=hint)
+    params = (checkpoint.get("hyper_parameters") or {}).get("model_params") if isinstance(checkpoint, dict) else None
+    return dict(params or {})
+
+
+def load_lightning_checkpoint(path: str | os.PathLike, lightning_class=None, *, map_location="cpu",
+                              hint: str = DEFAULT_HINT, **kwargs):
+    """The one way this package loads a Lightning checkpoint (``load_from_checkpoint``).
+
+    Registers our model classes on ``grelu.model.models`` first, passes ``weights_only=False`` (gReLU
+    checkpoints hold numpy arrays and plain hyper-parameters, which torch >= 2.6 refuses by default),
+    and turns read failures into :class:`CheckpointFileError` naming ``hint``.
+
+    Args:
+        path: the .ckpt file.
+        lightning_class: the LightningModule class to load (default gReLU's ``LightningModel``; pass
+            ``grelu_caduceus.tasks.mlm.MLMLightningModel`` for a masked-LM checkpoint).
+        map_location: where the weights go.
+        hint: the fix a read failure names.
+        **kwargs: passed to ``load_from_checkpoint`` (e.g. ``strict``).
+
+    Returns:
+        The loaded LightningModule, in the mode Lightning leaves it (call ``.eval()`` to predict).
+    """
+    # Importing this package installed the registration hook; importing gReLU's models module runs it.
+    import grelu.model.models  # noqa: F401
+
+    if lightning_class is None:
+        from grelu.lightning import LightningModel as lightning_class
+    kwargs.setdefault("weights_only", False)
+    return read_checkpoint(path, lambda p: lightning_class.load_from_checkpoint(p, map_location=map_location,
+                                                                                 **kwargs), hint=hint)
+
+
+__all__ = ["CheckpointFileError", "DEFAULT_HINT", "checkpoint_model_params", "load_lightning_checkpoint",
+           "read_checkpoint"]

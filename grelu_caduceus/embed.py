@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core.tokens import rc_onehot
+from .core.tokens import combine_ps_halves, conjoin
 from .data.genome import FastaGenome, GenomeDataError, one_hot_encode, read_intervals
+from .data.intervals import centred_starts
 from .errors import UserError
 
 
@@ -67,7 +68,7 @@ class Embedder:
 def _conjoined(fn, on: bool):
     if not on:
         return fn
-    return lambda x: (fn(x) + fn(rc_onehot(x)).flip(1)) / 2
+    return lambda x: conjoin(fn, x)
 
 
 def caduceus_embedder(backbone, rc_average: bool | None = None) -> Embedder:
@@ -77,10 +78,7 @@ def caduceus_embedder(backbone, rc_average: bool | None = None) -> Embedder:
 
     def features(x):
         h = backbone(x.to(backbone.norm_f.weight.dtype))
-        if rcps:
-            a, b = h.chunk(2, dim=-1)
-            h = (a + b.flip(-1)) / 2
-        return h
+        return combine_ps_halves(h) if rcps else h
 
     how = "PS: (forward half + channel-flipped RC half) / 2" if rcps else (
         "Ph: conjoined with the reverse-complement pass" if conjoin else "Ph: forward strand only")
@@ -208,22 +206,15 @@ def _load_checkpoint_file(path: Path, rc_average) -> Embedder:
     if path.suffix != ".ckpt":
         raise EmbedError(f"{path} is a file but not a gReLU checkpoint (.ckpt): give a .ckpt, a model folder "
                          "(config.json + weights) or a hub name.")
-    # Our own Lightning checkpoints (as everywhere in grelu-caduceus) store hyper-parameters that only
-    # load with full unpickling.
-    raw = torch.load(path, map_location="cpu", weights_only=False)
-    params = (raw.get("hyper_parameters") or {}).get("model_params", {}) if isinstance(raw, dict) else {}
-    if params.get("model_type") == "CaduceusForMaskedLM":
-        from .tasks.mlm import MLMLightningModel
+    from .checkpoint_files import checkpoint_model_params
+    from .inference import load_checkpoint
 
-        lm = MLMLightningModel.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-        return caduceus_embedder(lm.model.backbone, rc_average)
+    params = checkpoint_model_params(path)
     if not params:
         raise EmbedError(f"{path} has no model_params: is it a checkpoint written by gReLU / grelu-caduceus?")
-    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU)
-    from grelu.lightning import LightningModel
-
-    lm = LightningModel.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
-    return grelu_embedder(lm, rc_average)
+    masked_lm = params.get("model_type") == "CaduceusForMaskedLM"
+    lm = load_checkpoint(path, masked_lm=masked_lm)
+    return caduceus_embedder(lm.model.backbone, rc_average) if masked_lm else grelu_embedder(lm, rc_average)
 
 
 # --------------------------------------------------------------------------- intervals
@@ -243,7 +234,7 @@ def embedding_windows(intervals: pd.DataFrame, window: int | None = None, contex
     if window is not None:
         if int(window) < 1:
             raise EmbedError(f"window must be a positive number of bases, got {window}.")
-        start = (start + end) // 2 - int(window) // 2
+        start = centred_starts(start, end, int(window))
         end = start + int(window)
     return pd.DataFrame({"pool_start": start, "pool_end": end, "read_start": start - context,
                          "read_end": end + context})

@@ -22,6 +22,9 @@ avoids:
   ``torch.set_float32_matmul_precision("medium")`` process-wide and never restore it; on CPUs with
   AMX that makes every later float32 matmul of the process bfloat16. Installed when gReLU's
   lightning module is imported (see ``_registration``), it scopes the setting to each call.
+* :func:`record_checkpoint_params` -- a checkpoint rebuilds its model from model_params alone, so a
+  model built from a pretrained folder needs that folder again to reload; installed with the above,
+  it records the backbone config in the checkpoint.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import types
 import warnings
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -45,28 +47,33 @@ _KEEP = "keep"
 def reference_mismatches(variants: pd.DataFrame, genome, null_string: str = "-") -> list:
     """Index labels of the variants whose ``ref`` allele differs from the genome.
 
-    Uses gReLU's convention (that of ``VariantDataset``): ``pos`` is 1-based and a k-base ``ref``
-    starts at 0-based ``pos - ceil(k / 2)``. Comparison ignores case (soft-masked genomes); a
-    ``ref`` equal to ``null_string`` (an insertion) is never a mismatch.
+    The package's one reference check (:func:`grelu_caduceus.data.variants.reference_matches`):
+    ``pos`` is 1-based at the ref allele's first base (VCF's convention; for single-base refs also
+    gReLU's), case ignored; a ``ref`` of ``null_string``, "-" or "." (an insertion) is never a mismatch.
 
     Args:
         variants: DataFrame with columns chrom, pos, ref (and alt).
-        genome: path of a FASTA file (with a ``.sizes`` file beside it) or a genomepy genome name.
+        genome: path of a FASTA file or a genomepy genome name (as gReLU's ``genome`` arguments).
     """
-    from grelu.sequence.format import intervals_to_strings
+    from .data.variants import reference_matches
 
-    missing = {"chrom", "pos", "ref"} - set(variants.columns)
-    if missing:
-        raise ValueError(f"variants need columns chrom, pos, ref (and alt); missing {sorted(missing)}.")
     checked = variants[variants.ref != null_string]
-    if len(checked) == 0:
-        return []
-    ref_len = checked.ref.str.len()
-    intervals = pd.DataFrame({"chrom": checked.chrom, "start": checked.pos - np.ceil(ref_len / 2).astype(int)})
-    intervals["end"] = intervals.start + ref_len
-    genome_seqs = intervals_to_strings(intervals, genome=str(genome))
-    genome_seqs = [genome_seqs] if isinstance(genome_seqs, str) else genome_seqs
-    return [idx for idx, ref, seq in zip(checked.index, checked.ref, genome_seqs) if ref.upper() != seq.upper()]
+    return [idx for idx, ok in zip(checked.index, reference_matches(checked, _fasta_genome(genome))) if not ok]
+
+
+def _fasta_genome(genome):
+    """A FastaGenome for a FASTA path, or for a genomepy genome name through gReLU."""
+    from pathlib import Path
+
+    from .data.genome import FastaGenome
+
+    if isinstance(genome, FastaGenome):
+        return genome
+    if not Path(str(genome)).expanduser().is_file():
+        from grelu.io.genome import get_genome
+
+        genome = get_genome(str(genome)).genome_file
+    return FastaGenome(genome)
 
 
 def predict_variant_effects(variants: pd.DataFrame, model, check_reference=False, genome="hg38", **kwargs):
@@ -246,15 +253,9 @@ def load_checkpoint(path, map_location="cpu", **kwargs):
     hold numpy arrays, which torch >= 2.6 refuses by default). A missing, truncated or corrupt file
     raises :class:`grelu_caduceus.checkpoint_files.CheckpointFileError` (see ``read_checkpoint``).
     """
-    # Importing this package installed the registration; importing gReLU's models module runs it.
-    import grelu.model.models  # noqa: F401
-    from grelu.lightning import LightningModel
+    from .checkpoint_files import load_lightning_checkpoint
 
-    from .checkpoint_files import read_checkpoint
-
-    kwargs.setdefault("weights_only", False)
-    return read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location=map_location,
-                                                                              **kwargs)).eval()
+    return load_lightning_checkpoint(path, map_location=map_location, **kwargs).eval()
 
 
 # --- float32 matmul precision ----------------------------------------------------------------------------
@@ -342,12 +343,45 @@ def scope_matmul_precision(lightning_module) -> None:
             setattr(cls, name, _precision_scoped(name, method))
 
 
+# --- self-contained checkpoints ---------------------------------------------------------------------
+
+
+def _recording_checkpoint_params(method):
+    @functools.wraps(method)
+    def on_save_checkpoint(self, checkpoint):
+        method(self, checkpoint)
+        extra = getattr(getattr(self, "model", None), "checkpoint_params", None)
+        hparams = checkpoint.get("hyper_parameters")
+        if callable(extra) and hparams is not None and "model_params" in hparams:
+            # new dicts: the hyper-parameters in the checkpoint alias the live model_params
+            checkpoint["hyper_parameters"] = {**hparams, "model_params": {**hparams["model_params"], **extra()}}
+
+    on_save_checkpoint._grelu_caduceus_records = True
+    return on_save_checkpoint
+
+
+def record_checkpoint_params(lightning_module) -> None:
+    """Make checkpoints of gReLU's LightningModel self-contained for our pretrained models.
+
+    gReLU rebuilds a model from the model_params its checkpoint records, so a model built from a
+    pretrained folder would read that folder again on every reload. A model class of ours that
+    defines ``checkpoint_params()`` (CaduceusPretrainedModel, HyenaDNAPretrainedModel: the backbone
+    config) has those entries added to the checkpoint's model_params (the live model_params stay as
+    given); the weights come from the state dict. Idempotent.
+    """
+    cls = lightning_module.LightningModel
+    method = cls.__dict__["on_save_checkpoint"]
+    if not getattr(method, "_grelu_caduceus_records", False):
+        cls.on_save_checkpoint = _recording_checkpoint_params(method)
+
+
 __all__ = [
     "change_head",
     "load_checkpoint",
     "marginalize_patterns",
     "predict_on_dataset",
     "predict_variant_effects",
+    "record_checkpoint_params",
     "reference_mismatches",
     "scope_matmul_precision",
     "set_task",

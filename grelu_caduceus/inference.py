@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint_files import CheckpointFileError, read_checkpoint
+from .checkpoint_files import (DEFAULT_HINT, CheckpointFileError, checkpoint_model_params, load_lightning_checkpoint,
+                               read_checkpoint)
 
 CONJOIN_CHOICES = ("auto", True, False)
 # The folder layout written by ``grelu-caduceus export-kipoi`` (see grelu_caduceus.kipoi.export)
@@ -114,13 +115,28 @@ def load_model(model: str | os.PathLike, conjoin="auto", device: str = "cpu"):
     return lm.to(device).eval()
 
 
-def _load_checkpoint(path: Path):
-    import grelu_caduceus  # noqa: F401  (registers our model classes with gReLU before loading)
-    from grelu.lightning import LightningModel
+def load_checkpoint(path: str | os.PathLike, masked_lm: bool | None = None, *, map_location="cpu",
+                    hint: str = DEFAULT_HINT, **kwargs):
+    """A Lightning checkpoint written by grelu-caduceus or gReLU, through
+    :func:`grelu_caduceus.checkpoint_files.load_lightning_checkpoint`.
 
+    Args:
+        path: the .ckpt file.
+        masked_lm: load as an ``MLMLightningModel`` (True) or a gReLU ``LightningModel`` (False); None
+            decides by the model_type the checkpoint records (CaduceusForMaskedLM: masked LM).
+        map_location, hint, **kwargs: as in ``load_lightning_checkpoint``.
+    """
+    if masked_lm is None:
+        masked_lm = checkpoint_model_params(path, hint=hint).get("model_type") == "CaduceusForMaskedLM"
+    lightning_class = None
+    if masked_lm:
+        from .tasks.mlm import MLMLightningModel as lightning_class
+    return load_lightning_checkpoint(path, lightning_class, map_location=map_location, hint=hint, **kwargs)
+
+
+def _load_checkpoint(path: Path):
     try:
-        lm = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
-                                                                                weights_only=False))
+        lm = load_lightning_checkpoint(path)
     except CheckpointFileError:
         raise
     except Exception as err:

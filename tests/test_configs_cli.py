@@ -121,13 +121,14 @@ def test_overrides_reach_model_and_train_params():
                            "trainer.accumulate_grad_batches=4", "seed=7"])
     model_params, train_params = grelu_params(checked, n_tasks=3, out_dir="/tmp/run")
     assert model_params == {**checked.model, "n_tasks": 3}
-    assert [model_params[k] for k in ("d_model", "n_layer", "rcps", "conjoin")] == [48, 3, False, True]
+    assert [model_params[k] for k in ("d_model", "n_layer", "rcps", "conjoin")] == [48, 3, False, None]
     assert train_params["task"] == "binary" and train_params["loss"] == "bce"
     assert (train_params["lr"], train_params["batch_size"], train_params["max_epochs"]) == (0.005, 32, 2)
     assert (train_params["precision"], train_params["accumulate_grad_batches"]) == ("bf16-mixed", 4)
     assert train_params["seed"] == 7 and train_params["save_dir"] == "/tmp/run"
     lm = build_lightning_model(load_config(["model.d_model=24", "model.n_layer=1", "model.rcps=false"]), n_tasks=1)
     assert lm.model.embedding.backbone.config.d_model == 24 and not lm.model.embedding.backbone.config.rcps
+    assert lm.model.embedding.conjoin  # conjoin null: Ph models conjoin
 
 
 def test_experiment_presets_mirror_the_published_setups():

@@ -4,6 +4,7 @@ import gc
 import gzip
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from grelu_caduceus.data import bundled
 from grelu_caduceus.data import genome as genome_module
 from grelu_caduceus.data.bgzf import write_bgzip_fasta
 from grelu_caduceus.data.genome import (
+    FastaGenome,
     GenomeDataError,
     GenomeWindowDataset,
     bad_window_starts,
@@ -77,11 +79,48 @@ def test_bgzip_writer_reads_back_with_pyfaidx(tmp_path, genome_records):
     fasta = pyfaidx.Fasta(str(paths["fasta"]), as_raw=True)
     for name, seq in genome_records:
         assert fasta[name][:] == seq
-    # Same index as pyfaidx computes itself.
-    written = paths["fai"].read_text()
-    paths["fai"].unlink()
-    pyfaidx.Faidx(str(paths["fasta"])).close()
-    assert paths["fai"].read_text() == written
+    # The .fai is samtools' (name, length, offset of the first base, bases and bytes per line).
+    fai = [line.split("\t") for line in paths["fai"].read_text().splitlines()]
+    offset = 0
+    for (name, seq), row in zip(genome_records, fai):
+        offset += len(f">{name}\n")
+        width = min(60, len(seq))
+        assert row == [name, str(len(seq)), str(offset), str(width), str(width + 1)]
+        offset += len(seq) + -(-len(seq) // 60)
+    # The .gzi lists (compressed, uncompressed) offsets of every BGZF block after the first (a genome
+    # of several 64 KiB blocks; the empty end-of-file block is not listed), and random access works.
+    import struct
+
+    from Bio import bgzf
+
+    rng = np.random.default_rng(1)
+    big = [("big", random_dna(rng, 150_000)), ("small", random_dna(rng, 70))]
+    multi = write_bgzip_fasta(tmp_path / "big.fa.gz", big)
+    gzi = multi["gzi"].read_bytes()
+    (count,) = struct.unpack("<Q", gzi[:8])
+    entries = [struct.unpack("<QQ", gzi[8 + 16 * i: 24 + 16 * i]) for i in range(count)]
+    with open(multi["fasta"], "rb") as handle:
+        blocks = list(bgzf.BgzfBlocks(handle))  # (start, length, data start, data length)
+    assert count >= 2 and entries == [(start, data_start) for start, _, data_start, n in blocks[1:] if n > 0]
+    # htslib's block size (0xFF00 uncompressed bytes) for all but the last data block; then the EOF block
+    assert [n for *_, n in blocks[:-2]] == [0xFF00] * (len(blocks) - 2) and blocks[-1][3] == 0
+    assert FastaGenome(multi["fasta"]).fetch("big", 140_000, 140_050) == big[0][1][140_000:140_050]
+    # Writing twice gives the same bytes (no timestamps).
+    again = write_bgzip_fasta(tmp_path / "again.fa.gz", genome_records)
+    assert again["fasta"].read_bytes() == paths["fasta"].read_bytes()
+
+
+def test_bundled_genome_reads_with_its_shipped_indexes():
+    from grelu_caduceus.data import FastaGenome, demo_genome_contig, demo_genome_fasta
+
+    path = demo_genome_fasta()
+    genome = FastaGenome(path)
+    assert genome._index_paths == (Path(f"{path}.fai"), Path(f"{path}.gzi"))  # the shipped ones, fresh
+    with gzip.open(path, "rt") as f:
+        f.readline()
+        sequence = "".join(line.strip() for line in f)
+    for start in (0, 1_234_567, len(sequence) - 100):
+        assert genome.fetch(demo_genome_contig(), start, start + 100) == sequence[start:start + 100]
 
 
 # --------------------------------------------------------------------------- windows
@@ -436,3 +475,21 @@ def test_unseeded_draws_follow_torch_seed(small_fasta):
     torch.manual_seed(0)
     assert [ds.window(i) for i in range(20)] == first
     assert [ds.window(i) for i in range(20)] != first  # the next "epoch" draws again
+
+
+# --- the one centre-resize rule ---------------------------------------------------------------
+def test_centre_resize_rule_is_the_same_for_intervals_and_sequences():
+    from grelu_caduceus.data.intervals import centre_resize_sequence, centred_starts, centred_windows
+    from grelu_caduceus.predict import centred_windows as predict_windows
+
+    seq = "ACGTACGTA"  # 9 bp, as the interval [0, 9)
+    for length in range(1, 16):
+        start = centred_starts(0, len(seq), length)
+        expected = "".join(seq[i] if 0 <= i < len(seq) else "N" for i in range(start, start + length))
+        assert centre_resize_sequence(seq, length) == expected
+    # kipoiseq's anchor="center": centre (start + end) // 2, window [centre - L // 2, centre - L // 2 + L)
+    assert centre_resize_sequence("ACGT", 1) == "G" and centre_resize_sequence("A", 4) == "NNAN"
+    frame = pd.DataFrame({"chrom": ["chr1", "chr2"], "start": [10, 3], "end": [15, 4]})
+    windows = centred_windows(frame, 4)
+    assert windows.to_dict("list") == {"chrom": ["chr1", "chr2"], "start": [10, 1], "end": [14, 5]}
+    assert predict_windows(frame, 4).equals(windows)

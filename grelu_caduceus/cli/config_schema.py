@@ -16,6 +16,7 @@ OmegaConf rejects unknown keys and values of the wrong type; each dataclass's ``
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 import typing
@@ -344,12 +345,34 @@ DATA_SCHEMAS = {"genome_windows": GenomeWindowsData, "bundled_task": BundledTask
 # filled at run time from the data may be null in configs.
 FILLED_FROM_DATA = {"n_tasks": "the number of tasks of the data", "seq_len": "data.seq_len", "l_max": "data.seq_len"}
 # Placement belongs to the trainer; dtype by name only where the class resolves names.
-EXCLUDED_PARAMS = {"self", "device"}
+# backbone_config is what a checkpoint records to rebuild a pretrained model's architecture (untrained:
+# its weights come from the checkpoint), not a setting.
+EXCLUDED_PARAMS = {"self", "device", "backbone_config"}
 DTYPE_BY_NAME = {"CaduceusModel", "CaduceusPretrainedModel"}
 
 
 def _pool_choices():
-    return ("avg", "max", None)
+    from ..models.common import POOL_FUNCS
+
+    return POOL_FUNCS
+
+
+def _dtype_choices():
+    from ..models.common import DTYPES
+
+    return tuple(DTYPES)
+
+
+def _strategy_choices():
+    from ..core.config import BIDIRECTIONAL_STRATEGIES
+
+    return BIDIRECTIONAL_STRATEGIES
+
+
+def _dt_inits():
+    from ..core.mamba import DT_INITS
+
+    return DT_INITS
 
 
 def _scan_backends():
@@ -367,9 +390,10 @@ def _hyena_presets():
 # parameter -> check(name, value); applied to any model that has the parameter
 MODEL_VALUE_RULES = {
     "final_pool_func": lambda n, v: _one_of(n, v, _pool_choices()),
-    "bidirectional_strategy": lambda n, v: _one_of(n, v, ("add", "ew_multiply")),
+    "bidirectional_strategy": lambda n, v: _one_of(n, v, _strategy_choices()),
+    "dt_init": lambda n, v: _one_of(n, v, _dt_inits()),
     "scan_backend": lambda n, v: _one_of(n, v, _scan_backends()),
-    "dtype": lambda n, v: _one_of(n, v, (None, "float32", "bfloat16", "float16")),
+    "dtype": lambda n, v: _one_of(n, v, _dtype_choices()),
     "preset": lambda n, v: _one_of(n, v, _hyena_presets()),
     "crop_len": lambda n, v: _require(v == "auto" or (isinstance(v, int) and v >= 0),
                                       f"{n} must be an integer >= 0 (or 'auto' where the model allows it), got {v!r}"),
@@ -504,8 +528,13 @@ def _schema_for(section: str, node: dict):
 
 
 def _key_error(section: str, schema: type, err: ConfigKeyError) -> ConfigError:
+    import difflib
+
+    key = str(err.full_key or err.key)
+    close = difflib.get_close_matches(key.rpartition(".")[2], list(schema.__dataclass_fields__), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
     valid = ", ".join(schema.__dataclass_fields__)
-    return ConfigError(f"{section}.{err.full_key or err.key} is not a known key; valid keys of {section}: {valid}")
+    return ConfigError(f"{section}.{key} is not a known key; valid keys of {section}: {valid}{hint}")
 
 
 def _type_error(section: str, err: ValidationError) -> ConfigError:
@@ -580,6 +609,28 @@ def validate(cfg: DictConfig, complete: bool = True) -> ValidatedConfig | None:
                            seed=seed)
 
 
+def mlm_model_params(model: dict) -> dict:
+    """The masked LM's model_params from a model section written for CaduceusModel or
+    CaduceusPretrainedModel: every key the masked LM uses (``tasks.mlm.MLM_MODEL_KEYS``).
+
+    A key it cannot use (a head option such as final_pool_func, or n_layers of a pretrained model) is
+    refused with a ConfigError when it is set to anything but its default, rather than dropped.
+    """
+    from ..tasks.mlm import MLM_MODEL_KEYS
+
+    model_type = model["model_type"]
+    defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(model_schema(model_type))}
+    used = set(MLM_MODEL_KEYS) - {"model_type", "backbone_config"}
+    if model_type != "CaduceusPretrainedModel":
+        used.discard("pretrained_path")
+    unused = sorted(k for k, v in model.items() if k not in used | {"model_type"} and v != defaults.get(k))
+    if unused:
+        raise ConfigError(f"task=mlm does not use model.{unused[0]} (set to {model[unused[0]]!r}; it configures "
+                          f"the supervised {model_type}): remove it; task=mlm uses model.{{{', '.join(sorted(used))}}}")
+    return {k: v for k, v in model.items() if k in used}
+
+
 def _check_combination(plain: dict) -> None:
     """Rules that join sections: which tasks go with which models and data."""
     task, kind = plain["task"]["name"], plain["data"]["kind"]
@@ -588,6 +639,7 @@ def _check_combination(plain: dict) -> None:
         if model_type not in MLM_MODEL_TYPES:
             raise ConfigError(f"task=mlm pretrains Caduceus; model.model_type={model_type} has no masked-LM "
                               "objective here: use model=caduceus, caduceus_ph or caduceus_pretrained")
+        mlm_model_params(plain["model"])
         if kind != "genome_windows":
             raise ConfigError(f"task=mlm needs unlabelled genome windows, not data.kind={kind}: use "
                               "data=demo_genome or data=genome")

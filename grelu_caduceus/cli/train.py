@@ -33,7 +33,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserError, is_user_error
-from .config_schema import ConfigError, ValidatedConfig, validate
+from .config_schema import ConfigError, ValidatedConfig, mlm_model_params, validate
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,10 @@ def compose_config(overrides=(), return_hydra_config: bool = False) -> DictConfi
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    overrides = list(overrides)
+    # A model parameter the model's yaml does not list (its constructor, e.g. every CaduceusConfig field,
+    # has many more) is added rather than refused here; validate() checks model keys against the
+    # constructor and names the valid ones.
+    overrides = [f"++{o}" if o.startswith("model.") and "=" in o else o for o in overrides]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=VERSION_BASE, job_name="train"):
         try:
@@ -165,7 +168,7 @@ def grelu_params(checked: ValidatedConfig, n_tasks: int | None = None, seq_len: 
     task = asdict(checked.task)
     name = task.pop("name")
     if name == "mlm":
-        return _mlm_model_params(model), {**task, "rc_aug": _mlm_rc_aug(checked), **trainer_params(checked, out_dir)}
+        return mlm_model_params(model), {**task, "rc_aug": _mlm_rc_aug(checked), **trainer_params(checked, out_dir)}
     filled = {"n_tasks": n_tasks, "seq_len": seq_len, "l_max": seq_len}
     for key, value in filled.items():
         if key in model and model[key] is None:
@@ -173,15 +176,6 @@ def grelu_params(checked: ValidatedConfig, n_tasks: int | None = None, seq_len: 
                 raise ConfigError(f"model.{key} is null and there is no data to fill it from: set model.{key}=...")
             model[key] = value
     return model, {"task": name, **task, **trainer_params(checked, out_dir)}
-
-
-def _mlm_model_params(model: dict) -> dict:
-    from ..tasks.mlm import MODEL_KEYS, SSM_KEYS
-
-    if model["model_type"] == "CaduceusPretrainedModel":
-        return {"pretrained_path": model["pretrained_path"]}
-    keep = set(MODEL_KEYS) | set(SSM_KEYS) | {"gradient_checkpointing", "gradient_checkpointing_stride", "scan_backend"}
-    return {k: v for k, v in model.items() if k in keep}
 
 
 def _mlm_rc_aug(checked: ValidatedConfig) -> bool:

@@ -62,6 +62,24 @@ def rc_onehot(x: torch.Tensor) -> torch.Tensor:
     return x.flip(1, 2)
 
 
+def conjoin(fn, x: torch.Tensor, length_dim: int = 1, rc=rc_onehot) -> torch.Tensor:
+    """The one strand average (post-hoc conjoining): ``(fn(x) + fn(rc(x)).flip(length_dim)) / 2``.
+
+    The result for the reverse complement is flipped back along its length axis ``length_dim``
+    before averaging, so per-position results line up with x's positions. ``rc`` reverse-complements
+    the input (``rc_onehot`` for one-hot, ``lambda i: rc_ids(i, comp)`` for token ids).
+    """
+    return (fn(x) + fn(rc(x)).flip(length_dim)) / 2
+
+
+def combine_ps_halves(hidden: torch.Tensor) -> torch.Tensor:
+    """Strand-symmetric features (..., L, d) of a Caduceus-PS stream (..., L, 2d): the forward half and
+    the channel-flipped reverse-complement half, averaged. Features of the reverse complement are then
+    the features flipped along length."""
+    a, b = hidden.chunk(2, dim=-1)
+    return (a + b.flip(-1)) / 2
+
+
 def rc_ids(ids: torch.Tensor, complement: torch.Tensor) -> torch.Tensor:
     """Reverse complement of token ids (N, L) given a complement index (see complement_index)."""
     return complement.to(ids.device)[ids.flip(-1)]

@@ -46,6 +46,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputWarning
+from .intervals import centred_starts
 
 IntervalSource = Union[str, os.PathLike, pd.DataFrame]
 SPLIT_NAMES = ("train", "val", "test")
@@ -783,7 +784,7 @@ class GenomeWindowDataset(Dataset):
                 f"seq_len={seq_len} is longer than chromosome(s) {', '.join(too_long[:5])}: use a "
                 "shorter seq_len or drop intervals on those chromosomes."
             )
-        starts = (frame.start.to_numpy(np.int64) + frame.end.to_numpy(np.int64)) // 2 - seq_len // 2
+        starts = centred_starts(frame.start.to_numpy(np.int64), frame.end.to_numpy(np.int64), seq_len)
         keep = frame.chrom.isin(set(chrom_set)).to_numpy()
         if allowed is not None:
             keep &= self._inside(frame.chrom.to_numpy(), starts, starts + seq_len, allowed)

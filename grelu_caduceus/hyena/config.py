@@ -1,6 +1,6 @@
 """Configuration of a HyenaDNA network."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass
@@ -80,3 +80,7 @@ class HyenaDNAConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The fields a model's user chooses (vocab_size is the tokenizer's; a gReLU trunk has no LM head).
+BACKBONE_FIELDS = tuple(f.name for f in fields(HyenaDNAConfig) if f.name not in ("vocab_size", "lm_head"))

@@ -7,27 +7,18 @@ gReLU's ``EnformerPretrainedModel``.
 
 from pathlib import Path
 
-import torch
 from grelu.model.heads import ConvHead
 from grelu.model.models import BaseModel
 from torch import nn
 
 from ..core import CaduceusBackbone, CaduceusConfig, load_pretrained, set_scan_backend
+from ..core.config import backbone_parameters
 from ..core.mamba import cast_keeping_ssm_float32
-from ..core.tokens import rc_onehot
-from .common import CropAndBin
+from ..core.tokens import combine_ps_halves, conjoin
+from .common import CropAndBin, check_pool_func, resolve_dtype, with_backbone_parameters
 
-_DTYPES = {None: None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(dtype):
-    """Accept a torch dtype or its name (names keep checkpoints' hyper-parameters plain)."""
-    if isinstance(dtype, torch.dtype) or dtype is None:
-        return dtype
-    name = str(dtype).replace("torch.", "")
-    if name not in _DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}; use one of float32, bfloat16, float16.")
-    return _DTYPES[name]
+# CaduceusModel starts from a narrower, RC-equivariant backbone than CaduceusConfig's defaults.
+MODEL_DEFAULTS = dict(d_model=128, rcps=True)
 
 
 class CaduceusTrunk(nn.Module):
@@ -54,15 +45,10 @@ class CaduceusTrunk(nn.Module):
     def features(self, x):
         """(N, 4, L) -> (N, L, d_model)."""
         h = self.backbone(x.to(self.backbone.norm_f.weight.dtype))
-        if self.backbone.config.rcps:
-            a, b = h.chunk(2, dim=-1)
-            h = (a + b.flip(-1)) / 2
-        return h
+        return combine_ps_halves(h) if self.backbone.config.rcps else h
 
     def forward(self, x):
-        h = self.features(x)
-        if self.conjoin:
-            h = (h + self.features(rc_onehot(x)).flip(1)) / 2
+        h = conjoin(self.features, x) if self.conjoin else self.features(x)
         return self.crop_bin(h.transpose(1, 2))
 
 
@@ -71,20 +57,21 @@ class CaduceusModel(BaseModel):
 
     Args:
         n_tasks: number of output tracks.
-        d_model, n_layer: width and depth.
-        rcps: RC-equivariant Caduceus-PS (True) or Caduceus-Ph (False).
-        bidirectional, bidirectional_strategy, bidirectional_weight_tie: BiMamba options.
-        d_state, d_conv, expand: Mamba mixer sizes.
         final_pool_func: "avg" or "max" pool over length, or None for per-position/per-bin output.
         final_act_func: activation of the head (None: gReLU applies the task's own at prediction).
         crop_len: positions cropped from each end before pooling or binning.
         bin_size: average the output over non-overlapping bins (128 for Enformer-like profiles).
-        conjoin: also run the reverse complement and average (post-hoc conjoining for Ph).
+        conjoin: also run the reverse complement and average (post-hoc conjoining); None (default):
+            true for Ph (rcps false), false for PS, whose features are RC-symmetric already.
         dtype: "float32" or "bfloat16" weights.
         gradient_checkpointing: recompute layers in the backward pass to save memory.
         gradient_checkpointing_stride: with gradient_checkpointing, recompute every k-th layer only
             (layers 0, k, 2k, ...); 1 = every layer.
         scan_backend: selective-scan backend ("auto", "cpu", "triton", "mamba_ssm", "torch").
+        **backbone: the architecture, flat: every field of ``CaduceusConfig`` a user chooses and the
+            Mamba options of its ssm_cfg (``core.config.BACKBONE_PARAMS``: d_model, n_layer, rcps,
+            rms_norm, bidirectional_strategy, d_state, expand, ...); defaults are CaduceusConfig's
+            except ``MODEL_DEFAULTS`` (d_model 128, rcps True). The signature lists them all.
 
     Input (N, 4, L) one-hot; output (N, n_tasks, 1) when pooled, else (N, n_tasks, L_out).
     """
@@ -92,35 +79,19 @@ class CaduceusModel(BaseModel):
     def __init__(
         self,
         n_tasks: int,
-        d_model: int = 128,
-        n_layer: int = 4,
-        rcps: bool = True,
-        bidirectional: bool = True,
-        bidirectional_strategy: str = "add",
-        bidirectional_weight_tie: bool = True,
-        d_state: int = 16,
-        d_conv: int = 4,
-        expand: int = 2,
         final_pool_func="avg",
         final_act_func=None,
         crop_len: int = 0,
         bin_size: int = 1,
-        conjoin: bool = False,
+        conjoin: bool | None = None,
         dtype=None,
         device=None,
         gradient_checkpointing: bool = False,
         gradient_checkpointing_stride: int = 1,
         scan_backend: str = "auto",
+        **backbone,
     ):
-        config = CaduceusConfig(
-            d_model=d_model,
-            n_layer=n_layer,
-            rcps=rcps,
-            bidirectional=bidirectional,
-            bidirectional_strategy=bidirectional_strategy,
-            bidirectional_weight_tie=bidirectional_weight_tie,
-            ssm_cfg=dict(d_state=d_state, d_conv=d_conv, expand=expand),
-        )
+        config = CaduceusConfig.from_params({**MODEL_DEFAULTS, **backbone}, owner="CaduceusModel")
         from ..core.caduceus import CaduceusForMaskedLM
 
         # Build through the masked LM so the backbone gets Mamba's initialisation, then keep the backbone.
@@ -128,6 +99,9 @@ class CaduceusModel(BaseModel):
         super().__init__(*_trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len,
                                           bin_size, conjoin, dtype, device, gradient_checkpointing,
                                           gradient_checkpointing_stride, scan_backend))
+
+
+with_backbone_parameters(CaduceusModel.__init__, backbone_parameters(**MODEL_DEFAULTS))
 
 
 class CaduceusPretrainedModel(BaseModel):
@@ -144,9 +118,10 @@ class CaduceusPretrainedModel(BaseModel):
         conjoin: average with the reverse-complement pass; default True for Ph models, False for PS.
         final_pool_func, final_act_func, crop_len, bin_size, dtype, device, gradient_checkpointing,
         gradient_checkpointing_stride, scan_backend: as in CaduceusModel.
-
-    Reloading a fine-tuned gReLU checkpoint reads ``pretrained_path`` again for the architecture;
-    the weights then come from the checkpoint.
+        backbone_config: the backbone's CaduceusConfig as a dict. A gReLU checkpoint of this model
+            records it (``checkpoint_params``), so reloading builds the architecture from it and takes
+            every weight from the checkpoint's state dict, without ``pretrained_path``. Given, the
+            backbone starts untrained: use it only to load a state dict.
     """
 
     def __init__(
@@ -165,8 +140,14 @@ class CaduceusPretrainedModel(BaseModel):
         gradient_checkpointing: bool = False,
         gradient_checkpointing_stride: int = 1,
         scan_backend: str = "auto",
+        backbone_config: dict | None = None,
     ):
-        backbone = load_backbone(pretrained_path)
+        if backbone_config is not None:
+            from ..core.caduceus import CaduceusForMaskedLM
+
+            backbone = CaduceusForMaskedLM(CaduceusConfig.from_dict(backbone_config)).backbone
+        else:
+            backbone = load_backbone(pretrained_path)
         if n_layers is not None:
             if not 1 <= n_layers <= len(backbone.layers):
                 raise ValueError(f"n_layers must be between 1 and {len(backbone.layers)}, got {n_layers}.")
@@ -174,24 +155,27 @@ class CaduceusPretrainedModel(BaseModel):
             backbone.config.n_layer = n_layers
         if freeze:
             backbone.requires_grad_(False)
-        conjoin = (not backbone.config.rcps) if conjoin is None else conjoin
         backbone.train()
         super().__init__(*_trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len,
                                           bin_size, conjoin, dtype, device, gradient_checkpointing,
                                           gradient_checkpointing_stride, scan_backend))
+
+    def checkpoint_params(self) -> dict:
+        """model_params a checkpoint records so that it reloads without ``pretrained_path``."""
+        return {"backbone_config": self.embedding.backbone.config.to_dict()}
 
 
 def load_backbone(path) -> CaduceusBackbone:
     """The backbone of an HF-format folder, a hub name or one of our masked-LM Lightning checkpoints (.ckpt)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".ckpt":
-        from ..checkpoint_files import read_checkpoint
+        from ..checkpoint_files import load_lightning_checkpoint
         from ..tasks.mlm import MLMLightningModel
 
-        mlm = read_checkpoint(path, lambda p: MLMLightningModel.load_from_checkpoint(p, map_location="cpu",
-                                                                                    weights_only=False),
-                              hint="point pretrained_path at a complete masked-LM checkpoint such as "
-                                   "RUN/checkpoints/last.ckpt or step*.ckpt, or at an HF-format Caduceus folder")
+        mlm = load_lightning_checkpoint(path, MLMLightningModel,
+                                        hint="point pretrained_path at a complete masked-LM checkpoint such as "
+                                             "RUN/checkpoints/last.ckpt or step*.ckpt, or at an HF-format Caduceus "
+                                             "folder")
         return mlm.model.backbone
     from ..core.hub import is_hub_name
 
@@ -208,8 +192,8 @@ def load_backbone(path) -> CaduceusBackbone:
 def _trunk_and_head(backbone, n_tasks, final_pool_func, final_act_func, crop_len, bin_size, conjoin, dtype,
                     device, gradient_checkpointing, gradient_checkpointing_stride, scan_backend):
     dtype = resolve_dtype(dtype)
-    if final_pool_func not in ("avg", "max", None):
-        raise ValueError(f"final_pool_func must be 'avg', 'max' or None, got {final_pool_func!r}.")
+    check_pool_func(final_pool_func)
+    conjoin = (not backbone.config.rcps) if conjoin is None else conjoin
     backbone.gradient_checkpointing_stride = gradient_checkpointing_stride  # checked even when off
     if gradient_checkpointing:
         backbone.gradient_checkpointing_enable(stride=gradient_checkpointing_stride)

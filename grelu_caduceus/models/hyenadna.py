@@ -6,8 +6,10 @@ from grelu.model.heads import ConvHead
 from grelu.model.models import BaseModel
 from torch import nn
 
+from grelu_caduceus.core.tokens import conjoin
 from grelu_caduceus.hyena import HyenaDNABackbone, HyenaDNAConfig, preset_sizes
-from grelu_caduceus.models.common import CropAndBin
+from grelu_caduceus.hyena.config import BACKBONE_FIELDS
+from grelu_caduceus.models.common import CropAndBin, check_pool_func, config_parameters, with_backbone_parameters
 
 
 class HyenaDNATrunk(nn.Module):
@@ -35,20 +37,17 @@ class HyenaDNAModel(BaseModel):
 
     Args:
         n_tasks: number of output tracks.
-        d_model, n_layer, l_max: width, depth and longest input; ignored when ``preset`` is given.
         preset: a published size ("tiny-1k", "small-32k", "medium-160k", "medium-450k", "large-1m");
             overrides d_model, n_layer and l_max.
-        order: Hyena operator order.
-        filter_order: hidden width of the implicit-filter MLP.
-        emb_dim: number of positional features for the filter MLP (odd, >= 3).
-        short_filter_order: kernel size of the short causal convolution.
         final_pool_func: "avg", "max" or None (per-position output).
         crop_len: positions cropped from each end of the output.
         bin_size: average the (cropped) output over non-overlapping bins of this size.
         conjoin: average the predictions for x and for its reverse complement (whose per-position
             outputs are flipped back along the length axis), making predictions RC-invariant.
-        gradient_checkpointing: recompute blocks in the backward pass to save memory.
         dtype, device: for the parameters.
+        **backbone: the architecture: every field of ``HyenaDNAConfig`` but vocab_size and lm_head
+            (``hyena.config.BACKBONE_FIELDS``: d_model, n_layer, l_max, order, filter_order, emb_dim,
+            dropouts, gradient_checkpointing, ...), with its defaults. The signature lists them all.
 
     Output: (N, n_tasks, 1) when pooled, else (N, n_tasks, (L - 2 * crop_len) // bin_size).
     """
@@ -56,33 +55,23 @@ class HyenaDNAModel(BaseModel):
     def __init__(
         self,
         n_tasks: int,
-        d_model: int = 128,
-        n_layer: int = 2,
-        l_max: int = 1024,
         preset: str | None = None,
-        order: int = 2,
-        filter_order: int = 64,
-        emb_dim: int = 5,
-        short_filter_order: int = 3,
         final_pool_func: str | None = "avg",
         crop_len: int = 0,
         bin_size: int = 1,
         conjoin: bool = False,
-        gradient_checkpointing: bool = False,
         dtype=None,
         device=None,
+        **backbone,
     ):
-        if final_pool_func not in ("avg", "max", None):
-            raise ValueError(f"final_pool_func must be 'avg', 'max' or None, got {final_pool_func!r}.")
-        sizes = preset_sizes(preset) if preset is not None else dict(d_model=d_model, n_layer=n_layer, l_max=l_max)
-        config = HyenaDNAConfig(
-            **sizes,
-            order=order,
-            filter_order=filter_order,
-            emb_dim=emb_dim,
-            short_filter_order=short_filter_order,
-            gradient_checkpointing=gradient_checkpointing,
-        )
+        check_pool_func(final_pool_func)
+        unknown = set(backbone) - set(BACKBONE_FIELDS)
+        if unknown:
+            raise TypeError(f"HyenaDNAModel got unknown option(s) {', '.join(map(repr, sorted(unknown)))}; "
+                            f"valid backbone options: {', '.join(BACKBONE_FIELDS)}.")
+        if preset is not None:
+            backbone = backbone | preset_sizes(preset)
+        config = HyenaDNAConfig(**backbone)
         trunk = HyenaDNATrunk(config, crop_len=crop_len, bin_size=bin_size).to(device=device, dtype=dtype)
         head = ConvHead(n_tasks, in_channels=config.d_model, pool_func=final_pool_func, dtype=dtype, device=device)
         super().__init__(embedding=trunk, head=head)
@@ -91,12 +80,13 @@ class HyenaDNAModel(BaseModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 4, L) one-hot -> (N, n_tasks, L_out)."""
-        prediction = self.head(self.embedding(x))
-        if not self.conjoin:
-            return prediction
-        # Reverse complement of an A,C,G,T one-hot = flip channels and length.
-        prediction_rc = self.head(self.embedding(x.flip(1, 2))).flip(-1)
-        return (prediction + prediction_rc) / 2
+        def predict(x):
+            return self.head(self.embedding(x))
+
+        return conjoin(predict, x, length_dim=-1) if self.conjoin else predict(x)
+
+
+with_backbone_parameters(HyenaDNAModel.__init__, config_parameters(HyenaDNAConfig, BACKBONE_FIELDS))
 
 
 class HyenaDNAPretrainedModel(HyenaDNAModel):
@@ -115,9 +105,11 @@ class HyenaDNAPretrainedModel(HyenaDNAModel):
         trust_pickle: allow a weights.ckpt that needs full unpickling (only for files you trust).
         revision: hub revision for a hub name.
         dtype, device: for the parameters.
+        backbone_config: the backbone's HyenaDNAConfig as a dict; as in CaduceusPretrainedModel, a
+            gReLU checkpoint records it so that reloading needs neither ``pretrained_path`` nor the
+            hub (the weights come from the checkpoint's state dict).
 
-    Reloading a fine-tuned gReLU checkpoint reads ``pretrained_path`` again for the architecture;
-    the weights then come from the checkpoint. Inputs longer than the release's l_max are refused.
+    Inputs longer than the release's l_max are refused.
     """
 
     def __init__(
@@ -136,12 +128,15 @@ class HyenaDNAPretrainedModel(HyenaDNAModel):
         revision: str | None = None,
         dtype=None,
         device=None,
+        backbone_config: dict | None = None,
     ):
         from grelu_caduceus.hyena.pretrained import load_pretrained
 
-        if final_pool_func not in ("avg", "max", None):
-            raise ValueError(f"final_pool_func must be 'avg', 'max' or None, got {final_pool_func!r}.")
-        backbone = load_pretrained(pretrained_path, revision=revision, trust_pickle=trust_pickle).backbone
+        check_pool_func(final_pool_func)
+        if backbone_config is not None:
+            backbone = HyenaDNABackbone(HyenaDNAConfig(**backbone_config))
+        else:
+            backbone = load_pretrained(pretrained_path, revision=revision, trust_pickle=trust_pickle).backbone
         if n_layers is not None:
             if not 1 <= n_layers <= len(backbone.layers):
                 raise ValueError(f"n_layers must be between 1 and {len(backbone.layers)}, got {n_layers}.")
@@ -159,3 +154,7 @@ class HyenaDNAPretrainedModel(HyenaDNAModel):
         BaseModel.__init__(self, embedding=trunk, head=head)
         self.config = config
         self.conjoin = conjoin
+
+    def checkpoint_params(self) -> dict:
+        """model_params a checkpoint records so that it reloads without ``pretrained_path``."""
+        return {"backbone_config": self.config.to_dict()}

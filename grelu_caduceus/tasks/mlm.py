@@ -14,6 +14,8 @@ from grelu.lightning import LightningModel
 from torch import nn
 
 from ..core import CaduceusConfig, CaduceusForMaskedLM, load_pretrained
+from ..core.config import BACKBONE_PARAMS
+from ..core.mamba import unknown_options_message
 from ..core.tokens import A_ID, MASK_ID, N_ID, T_ID, onehot_to_ids, rc_ids
 from ..training import SaveOnInterrupt, fit, run_folder_checkpoint, run_folder_logger
 
@@ -38,9 +40,10 @@ DEFAULT_MLM_TRAIN_PARAMS = dict(
     num_workers=0,
 )
 
-MODEL_KEYS = ("d_model", "n_layer", "rcps", "bidirectional", "bidirectional_strategy", "bidirectional_weight_tie",
-              "rms_norm", "residual_in_fp32", "norm_epsilon")
-SSM_KEYS = ("d_state", "d_conv", "expand", "dt_rank")
+# model_params of the masked LM besides the architecture (CaduceusConfig's BACKBONE_PARAMS): how it runs.
+RUN_KEYS = ("gradient_checkpointing", "gradient_checkpointing_stride", "scan_backend")
+# Every model_params key build_mlm_model uses.
+MLM_MODEL_KEYS = ("model_type", "pretrained_path", "backbone_config", *BACKBONE_PARAMS, *RUN_KEYS)
 
 
 def _rand(shape, generator, device):
@@ -69,18 +72,25 @@ def mask_tokens(ids, mask_prob=0.15, replace_mask=0.8, replace_random=0.1, gener
 
 
 def build_mlm_model(model_params: dict) -> CaduceusForMaskedLM:
-    """A CaduceusForMaskedLM from gReLU-style model_params (or from ``pretrained_path``)."""
-    if model_params.get("pretrained_path"):
-        return load_pretrained(model_params["pretrained_path"]).train()
-    unknown = set(model_params) - set(MODEL_KEYS) - set(SSM_KEYS) - {
-        "model_type", "pretrained_path", "gradient_checkpointing", "gradient_checkpointing_stride", "scan_backend"}
+    """A CaduceusForMaskedLM from gReLU-style model_params: the architecture (every entry of
+    ``core.config.BACKBONE_PARAMS``) or ``pretrained_path`` (an HF-format folder or hub name), and
+    ``RUN_KEYS``. Any other key is refused with a ValueError naming the valid ones. ``backbone_config``
+    (a CaduceusConfig dict, recorded by checkpoints of a model started from ``pretrained_path``)
+    builds the architecture alone, untrained, for a state dict to fill."""
+    unknown = set(model_params) - set(MLM_MODEL_KEYS)
     if unknown:
-        raise ValueError(f"Unknown MLM model parameters {sorted(unknown)}; valid: {sorted(MODEL_KEYS + SSM_KEYS)}.")
-    config = CaduceusConfig(
-        **{k: model_params[k] for k in MODEL_KEYS if k in model_params},
-        ssm_cfg={k: model_params[k] for k in SSM_KEYS if k in model_params},
-    )
-    model = CaduceusForMaskedLM(config)
+        raise ValueError(unknown_options_message("The masked LM", unknown, MLM_MODEL_KEYS))
+    architecture = {k: v for k, v in model_params.items() if k in BACKBONE_PARAMS}
+    if model_params.get("backbone_config") is not None:
+        model = CaduceusForMaskedLM(CaduceusConfig.from_dict(model_params["backbone_config"]))
+    elif model_params.get("pretrained_path"):
+        if architecture:
+            raise ValueError(f"The masked LM got pretrained_path and architecture parameters "
+                             f"{', '.join(sorted(architecture))}: the pretrained folder fixes the architecture; "
+                             "give one or the other.")
+        model = load_pretrained(model_params["pretrained_path"]).train()
+    else:
+        model = CaduceusForMaskedLM(CaduceusConfig.from_params(architecture, owner="The masked LM"))
     stride = model_params.get("gradient_checkpointing_stride", 1)
     model.backbone.gradient_checkpointing_stride = stride  # a bad stride fails even when off
     if model_params.get("gradient_checkpointing", False):
@@ -110,6 +120,15 @@ class MLMLightningModel(LightningModel):
     # --- gReLU hooks -------------------------------------------------------------------------
     def build_model(self) -> None:
         self.model = build_mlm_model(self.model_params)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.model_params.get("pretrained_path") and checkpoint.get("hyper_parameters"):
+            # the checkpoint reloads without the pretrained folder: the architecture from its config,
+            # the weights from the state dict (new dicts: the hyper-parameters alias model_params)
+            hparams = checkpoint["hyper_parameters"]
+            checkpoint["hyper_parameters"] = {**hparams, "model_params": {
+                **hparams["model_params"], "backbone_config": self.model.config.to_dict()}}
 
     def initialize_loss(self) -> None:
         weights = self.train_params.get("class_weights")
