@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint_files import read_checkpoint
+from ..checkpoint_files import load_lightning_checkpoint
 from ..core.tokens import onehot_to_ids
 from .baselines import fit_baselines, ids_to_bases
 from .budgets import FINETUNE_TASKS, FinetuneTask, resolve_budget
@@ -156,8 +156,7 @@ class DemoRun:
 
             b = self.budget
             log.info("[2/5] masked accuracy on the held-out region vs baselines (same windows, masks and inputs)")
-            lm = read_checkpoint(pretrain["checkpoint"], lambda p: MLMLightningModel.load_from_checkpoint(
-                p, map_location="cpu", weights_only=False), hint=DEMO_HINT)
+            lm = load_lightning_checkpoint(pretrain["checkpoint"], MLMLightningModel, hint=DEMO_HINT)
             model = lm.model.to(self.device)
             baselines = fit_baselines(ids_to_bases(region_ids("train")))
             eval_set = MaskedEvalSet.build(onehot_to_ids(self.eval_windows()), b.batch_size, lm.train_params)
@@ -267,10 +266,7 @@ class DemoRun:
         return LabeledSeqDataset(seqs, labels=labels[:, None, None], tasks=[self.task.name])
 
     def load_finetuned(self, path):
-        from grelu.lightning import LightningModel
-
-        lm = read_checkpoint(path, lambda p: LightningModel.load_from_checkpoint(p, map_location="cpu",
-                                                                                weights_only=False), hint=DEMO_HINT)
+        lm = load_lightning_checkpoint(path, hint=DEMO_HINT)
         return lm.to(self.device).eval()
 
     @torch.no_grad()
