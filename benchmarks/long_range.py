@@ -68,8 +68,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import platform
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -77,6 +75,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.hardware import hardware_meta
 from benchmarks.scaling import MATCHED, build_model, count_params
 
 COLUMNS = ["task", "data", "model", "context_len", "params", "budget", "metric", "value", "seed",
@@ -624,24 +623,6 @@ def predicted_seconds(model: str, context: int, budget: Budget) -> float:
     return train + evals + RUN_OVERHEAD
 
 
-def cpu_model() -> str:
-    """The CPU model name (lscpu, else /proc/cpuinfo, else platform)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _read_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -732,9 +713,8 @@ def run_long_range(out_dir, quick=False, seeds=None, tasks=None, models=None, co
     for row in _read_rows(path):
         done.setdefault(_key(row["task"], row["model"], row["context_len"], row["seed"]), set()).add(row["budget"])
     done = {k for k, kinds in done.items() if set(BUDGET_KINDS) <= kinds}
-    (out_dir / "long_range_meta.json").write_text(json.dumps(dict(
-        cpu=cpu_model(), cores=torch.get_num_threads(), torch=torch.__version__, platform=platform.platform(),
-        budget=asdict(budget)), indent=1) + "\n")
+    (out_dir / "long_range_meta.json").write_text(json.dumps(dict(hardware_meta(), budget=asdict(budget)),
+                                                             indent=1) + "\n")
     plan = [(t, s, c, m) for t in tasks for s in budget.seeds for c in budget.contexts for m in models
             if _key(t, m, c, s) not in done]
     total = len(tasks) * len(budget.seeds) * len(budget.contexts) * len(models)

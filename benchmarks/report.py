@@ -22,11 +22,14 @@ there comes from a CSV:
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from benchmarks.hardware import hardware_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -65,11 +68,17 @@ def _fmt(x, digits=0) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def scaling_block(df: pd.DataFrame, png_names: tuple[str, str] | None) -> str:
-    """Time and memory tables (rows: length; columns: model), one pair per mode, plus the ratio line."""
+def scaling_block(df: pd.DataFrame, png_names: tuple[str, str] | None, meta: dict | None = None) -> str:
+    """Time and memory tables (rows: length; columns: model), one pair per mode, plus the ratio line.
+
+    ``meta`` (scaling_meta.json) adds the machine the sweep ran on."""
     models = _models_in(df)
+    sweep = ""
+    if meta and "quick" in meta:
+        sweep = (" Sweep: " + ("the quick one (`--quick`)" if meta["quick"] else "the full one")
+                 + f", lengths {', '.join(_bp(L) for L in meta.get('lengths', []))}.")
     parts = [f"Device: {', '.join(sorted(set(df.device)))}; batch 1; `–` = not run (predicted past the "
-             "time or memory cap, see the run log)."]
+             f"time or memory cap, see the run log). {hardware_text(meta)}{sweep}".rstrip()]
     for mode, title in (("fwd", "Forward (inference)"), ("fwd_bwd", "Forward + backward (training step without optimiser)")):
         sub = df[df["mode"] == mode]
         if sub.empty:
@@ -216,7 +225,7 @@ def long_range_block(df: pd.DataFrame, png_names: tuple[str, ...] | None, meta: 
     seeds = sorted(set(df.seed))
     metric = ", ".join(sorted(set(df.metric)))
     parts = [f"Test {metric}; mean over seeds {seeds} (min–max in brackets when more than one seed). "
-             f"{_hardware_text(df, meta)} Budgets: {_budget_text(df, meta)}.{_standard_error_text(df)}",
+             f"{hardware_text(meta)} Budgets: {_budget_text(df, meta)}.{_standard_error_text(df)}",
              "Paired differences: for each seed (same training sample and initialisation for every model), the "
              "difference of the two models' test metric; the mean over seeds with its 95% t-interval. **Bold** "
              "with the winner's name: the interval excludes 0; `n.s.`: not significant (the interval contains 0)."]
@@ -261,12 +270,6 @@ def long_range_block(df: pd.DataFrame, png_names: tuple[str, ...] | None, meta: 
     if png_names:
         parts.append(" ".join(f"![{name}](results/{name})" for name in png_names))
     return "\n\n".join(parts)
-
-
-def _hardware_text(df: pd.DataFrame, meta: dict | None) -> str:
-    if not meta:
-        return ""
-    return (f"Hardware: {meta.get('cpu', '?')}, {meta.get('cores', '?')} torch threads, torch {meta.get('torch', '?')}.")
 
 
 def _standard_error_text(df: pd.DataFrame) -> str:
@@ -530,10 +533,10 @@ def build(results: Path, readme: Path, log=print) -> dict[str, str]:
         scaling = scaling.assign(model=scaling.model.str.lower())
         plot_scaling(scaling, "ms", "time (ms)", results / "scaling_time.png")
         plot_scaling(scaling, "peak_mem_mb", "peak memory (MB)", results / "scaling_memory.png")
-        blocks["scaling"] = scaling_block(scaling, ("scaling_time.png", "scaling_memory.png"))
+        meta_path = results / "scaling_meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+        blocks["scaling"] = scaling_block(scaling, ("scaling_time.png", "scaling_memory.png"), meta)
     if long_range is not None:
-        import json
-
         long_range = long_range.assign(model=long_range.model.str.lower())
         plot_long_range(long_range, results / "long_range.png")
         pngs = ["long_range.png"]

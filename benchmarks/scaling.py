@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import gc
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from benchmarks.hardware import hardware_meta
 
 # ---------------------------------------------------------------------------------------------
 # The models of both suites (scaling and long_range), as gReLU model_params.
@@ -442,6 +445,8 @@ def run_scaling(out_dir, quick=False, device="cpu", models=None, lengths=None, l
     path = out_dir / "scaling.csv"
     log(f"scaling: {device_label(device)}, lengths {settings.lengths}, caps {settings.max_call_seconds:.0f} s "
         f"and {settings.max_mem_mb:.0f} MB per call -> {path}")
+    meta = dict(hardware_meta(), device=device_label(device), quick=quick, lengths=settings.lengths)
+    (out_dir / "scaling_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     rows = []
     for name in models:
         rows += sweep_model(name, settings, device, log=log)

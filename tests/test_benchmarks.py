@@ -103,6 +103,20 @@ def test_scaling_suite_writes_the_csv(tmp_path):
     assert set(d.seq_len) == {256, 512}
     assert (d.ms > 0).all()
     assert d.device.str.startswith("cpu").all()
+    meta = json.loads((tmp_path / "scaling_meta.json").read_text())
+    assert meta["cpu"] and meta["cpu"] != "unknown" and meta["quick"] is True and meta["lengths"] == [256, 512]
+    assert meta["cores"] == torch.get_num_threads() and meta["torch"] == torch.__version__
+
+
+def test_report_names_the_scaling_machine(tmp_path):
+    """The scaling block states the CPU model and sweep recorded in scaling_meta.json (none without it)."""
+    _fake_results(tmp_path)
+    df = pd.read_csv(tmp_path / "scaling.csv")
+    assert "Hardware:" not in report.scaling_block(df, None)
+    meta = dict(cpu="Some CPU 9000", cores=2, torch="2.x", quick=True, lengths=[1024, 4096])
+    text = report.scaling_block(df, None, meta)
+    assert "Hardware: Some CPU 9000, 2 torch threads, torch 2.x." in text
+    assert "the quick one (`--quick`), lengths 1k, 4k" in text
 
 
 # ------------------------------------------------------------------------------- long-range data
