@@ -55,11 +55,12 @@ class BiMamba(nn.Module):
             return _project_out(fwd.out_proj, y_f, rc)
         rev = self.mamba_rev
         xz_r = xz_f if rev.in_proj is fwd.in_proj else _project_in(rev.in_proj, hidden, rc)
-        y_r = rev.mix(xz_r, reverse=not rc)
         if self.strategy == "add" and rev.out_proj is fwd.out_proj:
-            out = _project_out(fwd.out_proj, y_f + y_r, rc)
+            y = rev.mix(xz_r, reverse=not rc, add_to=y_f)  # y_f + y_r (in place without autograd)
+            out = _project_out(fwd.out_proj, y, rc)
             bias = fwd.out_proj.bias  # out_proj(y_f) + out_proj(y_r) has it twice
             return out if bias is None else out + (bias.flip(0) if rc else bias)
+        y_r = rev.mix(xz_r, reverse=not rc)
         out_f, out_r = _project_out(fwd.out_proj, y_f, rc), _project_out(rev.out_proj, y_r, rc)
         return out_f + out_r if self.strategy == "add" else out_f * out_r
 
