@@ -1,5 +1,6 @@
 """BiMamba: a forward and a reverse Mamba mixer over the same sequence, combined."""
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -40,14 +41,21 @@ class BiMamba(nn.Module):
                 self.mamba_rev.in_proj = self.mamba_fwd.in_proj
                 self.mamba_rev.out_proj = self.mamba_fwd.out_proj
 
-    def forward(self, hidden, rc=False):
+    def forward(self, hidden, rc=False, out=None):
         """hidden (B, L, d_model) -> (B, L, d_model).
 
         ``rc=True`` returns ``rc(self(rc(hidden)))`` with ``rc(t) = t.flip(length, channels)`` (the
         RC strand of Caduceus-PS) without flipping any activation: the channel flips fold into
         in_proj's columns and out_proj's rows, and the length flip swaps the two mixers'
         directions (``mamba_fwd`` runs reversed, ``mamba_rev`` forward).
+
+        ``out`` (B, L, d_model), optional, without autograd only: the result is written into it
+        (a strided view, e.g. one half of RCPSMixer's output, is fine) and returned.
         """
+        if out is not None:
+            if torch.is_grad_enabled():
+                raise ValueError("BiMamba(out=...) is for inference without autograd (torch.no_grad()).")
+            return self._forward_into(hidden, rc, out)
         fwd = self.mamba_fwd
         xz_f = _project_in(fwd.in_proj, hidden, rc)
         y_f = fwd.mix(xz_f, reverse=rc)
@@ -63,6 +71,22 @@ class BiMamba(nn.Module):
         y_r = rev.mix(xz_r, reverse=not rc)
         out_f, out_r = _project_out(fwd.out_proj, y_f, rc), _project_out(rev.out_proj, y_r, rc)
         return out_f + out_r if self.strategy == "add" else out_f * out_r
+
+
+    def _forward_into(self, hidden, rc, out):
+        fwd, rev = self.mamba_fwd, getattr(self, "mamba_rev", None)
+        if not (self.bidirectional and self.strategy == "add" and rev.in_proj is fwd.in_proj
+                and rev.out_proj is fwd.out_proj):
+            return out.copy_(self(hidden, rc=rc))
+        xz = _project_in(fwd.in_proj, hidden, rc)
+        y = rev.mix(xz, reverse=not rc, add_to=fwd.mix(xz, reverse=rc))
+        weight = fwd.out_proj.weight.flip(0) if rc else fwd.out_proj.weight
+        torch.mm(y.reshape(-1, y.shape[-1]), weight.t(), out=out.view(-1, out.shape[-1]))
+        bias = fwd.out_proj.bias
+        if bias is not None:  # twice: out_proj(y_f) + out_proj(y_r)
+            b = bias.flip(0) if rc else bias
+            out.add_(b).add_(b)
+        return out
 
 
 def _project_in(linear: nn.Linear, hidden, rc):

@@ -62,6 +62,12 @@ class RCPSMixer(nn.Module):
     def forward(self, x):
         a, b = x.chunk(2, dim=-1)
         if getattr(self.submodule, "computes_rc", False):
+            if not torch.is_grad_enabled():  # inference: each strand writes its half, no cat
+                out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+                d = a.shape[-1]
+                self.submodule(a, out=out[..., :d])
+                self.submodule(b, rc=True, out=out[..., d:])
+                return out
             return torch.cat([self.submodule(a), self.submodule(b, rc=True)], dim=-1)
         if torch.is_grad_enabled():
             out_a, out_b = self.submodule(torch.cat([a, rc_half(b)], dim=0)).chunk(2, dim=0)
