@@ -41,7 +41,7 @@ class BiMamba(nn.Module):
                 self.mamba_rev.in_proj = self.mamba_fwd.in_proj
                 self.mamba_rev.out_proj = self.mamba_fwd.out_proj
 
-    def forward(self, hidden, rc=False, out=None):
+    def forward(self, hidden, rc=False, out=None, scratch=None):
         """hidden (B, L, d_model) -> (B, L, d_model).
 
         ``rc=True`` returns ``rc(self(rc(hidden)))`` with ``rc(t) = t.flip(length, channels)`` (the
@@ -50,12 +50,17 @@ class BiMamba(nn.Module):
         directions (``mamba_fwd`` runs reversed, ``mamba_rev`` forward).
 
         ``out`` (B, L, d_model), optional, without autograd only: the result is written into it
-        (a strided view, e.g. one half of RCPSMixer's output, is fine) and returned.
+        (a strided view, e.g. one half of RCPSMixer's output, is fine) and returned. ``scratch``
+        (an :class:`InferenceScratch`), optional, without autograd only: the in_proj, convolution
+        and scan outputs go into its buffers, which the next call (the other strand, the next
+        layer) reuses.
         """
-        if out is not None:
+        if out is not None or scratch is not None:
             if torch.is_grad_enabled():
-                raise ValueError("BiMamba(out=...) is for inference without autograd (torch.no_grad()).")
-            return self._forward_into(hidden, rc, out)
+                raise ValueError("BiMamba(out=..., scratch=...) is for inference without autograd (torch.no_grad()).")
+            if out is None:
+                out = hidden.new_empty(hidden.shape)
+            return self._forward_into(hidden, rc, out, scratch)
         fwd = self.mamba_fwd
         xz_f = _project_in(fwd.in_proj, hidden, rc)
         y_f = fwd.mix(xz_f, reverse=rc)
@@ -73,13 +78,22 @@ class BiMamba(nn.Module):
         return out_f + out_r if self.strategy == "add" else out_f * out_r
 
 
-    def _forward_into(self, hidden, rc, out):
+    forward._takes_scratch = True
+
+    def _forward_into(self, hidden, rc, out, scratch):
         fwd, rev = self.mamba_fwd, getattr(self, "mamba_rev", None)
         if not (self.bidirectional and self.strategy == "add" and rev.in_proj is fwd.in_proj
                 and rev.out_proj is fwd.out_proj):
             return out.copy_(self(hidden, rc=rc))
-        xz = _project_in(fwd.in_proj, hidden, rc)
-        y = rev.mix(xz, reverse=not rc, add_to=fwd.mix(xz, reverse=rc))
+        scratch = scratch if scratch is not None else InferenceScratch()
+        lead, like = hidden.shape[:-1], dict(dtype=hidden.dtype, device=hidden.device)
+        xz = scratch.get("xz", (*lead, 2 * fwd.d_inner), **like)
+        weight = fwd.in_proj.weight.flip(1) if rc else fwd.in_proj.weight
+        torch.mm(hidden.reshape(-1, hidden.shape[-1]), weight.t(), out=xz.view(-1, xz.shape[-1]))
+        if fwd.in_proj.bias is not None:
+            xz.add_(fwd.in_proj.bias)
+        y_f = fwd.mix(xz, reverse=rc, conv_out=scratch.get("conv_f", (*lead, fwd.d_inner), **like))
+        y = rev.mix(xz, reverse=not rc, add_to=y_f, conv_out=scratch.get("conv_r", (*lead, fwd.d_inner), **like))
         weight = fwd.out_proj.weight.flip(0) if rc else fwd.out_proj.weight
         torch.mm(y.reshape(-1, y.shape[-1]), weight.t(), out=out.view(-1, out.shape[-1]))
         bias = fwd.out_proj.bias
@@ -87,6 +101,28 @@ class BiMamba(nn.Module):
             b = bias.flip(0) if rc else bias
             out.add_(b).add_(b)
         return out
+
+
+def takes_scratch(module) -> bool:
+    """Whether ``module``'s forward takes ``scratch=`` (marked with ``_takes_scratch``; a forward
+    replaced on the class, e.g. by a test, is not)."""
+    return getattr(type(module).forward, "_takes_scratch", False)
+
+
+class InferenceScratch:
+    """Named buffers that consecutive inference calls reuse: one per backbone call (released with
+    it), so that the large per-layer temporaries are allocated (and faulted in) once, not per layer.
+    ``get`` returns the buffer of that name, a new one if the shape, dtype or device differ; its
+    contents are whatever the previous user left."""
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, name, shape, dtype, device):
+        t = self._buffers.get(name)
+        if t is None or t.shape != tuple(shape) or t.dtype != dtype or t.device != torch.device(device):
+            t = self._buffers[name] = torch.empty(shape, dtype=dtype, device=device)
+        return t
 
 
 def _project_in(linear: nn.Linear, hidden, rc):

@@ -107,7 +107,8 @@ class Mamba(nn.Module):
         """
         return self.out_proj(self.mix(self.in_proj(hidden)))
 
-    def mix(self, xz: torch.Tensor, reverse: bool = False, add_to: torch.Tensor | None = None) -> torch.Tensor:
+    def mix(self, xz: torch.Tensor, reverse: bool = False, add_to: torch.Tensor | None = None,
+            conv_out: torch.Tensor | None = None) -> torch.Tensor:
         """Everything between in_proj and out_proj: (B, L, 2 * d_inner) -> gated y (B, L, d_inner).
 
         ``reverse=True`` runs the mixer over the reversed sequence, i.e. it returns
@@ -119,9 +120,11 @@ class Mamba(nn.Module):
         ``add_to`` by the CPU scan when no autograd graph is recorded (see ``selective_scan``).
         The step-size projection dt_proj (without its bias) is passed to the scan as ``delta_proj``
         (the CPU kernels apply it themselves; the other backends form ``dt_proj(dt)`` first).
+        ``conv_out`` (B, L, d_inner), optional, inference: a buffer for the convolution's output,
+        which the CPU scan then overwrites with its own output (the result may be ``conv_out``).
         """
         x, z = xz.chunk(2, dim=-1)  # (B, L, d_inner) each
-        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu", reverse=reverse)
+        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu", reverse=reverse, out=conv_out)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         y = selective_scan(
             x.transpose(1, 2), dt.transpose(1, 2), -torch.exp(self.A_log.float()),

@@ -646,16 +646,26 @@ class _CpuConv(torch.autograd.Function):
         return gx.to(ctx.dtype), gweight, gb.sum(0) if ctx.has_bias else None, None, None
 
 
-def causal_conv1d_cpu(x, weight, bias=None, activation="silu", reverse=False):
+def causal_conv1d_cpu(x, weight, bias=None, activation="silu", reverse=False, out=None):
     """Causal depthwise convolution (+ SiLU) on channels-last input.
 
     Args:
         x: (B, L, D). weight: (D, 1, K) or (D, K). bias: (D,) or None. activation: "silu" or None.
         reverse: anti-causal, ``flip(conv(flip(x)))`` along L: ``x[t + K - 1 - k]`` instead of
             ``x[t - K + 1 + k]``, computed without flipped copies.
+        out: a contiguous float32 (B, L, D) tensor not overlapping x, optional: without autograd
+            the result is written into it (a buffer reused across calls is not faulted in again).
     Returns:
         (B, L, D): ``out[t] = act(bias + sum_k weight[:, k] * x[t - K + 1 + k])``.
     """
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    if (out is not None and not tracked and out.dtype == torch.float32 and x.dtype == torch.float32
+            and out.shape == x.shape and out.is_contiguous()):
+        parent, c_off = _wider_parent(x)
+        wT = weight.detach().reshape(weight.shape[0], -1).t().float().contiguous()
+        b = bias.detach().float().contiguous() if bias is not None else torch.zeros(wT.shape[1])
+        _conv_silu_fwd(parent.numpy(), c_off, wT.numpy(), b.numpy(), activation == "silu", bool(reverse), out.numpy())
+        return out
     return _CpuConv.apply(x, weight, bias, activation == "silu", bool(reverse))
 
 
