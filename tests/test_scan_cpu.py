@@ -224,3 +224,51 @@ def test_scan_add_to(rng, backend, grad):
     (gu_ref,) = torch.autograd.grad(selective_scan(u, **inp, delta_softplus=True, backend=backend, delta_proj=W,
                                                    reverse=True), u, g)
     assert rel_err(gu, gu_ref) < 1e-6
+
+
+@pytest.mark.parametrize("swap", [True, False])
+@pytest.mark.parametrize("with_residual", [True, False])
+@pytest.mark.parametrize("grad", [True, False])
+def test_ps_add_rms_norm_matches_formula(rng, swap, with_residual, grad):
+    """The one-pass PS add + RMSNorm (a block's with swap, the final norm's without) against the
+    formula in float64: output, new residual, and the gradients of hidden, residual and weight."""
+    from grelu_caduceus.core.scan.cpu import ROW_BLOCK, ps_add_rms_norm
+
+    d, eps = 20, 1e-5
+    shape = (2, ROW_BLOCK + 37, 2 * d)
+    h, r = torch.randn(shape, generator=rng), torch.randn(shape, generator=rng)
+    w = 1 + 0.3 * torch.randn(d, generator=rng)
+
+    def norm(x, v):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * v
+
+    def formula(h, r, w):
+        s = h + r if r is not None else h
+        s1, s2 = s.chunk(2, dim=-1)
+        if swap:
+            return torch.cat([norm(s2, w), norm(s1, w.flip(0))], -1), torch.cat([s2, s1], -1)
+        return torch.cat([norm(s1, w), norm(s2, w.flip(0))], -1), None
+
+    leaves = [h.clone().requires_grad_(grad), r.clone().requires_grad_(grad) if with_residual else None,
+              w.clone().requires_grad_(grad)]
+    ref_leaves = [t.double().detach().requires_grad_() if t is not None else None for t in leaves]
+    with torch.set_grad_enabled(grad):
+        got = ps_add_rms_norm(*leaves, eps, swap)
+    got_n, got_r = got if swap else (got, None)
+    ref_n, ref_r = formula(*ref_leaves)
+    assert rel_err(got_n, ref_n) < 1e-6
+    if swap:
+        assert rel_err(got_r, ref_r) < 1e-7
+    if not grad:
+        return
+    gn = torch.randn(shape, generator=rng)
+    gr = torch.randn(shape, generator=rng)
+    outs, ref_outs, cots = [got_n], [ref_n], [gn]
+    if swap:
+        outs, ref_outs, cots = outs + [got_r], ref_outs + [ref_r], cots + [gr]
+    targets = [t for t in leaves if t is not None]
+    ref_targets = [t for t in ref_leaves if t is not None]
+    grads = torch.autograd.grad(outs, targets, cots)
+    ref_grads = torch.autograd.grad(ref_outs, ref_targets, [c.double() for c in cots])
+    for a, b in zip(grads, ref_grads):
+        assert rel_err(a, b) < 1e-5

@@ -119,13 +119,11 @@ class Block(nn.Module):
 
 
 def _fused_ps_norm_applies(norm, hidden, residual) -> bool:
-    """Whether the PS residual add + RMSNorm can run as one compiled pass (``ps_add_rms_norm``):
-    inference (no autograd graph), float32 CPU tensors, RMSNorm, numba available. It computes what
-    the unfused formula does (sum, halves normalised, halves swapped for a block) with two outputs
-    instead of about ten temporaries."""
+    """Whether the PS residual add + RMSNorm can run as one compiled pass (``ps_add_rms_norm``, with
+    a compiled backward): float32 CPU tensors, RMSNorm, numba available. It computes what the
+    unfused formula does (sum, halves normalised, halves swapped for a block) with two outputs
+    instead of about ten temporaries (and their backward passes)."""
     tensors = [hidden, norm.weight] + ([] if residual is None else [residual])
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return False
     if type(norm) is not RMSNorm or not _importable("numba"):
         return False
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)

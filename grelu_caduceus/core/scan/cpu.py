@@ -217,6 +217,9 @@ def _scan_bwd(u, delta, dtl, Wt, lowrank, At, Bm, Cm, offs, Dskip, z, bias, soft
         wl = np.empty((group, R, LANES), dtype=np.float32)
         dwl = np.empty((group, R, LANES), dtype=np.float32)
         gdv = np.empty(LANES, dtype=np.float32)
+        vb = np.empty((N, LANES), dtype=np.float32)  # per-lane partial sums of dB, dC, d dtl
+        vc = np.empty((N, LANES), dtype=np.float32)
+        vr = np.empty((R, LANES), dtype=np.float32)
         ypre = np.empty((group, CHUNK, LANES), dtype=np.float32)  # ungated outputs inside one chunk
         dh = np.empty((group, N, LANES), dtype=np.float32)
         da = np.empty((group, N, LANES), dtype=np.float32)
@@ -290,6 +293,9 @@ def _scan_bwd(u, delta, dtl, Wt, lowrank, At, Bm, Cm, offs, Dskip, z, bias, soft
                         t = L - 1 - s if reverse else s
                         brow = Bm[b, t, offs[0] : offs[0] + N]
                         crow = Cm[b, t, offs[1] : offs[1] + N]
+                        vb[:] = 0.0
+                        vc[:] = 0.0
+                        vr[:] = 0.0
                         for k in range(nk):
                             c0 = (k0 + k) * LANES
                             hk = hs[k]
@@ -318,20 +324,16 @@ def _scan_bwd(u, delta, dtl, Wt, lowrank, At, Bm, Cm, offs, Dskip, z, bias, soft
                             for n in range(N):
                                 bn = brow[n]
                                 cn = crow[n]
-                                acc_b = np.float32(0.0)
-                                acc_c = np.float32(0.0)
                                 for j in range(LANES):
                                     d = _exp(dtk[i, j] * ak[n, j])
-                                    acc_c += gy[j] * hk[i + 1, n, j]
+                                    vc[n, j] += gy[j] * hk[i + 1, n, j]
                                     dhn = dhk[n, j] + gy[j] * cn
                                     g_dec = dhn * hk[i, n, j] * d
                                     gdt[j] += g_dec * ak[n, j]
                                     dak[n, j] += g_dec * dtk[i, j]
                                     gdtu[j] += dhn * bn
-                                    acc_b += dhn * dtu[j]
+                                    vb[n, j] += dhn * dtu[j]
                                     dhk[n, j] = dhn * d
-                                dB_part[g, b, t, n] += acc_b
-                                dC_part[g, b, t, n] += acc_c
                             durow = du_out[b, t, c0 : c0 + LANES]
                             for j in range(LANES):
                                 gd = gdt[j] + gdtu[j] * uv[j]
@@ -346,13 +348,27 @@ def _scan_bwd(u, delta, dtl, Wt, lowrank, At, Bm, Cm, offs, Dskip, z, bias, soft
                                 dwk = dwl[k]
                                 for r in range(R):
                                     dr = dtrow[r]
-                                    acc_r = np.float32(0.0)
                                     for j in range(LANES):
-                                        acc_r += gdv[j] * wk[r, j]
+                                        vr[r, j] += gdv[j] * wk[r, j]
                                         dwk[r, j] += gdv[j] * dr
-                                    ddt_part[g, b, t, r] += acc_r
                             else:
                                 ddelta[b, t, c0 : c0 + LANES] = gdv
+                        # The sums over channels (dB, dC, d dtl): lane vectors summed over the
+                        # blocks above, reduced across lanes once per position.
+                        for n in range(N):
+                            sb_ = np.float32(0.0)
+                            sc_ = np.float32(0.0)
+                            for j in range(LANES):
+                                sb_ += vb[n, j]
+                                sc_ += vc[n, j]
+                            dB_part[g, b, t, n] += sb_
+                            dC_part[g, b, t, n] += sc_
+                        if lowrank:
+                            for r in range(R):
+                                sr_ = np.float32(0.0)
+                                for j in range(LANES):
+                                    sr_ += vr[r, j]
+                                ddt_part[g, b, t, r] += sr_
             for k in range(nk):
                 c0 = (k0 + k) * LANES
                 dAt[:, c0 : c0 + LANES] = da[k]
@@ -721,7 +737,93 @@ def _ps_add_rms_norm(hidden, residual, has_residual, w, eps, swap, normed, res_o
                     qrow[d + c] = s[second + c]
 
 
+@nb.njit(parallel=True, **_JIT)
+def _ps_rms_norm_bwd(res_out, w, eps, swap, g_normed, g_res, has_g_res, g_sum, gw_part):
+    """Adjoint of _ps_add_rms_norm from its saved ``res_out`` (the sum, halves in output order):
+    per half x with weight v, y = x r v, r = (mean(x^2) + eps)^-1/2, so
+    dx = r (g v) - x (r^3 / d) sum(g v x) and dv += g x r. g_sum (B, L, H): the gradient of the sum
+    in the input's channel order; gw_part (tasks, d): per-task weight gradients (the second half's
+    weight is reversed, so its gradient is added reversed)."""
+    n_batch, L, H = res_out.shape
+    d = H // 2
+    n_rb = (L + ROW_BLOCK - 1) // ROW_BLOCK
+    wr = w[::-1].copy()
+    for task in nb.prange(n_batch * n_rb):
+        b, t0 = task // n_rb, (task % n_rb) * ROW_BLOCK
+        gw = gw_part[task]
+        for t in range(t0, min(L, t0 + ROW_BLOCK)):
+            q = res_out[b, t]
+            gn = g_normed[b, t]
+            gs = g_sum[b, t]
+            for half in range(2):
+                lo = half * d
+                v = w if half == 0 else wr
+                r = _rms_scale(q, lo, d, eps)
+                dot = np.float32(0.0)
+                for c in range(d):
+                    dot += gn[lo + c] * v[c] * q[lo + c]
+                k = r * r * r * dot / np.float32(d)
+                # output half `half` came from input channels `dst` (halves swapped in res_out)
+                dst = (d - lo) if swap else lo
+                for c in range(d):
+                    gx = r * gn[lo + c] * v[c] - q[lo + c] * k
+                    if has_g_res:
+                        gx += g_res[b, t, lo + c]
+                    gs[dst + c] = gx
+                if half == 0:
+                    for c in range(d):
+                        gw[c] += gn[lo + c] * q[lo + c] * r
+                else:
+                    for c in range(d):
+                        gw[d - 1 - c] += gn[lo + c] * q[lo + c] * r
+
+
+class _PSAddRMSNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, residual, weight, eps, swap):
+        h = hidden.detach().contiguous()
+        res = residual.detach().contiguous() if residual is not None else h
+        normed, res_out = torch.empty(h.shape), torch.empty(h.shape)
+        _ps_add_rms_norm(h.numpy(), res.numpy(), residual is not None, weight.detach().contiguous().numpy(),
+                         float(eps), bool(swap), normed.numpy(), res_out.numpy(), True)
+        ctx.save_for_backward(res_out, weight)
+        ctx.eps, ctx.swap, ctx.has_residual = float(eps), bool(swap), residual is not None
+        return normed, res_out
+
+    @staticmethod
+    def backward(ctx, g_normed, g_res):
+        res_out, weight = ctx.saved_tensors
+        n_batch, L, H = res_out.shape
+        tasks = n_batch * ((L + ROW_BLOCK - 1) // ROW_BLOCK)
+        g_sum = torch.empty(res_out.shape)
+        gw = torch.zeros(tasks, H // 2)
+        if g_normed is None:
+            g_normed = torch.zeros(res_out.shape)
+        g_res_arr = g_res.float().contiguous() if g_res is not None else _NONE
+        _ps_rms_norm_bwd(res_out.numpy(), weight.detach().contiguous().numpy(), ctx.eps, ctx.swap,
+                         g_normed.float().contiguous().numpy(), g_res_arr.numpy(), g_res is not None,
+                         g_sum.numpy(), gw.numpy())
+        return g_sum, g_sum if ctx.has_residual else None, gw.sum(0), None, None
+
+
 def ps_add_rms_norm(hidden, residual, weight, eps, swap):
+    """Add + RMSNorm of the PS stream in one compiled pass, float32 (B, L, 2d) CPU tensors.
+
+    Computes ``s = hidden + residual`` (``hidden`` if residual is None), halves ``[s1, s2]``, and with
+    swap (a block, see ``Block``) returns ``(normed, new_residual)`` = ``([n(s2), rc(n(rc(s1)))],
+    [s2, s1])``; without (the final norm) ``normed = [n(s1), rc(n(rc(s2)))]`` alone, where
+    n(x) = x / rms(x) * weight and rc(n(rc(x))) uses the reversed weight. Differentiable (a
+    compiled backward); without autograd no graph state is kept.
+    """
+    tracked = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (hidden, residual, weight))
+    if tracked:
+        normed, res_out = _PSAddRMSNorm.apply(hidden, residual, weight, eps, swap)
+        return (normed, res_out) if swap else normed
+    return _ps_add_rms_norm_nograd(hidden, residual, weight, eps, swap)
+
+
+def _ps_add_rms_norm_nograd(hidden, residual, weight, eps, swap):
     """Inference (no autograd) add + RMSNorm of the PS stream, float32 (B, L, 2d) tensors.
 
     Returns ``(normed, new_residual)`` with swap (a block: the halves trade places, see ``Block``),
