@@ -200,10 +200,12 @@ def _scan_bwd(u, delta, dtl, Wt, lowrank, At, Bm, Cm, offs, Dskip, z, bias, soft
 
     Channels are split into ``n_groups`` contiguous groups, one task each, so per-channel gradients
     (dA, dD, dbias) need no atomics; dB and dC, which sum over channels, go to the group's own
-    partial buffer (n_groups, B, L, N), summed by the caller. Inside a group, ``group`` blocks of
-    LANES channels are stepped together (contiguous reads and writes per step, as in _scan_fwd).
-    Each chunk's states are recomputed from the state saved at its start and kept (CHUNK + 1
-    states per block, in L2); the decays are recomputed where they are needed rather than stored."""
+    partial buffer (n_groups, B, L, N), summed by the caller; each group writes every entry of its
+    partial buffers (so they need no zeroing). Inside a group, ``group`` blocks of LANES channels are
+    stepped together (contiguous reads and writes per step, as in _scan_fwd). Each chunk's states
+    are recomputed from the state saved at its start and kept (CHUNK + 1 states per block, in L2);
+    the decays are recomputed where they are needed rather than stored (storing them measured
+    slower: the adjoint pass is then bound by L2 traffic)."""
     n_batch, L, nd = u.shape
     N = At.shape[0]
     n_blocks = (nd + LANES - 1) // LANES
@@ -235,7 +237,13 @@ def _scan_bwd(u, delta, dtl, Wt, lowrank, At, Bm, Cm, offs, Dskip, z, bias, soft
         gdt = np.empty(LANES, dtype=np.float32)
         gdtu = np.empty(LANES, dtype=np.float32)
         g_end = min(n_blocks, (g + 1) * per)
+        if g * per >= g_end:  # an empty group (more groups than blocks would need): zero partials
+            dB_part[g] = 0.0
+            dC_part[g] = 0.0
+            if lowrank:
+                ddt_part[g] = 0.0
         for k0 in range(g * per, g_end, group):
+            first = k0 == g * per
             nk = min(g_end, k0 + group) - k0
             for k in range(nk):
                 c0 = (k0 + k) * LANES
@@ -361,14 +369,21 @@ def _scan_bwd(u, delta, dtl, Wt, lowrank, At, Bm, Cm, offs, Dskip, z, bias, soft
                             for j in range(LANES):
                                 sb_ += vb[n, j]
                                 sc_ += vc[n, j]
-                            dB_part[g, b, t, n] += sb_
-                            dC_part[g, b, t, n] += sc_
+                            if first:
+                                dB_part[g, b, t, n] = sb_
+                                dC_part[g, b, t, n] = sc_
+                            else:
+                                dB_part[g, b, t, n] += sb_
+                                dC_part[g, b, t, n] += sc_
                         if lowrank:
                             for r in range(R):
                                 sr_ = np.float32(0.0)
                                 for j in range(LANES):
                                     sr_ += vr[r, j]
-                                ddt_part[g, b, t, r] += sr_
+                                if first:
+                                    ddt_part[g, b, t, r] = sr_
+                                else:
+                                    ddt_part[g, b, t, r] += sr_
             for k in range(nk):
                 c0 = (k0 + k) * LANES
                 dAt[:, c0 : c0 + LANES] = da[k]
@@ -476,11 +491,11 @@ class _CpuScan(torch.autograd.Function):
         G = _n_groups(d_pad // LANES)
         du = torch.empty_like(ul)
         ddelta = _NONE if lowrank else torch.empty_like(dl)
-        ddt = torch.zeros(G, batch, L, Wt.shape[0]) if lowrank else torch.zeros(1, 1, 1, 1)
+        ddt = torch.empty(G, batch, L, Wt.shape[0]) if lowrank else torch.zeros(1, 1, 1, 1)
         dWt = torch.zeros_like(Wt)
         dz = torch.empty_like(ul) if has_z else _NONE
         dAt, dD, dbias = torch.zeros_like(At), torch.zeros(d_pad), torch.zeros(d_pad)
-        dB, dC = torch.zeros(G, batch, L, N), torch.zeros(G, batch, L, N)
+        dB, dC = torch.empty(G, batch, L, N), torch.empty(G, batch, L, N)  # the kernel writes every entry
         _scan_bwd(ul.numpy(), dl.numpy(), dtl.numpy(), Wt.numpy(), lowrank, At.numpy(), Bl.numpy(), Cl.numpy(),
                   offs.numpy(), Dt.numpy(), zl.numpy(), bt.numpy(), softplus, has_z, reverse, states.numpy(),
                   _channels_last(dout, d_pad - d_inner).numpy(),
