@@ -62,12 +62,14 @@ class BiMamba(nn.Module):
                 out = hidden.new_empty(hidden.shape)
             return self._forward_into(hidden, rc, out, scratch)
         fwd = self.mamba_fwd
-        xz_f = _project_in(fwd.in_proj, hidden, rc)
+        # x and z as two products (not one split in two): the backward pass then needs no
+        # concatenation of their gradients.
+        xz_f = _project_in(fwd.in_proj, hidden, rc, split=True)
         y_f = fwd.mix(xz_f, reverse=rc)
         if not self.bidirectional:
             return _project_out(fwd.out_proj, y_f, rc)
         rev = self.mamba_rev
-        xz_r = xz_f if rev.in_proj is fwd.in_proj else _project_in(rev.in_proj, hidden, rc)
+        xz_r = xz_f if rev.in_proj is fwd.in_proj else _project_in(rev.in_proj, hidden, rc, split=True)
         if self.strategy == "add" and rev.out_proj is fwd.out_proj:
             y = rev.mix(xz_r, reverse=not rc, add_to=y_f)  # y_f + y_r (in place without autograd)
             out = _project_out(fwd.out_proj, y, rc)
@@ -125,12 +127,17 @@ class InferenceScratch:
         return t
 
 
-def _project_in(linear: nn.Linear, hidden, rc):
+def _project_in(linear: nn.Linear, hidden, rc, split=False):
     """``linear(hidden)``, or ``linear(flip_channels(hidden))`` if rc, as a product with the
-    column-reversed weight."""
-    if not rc:
-        return linear(hidden)
-    return F.linear(hidden, linear.weight.flip(1), linear.bias)
+    column-reversed weight. ``split``: the two halves of the output channels as a pair (x, z) of
+    separate products."""
+    weight = linear.weight.flip(1) if rc else linear.weight
+    if not split:
+        return F.linear(hidden, weight, linear.bias) if rc else linear(hidden)
+    half = weight.shape[0] // 2
+    bias = linear.bias
+    return (F.linear(hidden, weight[:half], None if bias is None else bias[:half]),
+            F.linear(hidden, weight[half:], None if bias is None else bias[half:]))
 
 
 def _project_out(linear: nn.Linear, y, rc):

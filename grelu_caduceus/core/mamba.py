@@ -110,6 +110,7 @@ class Mamba(nn.Module):
     def mix(self, xz: torch.Tensor, reverse: bool = False, add_to: torch.Tensor | None = None,
             conv_out: torch.Tensor | None = None) -> torch.Tensor:
         """Everything between in_proj and out_proj: (B, L, 2 * d_inner) -> gated y (B, L, d_inner).
+        ``xz`` may also be the pair (x, z) of its halves.
 
         ``reverse=True`` runs the mixer over the reversed sequence, i.e. it returns
         ``flip(mix(flip(xz)))`` along L, with the convolution and the scan run backwards in place:
@@ -123,7 +124,7 @@ class Mamba(nn.Module):
         ``conv_out`` (B, L, d_inner), optional, inference: a buffer for the convolution's output,
         which the CPU scan then overwrites with its own output (the result may be ``conv_out``).
         """
-        x, z = xz.chunk(2, dim=-1)  # (B, L, d_inner) each
+        x, z = xz if isinstance(xz, tuple) else xz.chunk(2, dim=-1)  # (B, L, d_inner) each
         x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu", reverse=reverse, out=conv_out)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         y = selective_scan(

@@ -404,7 +404,10 @@ def _bwd_group(n_blocks_per_group, d_state):
 
 
 def _n_groups(n_blocks):
-    return max(1, min(n_blocks, 2 * nb.get_num_threads()))
+    """Backward tasks: one channel group per thread. Fewer, wider groups amortise the per-position
+    reductions over channels (dB, dC) over more blocks and halve the partial buffers (2 groups per
+    thread measured 15% slower for a forward + backward scan at L 65536, d_inner 128)."""
+    return max(1, min(n_blocks, nb.get_num_threads()))
 
 
 def _channels_last(t, pad):
