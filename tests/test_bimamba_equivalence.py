@@ -122,3 +122,25 @@ def test_ps_model_stays_rc_equivariant(strategy, weight_tie):
         out = model.backbone(x)
         out_rc = model.backbone(x.flip(1, 2))
     assert rel_err(out_rc, out.flip(1, 2)) < 1e-6  # the CPU convolution computes in float32
+
+
+@pytest.mark.parametrize("strategy, weight_tie, rcps, fused_add_norm, bias",
+                         [c + (False,) for c in COMBINATIONS] + [("add", True, True, True, True),
+                                                                  ("add", True, False, True, True)])
+def test_inference_path_equals_literal_formula(monkeypatch, strategy, weight_tie, rcps, fused_add_norm, bias):
+    """Without autograd the CPU path takes its inference shortcuts (the reverse scan adding into the
+    forward direction's output, the one-pass PS add + RMSNorm, dt_proj inside the scan, each RC
+    strand's out_proj writing its half of the output): equal to
+    the literal formula in float64 to float32 rounding (batch 2, L not a multiple of any block)."""
+    pytest.importorskip("numba")
+    model = make_model(strategy, weight_tie, rcps, fused_add_norm, torch.float32, bias=bias, d_model=24).eval()
+    x = onehot_input(301, dtype=torch.float32)
+    with torch.no_grad():
+        out = model.backbone(x)
+    model64 = make_model(strategy, weight_tie, rcps, fused_add_norm, torch.float64, bias=bias, d_model=24).eval()
+    model64.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
+    monkeypatch.setattr(BiMamba, "forward", literal_bimamba_forward)
+    monkeypatch.setattr(RCPSMixer, "forward", literal_rcps_forward)
+    with torch.no_grad():
+        ref = model64.backbone(x.double())
+    assert out.dtype == torch.float32 and rel_err(out, ref) < 1e-5

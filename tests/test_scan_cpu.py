@@ -149,3 +149,126 @@ def test_reverse_conv_matches_flipped_conv(rng, K, kernel, monkeypatch):
     g = torch.randn(ref.shape, generator=rng, dtype=torch.float64)
     for a, c in zip(torch.autograd.grad(got, got_leaves, g.to(dtype)), torch.autograd.grad(ref, leaves, g)):
         assert rel_err(a, c) < 1e-5
+
+
+# The step-size projection folded into the kernels (Mamba's dt_proj): delta is (B, R, L) and the
+# step sizes are delta_proj @ delta. Odd lengths (not multiples of CHUNK), batch > 1, d_inner not a
+# multiple of LANES, several channel blocks per task.
+FOLDED_SHAPES = [(2, 5, 300, 16, 3), (1, LANES + 3, CHUNK * 2 + 7, 8, 1), (2, 2 * LANES, 150, 16, 4),
+                 (1, 11 * LANES + 14, CHUNK + 12, 16, 16)]
+
+
+@pytest.mark.parametrize("shape", FOLDED_SHAPES)
+@pytest.mark.parametrize("optional", ["all", "none", "bias_no_softplus"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cpu_scan_with_folded_delta_proj(rng, shape, optional, reverse):
+    """Outputs and every gradient (dt_proj's weight and the low-rank input included) against the
+    unfused formula in float64: scan(u, W @ dt, ...)."""
+    batch, d_inner, L, N, R = shape
+    inp = scan_inputs(rng, batch, d_inner, L, N, channels_last=True)
+    xdbl = torch.randn(batch, L, R + 2 * N, generator=rng)  # the mixer's x_proj output, sliced in place
+    inp.update(delta=xdbl[..., :R].transpose(1, 2), B=xdbl[..., R:R + N].transpose(1, 2),
+               C=xdbl[..., R + N:].transpose(1, 2))
+    W = torch.randn(d_inner, R, generator=rng) * R**-0.5
+    if optional == "none":
+        inp.update(D=None, z=None, delta_bias=None)
+    if optional != "all":  # positive step sizes without the softplus (bias positive too)
+        inp.update(delta=inp["delta"].abs() * 0.1)
+        W = W.abs()
+        if optional == "bias_no_softplus":
+            inp["delta_bias"] = inp["delta_bias"].abs()
+    softplus = optional == "all"
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in inp.items() if v is not None}
+    Wl = W.clone().requires_grad_()
+    y = selective_scan(**leaves, delta_softplus=softplus, backend="cpu", reverse=reverse, delta_proj=Wl)
+    ref_in = {k: v.double() for k, v in leaves.items()}
+    ref_in["delta"] = (ref_in["delta"].transpose(1, 2) @ Wl.double().t()).transpose(1, 2)
+    y_ref = selective_scan_reference(**ref_in, delta_softplus=softplus, reverse=reverse)
+    assert y.dtype == torch.float32 and y.shape == y_ref.shape
+    assert rel_err(y, y_ref) < 1e-5
+    g = torch.randn(y.shape, generator=rng)
+    targets = list(leaves.values()) + [Wl]
+    grads = torch.autograd.grad(y, targets, g)
+    grads_ref = torch.autograd.grad(y_ref, targets, g.double())
+    for name, a, b in zip(list(leaves) + ["delta_proj"], grads, grads_ref):
+        assert a.shape == b.shape and rel_err(a, b) < 1e-5, name
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_scan_add_to(rng, backend, grad):
+    """add_to: the sum with a previous output, in place under no_grad (CPU), out of place otherwise;
+    gradients reach both terms."""
+    inp = scan_inputs(rng, 2, 2 * LANES, 140, 16, channels_last=True)
+    W = torch.randn(2 * LANES, 4, generator=rng) * 0.5
+    inp["delta"] = torch.randn(2, 140, 4, generator=rng).transpose(1, 2)
+    with torch.no_grad():
+        first = selective_scan(**inp, delta_softplus=True, backend="cpu", delta_proj=W)
+        second = selective_scan(**inp, delta_softplus=True, backend="cpu", delta_proj=W, reverse=True)
+    expect = first + second
+    if not grad:
+        with torch.no_grad():
+            acc = first.clone()
+            got = selective_scan(**inp, delta_softplus=True, backend=backend, delta_proj=W, reverse=True, add_to=acc)
+        assert rel_err(got, expect) < 1e-5
+        if backend == "cpu":
+            assert got.data_ptr() == acc.data_ptr()
+        return
+    base = first.clone().requires_grad_()
+    u = inp.pop("u").clone().requires_grad_()
+    got = selective_scan(u, **inp, delta_softplus=True, backend=backend, delta_proj=W, reverse=True, add_to=base)
+    assert rel_err(got, expect) < 1e-5
+    g = torch.randn(got.shape, generator=rng)
+    gb, gu = torch.autograd.grad(got, [base, u], g)
+    assert torch.equal(gb, g)
+    (gu_ref,) = torch.autograd.grad(selective_scan(u, **inp, delta_softplus=True, backend=backend, delta_proj=W,
+                                                   reverse=True), u, g)
+    assert rel_err(gu, gu_ref) < 1e-6
+
+
+@pytest.mark.parametrize("swap", [True, False])
+@pytest.mark.parametrize("with_residual", [True, False])
+@pytest.mark.parametrize("grad", [True, False])
+def test_ps_add_rms_norm_matches_formula(rng, swap, with_residual, grad):
+    """The one-pass PS add + RMSNorm (a block's with swap, the final norm's without) against the
+    formula in float64: output, new residual, and the gradients of hidden, residual and weight."""
+    from grelu_caduceus.core.scan.cpu import ROW_BLOCK, ps_add_rms_norm
+
+    d, eps = 20, 1e-5
+    shape = (2, ROW_BLOCK + 37, 2 * d)
+    h, r = torch.randn(shape, generator=rng), torch.randn(shape, generator=rng)
+    w = 1 + 0.3 * torch.randn(d, generator=rng)
+
+    def norm(x, v):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * v
+
+    def formula(h, r, w):
+        s = h + r if r is not None else h
+        s1, s2 = s.chunk(2, dim=-1)
+        if swap:
+            return torch.cat([norm(s2, w), norm(s1, w.flip(0))], -1), torch.cat([s2, s1], -1)
+        return torch.cat([norm(s1, w), norm(s2, w.flip(0))], -1), None
+
+    leaves = [h.clone().requires_grad_(grad), r.clone().requires_grad_(grad) if with_residual else None,
+              w.clone().requires_grad_(grad)]
+    ref_leaves = [t.double().detach().requires_grad_() if t is not None else None for t in leaves]
+    with torch.set_grad_enabled(grad):
+        got = ps_add_rms_norm(*leaves, eps, swap)
+    got_n, got_r = got if swap else (got, None)
+    ref_n, ref_r = formula(*ref_leaves)
+    assert rel_err(got_n, ref_n) < 1e-6
+    if swap:
+        assert rel_err(got_r, ref_r) < 1e-7
+    if not grad:
+        return
+    gn = torch.randn(shape, generator=rng)
+    gr = torch.randn(shape, generator=rng)
+    outs, ref_outs, cots = [got_n], [ref_n], [gn]
+    if swap:
+        outs, ref_outs, cots = outs + [got_r], ref_outs + [ref_r], cots + [gr]
+    targets = [t for t in leaves if t is not None]
+    ref_targets = [t for t in ref_leaves if t is not None]
+    grads = torch.autograd.grad(outs, targets, cots)
+    ref_grads = torch.autograd.grad(ref_outs, ref_targets, [c.double() for c in cots])
+    for a, b in zip(grads, ref_grads):
+        assert rel_err(a, b) < 1e-5

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .bimamba import BiMamba
+from .bimamba import BiMamba, InferenceScratch, takes_scratch
 from .config import CaduceusConfig
 from .rcps import RCPSEmbedding, RCPSLMHead, RCPSMixer, RCPSNorm, flipped_norm
+from .scan import _importable
 from .tokens import complement_index, embed_onehot
 
 DEFAULT_CHECKPOINT_KWARGS = {"use_reentrant": False}
@@ -92,8 +93,17 @@ class Block(nn.Module):
         )
         self.mixer = RCPSMixer(bimamba) if config.rcps else bimamba
 
-    def forward(self, hidden, residual=None):
-        """hidden, residual: (B, L, H) -> (hidden, residual), both (B, L, H)."""
+    def forward(self, hidden, residual=None, scratch=None):
+        """hidden, residual: (B, L, H) -> (hidden, residual), both (B, L, H).
+
+        ``scratch``: an ``InferenceScratch`` whose buffers the mixer reuses (inference only; the
+        backbone passes one per call)."""
+        mix = partial(self.mixer, scratch=scratch) if scratch is not None and takes_scratch(self.mixer) else self.mixer
+        if _fused_ps_norm_applies(self.norm, hidden, residual) and self.fused_add_norm and self.rcps:
+            from .scan.cpu import ps_add_rms_norm  # one pass, no autograd: see _fused_ps_norm_applies
+
+            normed, residual = ps_add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps, swap=True)
+            return mix(normed), residual
         summed = hidden if residual is None else hidden.to(residual.dtype) + residual
         if not self.fused_add_norm:  # halves in place for PS (RCPSNorm)
             normed, residual = self.norm(summed.to(self.norm.weight.dtype)), summed
@@ -105,7 +115,18 @@ class Block(nn.Module):
             normed, residual = self.norm(summed), summed
         if self.residual_in_fp32:
             residual = residual.float()
-        return self.mixer(normed.to(hidden.dtype)), residual
+        return mix(normed.to(hidden.dtype)), residual
+
+
+def _fused_ps_norm_applies(norm, hidden, residual) -> bool:
+    """Whether the PS residual add + RMSNorm can run as one compiled pass (``ps_add_rms_norm``, with
+    a compiled backward): float32 CPU tensors, RMSNorm, numba available. It computes what the
+    unfused formula does (sum, halves normalised, halves swapped for a block) with two outputs
+    instead of about ten temporaries (and their backward passes)."""
+    tensors = [hidden, norm.weight] + ([] if residual is None else [residual])
+    if type(norm) is not RMSNorm or not _importable("numba"):
+        return False
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
 def _make_norm(config: CaduceusConfig, device=None, dtype=None) -> nn.Module:
@@ -184,13 +205,20 @@ class CaduceusBackbone(nn.Module):
         hidden, residual = self.embeddings(x), None
         all_hidden = []
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        # Inference: the mixers' large temporaries live in buffers shared by all layers of this call.
+        scratch = {} if torch.is_grad_enabled() else {"scratch": InferenceScratch()}
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(hidden)
             if recompute and i % self.gradient_checkpointing_stride == 0:
                 hidden, residual = checkpoint(layer, hidden, residual, **self.gradient_checkpointing_kwargs)
             else:
-                hidden, residual = layer(hidden, residual)
+                hidden, residual = layer(hidden, residual, **scratch)
+        if self.config.fused_add_norm and self.config.rcps and _fused_ps_norm_applies(self.norm_f, hidden, residual):
+            from .scan.cpu import ps_add_rms_norm
+
+            out = ps_add_rms_norm(hidden, residual, self.norm_f.weight, self.norm_f.eps, swap=False)
+            return (out, all_hidden + [out]) if output_hidden_states else out
         summed = hidden if residual is None else hidden.to(residual.dtype) + residual
         if not self.config.fused_add_norm:  # unfused: the sum in the norm's dtype; PS halves in place
             out = self.norm_f(summed.to(self.norm_f.weight.dtype))

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from .scan import _importable
 
 
-def causal_conv1d(x, weight, bias=None, activation="silu", reverse=False):
+def causal_conv1d(x, weight, bias=None, activation="silu", reverse=False, out=None):
     """Causal depthwise convolution on channels-last input.
 
     Args:
@@ -13,13 +13,15 @@ def causal_conv1d(x, weight, bias=None, activation="silu", reverse=False):
         reverse: the convolution of the reversed sequence, ``flip(conv(flip(x)))`` along L
             (anti-causal: ``x[t + K - 1 - k]`` in place of ``x[t - K + 1 + k]``). The CPU kernel and
             the PyTorch fallback compute it without flipped copies.
+        out: (B, L, D) buffer the CPU kernel may write the result into without autograd (the
+            returned tensor is then ``out``); the other paths ignore it.
     Returns:
         (B, L, D) with ``out[t] = act(bias + sum_k weight[:, 0, k] * x[t - K + 1 + k])``.
     """
     if x.device.type == "cpu" and _importable("numba"):
         from .scan.cpu import causal_conv1d_cpu
 
-        return causal_conv1d_cpu(x, weight, bias, activation, reverse=reverse)
+        return causal_conv1d_cpu(x, weight, bias, activation, reverse=reverse, out=out)
     if x.device.type == "cuda" and _importable("causal_conv1d"):
         from causal_conv1d import causal_conv1d_fn
 

@@ -5,7 +5,6 @@ import inspect
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .conv import causal_conv1d
@@ -108,23 +107,32 @@ class Mamba(nn.Module):
         """
         return self.out_proj(self.mix(self.in_proj(hidden)))
 
-    def mix(self, xz: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    def mix(self, xz: torch.Tensor, reverse: bool = False, add_to: torch.Tensor | None = None,
+            conv_out: torch.Tensor | None = None) -> torch.Tensor:
         """Everything between in_proj and out_proj: (B, L, 2 * d_inner) -> gated y (B, L, d_inner).
+        ``xz`` may also be the pair (x, z) of its halves.
 
         ``reverse=True`` runs the mixer over the reversed sequence, i.e. it returns
         ``flip(mix(flip(xz)))`` along L, with the convolution and the scan run backwards in place:
         no flipped copies. Since in_proj and out_proj act per position,
         ``flip(self(flip(u))) == out_proj(mix(in_proj(u), reverse=True))``.
+
+        ``add_to`` (B, L, d_inner), optional: returns ``add_to + mix(xz)``, added in place into
+        ``add_to`` by the CPU scan when no autograd graph is recorded (see ``selective_scan``).
+        The step-size projection dt_proj (without its bias) is passed to the scan as ``delta_proj``
+        (the CPU kernels apply it themselves; the other backends form ``dt_proj(dt)`` first).
+        ``conv_out`` (B, L, d_inner), optional, inference: a buffer for the convolution's output,
+        which the CPU scan then overwrites with its own output (the result may be ``conv_out``).
         """
-        x, z = xz.chunk(2, dim=-1)  # (B, L, d_inner) each
-        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu", reverse=reverse)
+        x, z = xz if isinstance(xz, tuple) else xz.chunk(2, dim=-1)  # (B, L, d_inner) each
+        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, activation="silu", reverse=reverse, out=conv_out)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight)  # (B, L, d_inner); the bias is added in the scan
         y = selective_scan(
-            x.transpose(1, 2), delta.transpose(1, 2), -torch.exp(self.A_log.float()),
+            x.transpose(1, 2), dt.transpose(1, 2), -torch.exp(self.A_log.float()),
             B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z.transpose(1, 2),
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend,
-            reverse=reverse,
+            reverse=reverse, delta_proj=self.dt_proj.weight,
+            add_to=None if add_to is None else add_to.transpose(1, 2), overwrite_u=True,  # x is ours
         )
         return y.transpose(1, 2)
 

@@ -8,6 +8,7 @@ module here satisfies module(RC(input)) == RC(module(input)).
 import torch
 from torch import nn
 
+from .bimamba import takes_scratch
 from .tokens import complement_index, complement_onehot_channels, embed_onehot
 
 
@@ -59,15 +60,25 @@ class RCPSMixer(nn.Module):
         super().__init__()
         self.submodule = submodule
 
-    def forward(self, x):
+    def forward(self, x, scratch=None):
+        """``scratch``: an ``InferenceScratch`` for the mixer (inference without autograd only)."""
         a, b = x.chunk(2, dim=-1)
         if getattr(self.submodule, "computes_rc", False):
+            if not torch.is_grad_enabled():  # inference: each strand writes its half, no cat
+                out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+                d = a.shape[-1]
+                kw = {"scratch": scratch} if scratch is not None and takes_scratch(self.submodule) else {}
+                self.submodule(a, out=out[..., :d], **kw)
+                self.submodule(b, rc=True, out=out[..., d:], **kw)
+                return out
             return torch.cat([self.submodule(a), self.submodule(b, rc=True)], dim=-1)
         if torch.is_grad_enabled():
             out_a, out_b = self.submodule(torch.cat([a, rc_half(b)], dim=0)).chunk(2, dim=0)
         else:  # inference: one strand at a time halves the peak memory at long context
             out_a, out_b = self.submodule(a), self.submodule(rc_half(b))
         return torch.cat([out_a, rc_half(out_b)], dim=-1)
+
+    forward._takes_scratch = True
 
 
 class RCPSNorm(nn.Module):

@@ -13,6 +13,7 @@ import importlib.util
 import os
 
 import torch
+import torch.nn.functional as F
 
 from .reference import selective_scan_reference
 
@@ -73,7 +74,8 @@ def resolve_backend(backend, device, dtype=None):
 
 
 def selective_scan(
-    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="auto", reverse=False
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="auto", reverse=False,
+    delta_proj=None, add_to=None, overwrite_u=False,
 ):
     """Mamba's selective scan with a real diagonal A.
 
@@ -90,11 +92,32 @@ def selective_scan(
         reverse: run the recurrence from the last position to the first; equals
             ``flip(scan(flip(u), flip(delta), ...))`` along L, computed without flipped copies
             (mamba-ssm's kernel has no such flag: it gets flipped copies).
+        delta_proj: (d_inner, R), optional: then ``delta`` is (batch, R, L) and the step sizes are
+            ``delta_proj @ delta`` (Mamba's dt_proj without its bias). The "cpu" backend computes
+            the product inside its kernels, so the (batch, d_inner, L) step sizes are never stored;
+            the other backends form them first.
+        add_to: (batch, d_inner, L), optional: return ``add_to + scan(...)``. The "cpu" backend
+            adds in place into ``add_to`` when no autograd graph is recorded (the caller must not
+            use ``add_to`` otherwise afterwards); the others add out of place.
+        overwrite_u: the caller no longer needs ``u``: the "cpu" backend may then write the output
+            into u's memory when no autograd graph is recorded (the others ignore it).
 
     Returns:
         (batch, d_inner, L) tensor in u's dtype.
     """
     backend = resolve_backend(backend, u.device, u.dtype)
+    if backend == "cpu":
+        from .cpu import selective_scan_cpu
+
+        return selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse,
+                                  delta_proj=delta_proj, add_to=add_to, overwrite_u=overwrite_u)
+    if delta_proj is not None:
+        delta = F.linear(delta.transpose(1, 2), delta_proj).transpose(1, 2)
+    y = _scan_unfused(backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse)
+    return y if add_to is None else add_to + y
+
+
+def _scan_unfused(backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse):
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if backend == "reference":
         return selective_scan_reference(*args, reverse=reverse)
@@ -102,10 +125,6 @@ def selective_scan(
         from .torch_scan import selective_scan_torch
 
         return selective_scan_torch(*args, reverse=reverse)
-    if backend == "cpu":
-        from .cpu import selective_scan_cpu
-
-        return selective_scan_cpu(*args, reverse=reverse)
     if backend == "triton":
         from .triton_scan import selective_scan_triton
 
