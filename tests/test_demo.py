@@ -51,6 +51,24 @@ def test_rerun_reuses_finished_stages(quick_run, capsys):
         assert again[key] == metrics[key]
 
 
+def test_a_moved_run_folder_still_resumes(quick_run, tmp_path, capsys):
+    """Stage records and metrics.json hold paths relative to the run folder, so a moved folder resumes."""
+    import shutil
+
+    out, metrics = quick_run
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    for record in [moved / "metrics.json", *sorted((moved / "stages").glob("*.json"))]:
+        assert str(out) not in record.read_text(), record.name
+    (moved / "stages" / "attributions.json").unlink()  # rerun a stage that loads the fine-tuned checkpoint
+    assert cli_main(["demo", "--out", str(moved), "--quick", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "finetune_pretrained: already done" in printed and "attributions: already done" not in printed
+    again = json.loads((moved / "metrics.json").read_text())
+    assert again["finetune_test_auroc"] == metrics["finetune_test_auroc"]
+    assert (moved / "attribution_logo_0.png").stat().st_size > 1000
+
+
 def test_other_settings_in_the_same_folder_are_refused(quick_run):
     out, _ = quick_run
     with pytest.raises(UserError, match="other settings"):

@@ -112,6 +112,12 @@ class DemoRun:
     def pretrain_dir(self) -> Path:
         return self.out / "pretrain"
 
+    def relative(self, path) -> str:
+        """``path`` as the stage records hold it: relative to the output folder, so that a run folder
+        can be moved (or copied to another machine) and still resume, and its metrics.json names no
+        absolute path of the machine it ran on."""
+        return str(Path(path).absolute().relative_to(self.out))
+
     @property
     def mlm_checkpoint(self) -> Path:
         return self.pretrain_dir / "checkpoints" / "final.ckpt"
@@ -137,7 +143,7 @@ class DemoRun:
                                 extra_callbacks=[step_progress("pretrain", b.max_steps)],
                                 resume_hint=RESUME_HINT)
             trainer.save_checkpoint(self.mlm_checkpoint, weights_only=False)
-            return {"checkpoint": str(self.mlm_checkpoint), "steps": int(trainer.global_step),
+            return {"checkpoint": self.relative(self.mlm_checkpoint), "steps": int(trainer.global_step),
                     "parameters": int(sum(p.numel() for p in model.model.parameters()))}
 
         return self._stage("pretrain", run)
@@ -156,7 +162,7 @@ class DemoRun:
 
             b = self.budget
             log.info("[2/5] masked accuracy on the held-out region vs baselines (same windows, masks and inputs)")
-            lm = load_lightning_checkpoint(pretrain["checkpoint"], MLMLightningModel, hint=DEMO_HINT)
+            lm = load_lightning_checkpoint(self.out / pretrain["checkpoint"], MLMLightningModel, hint=DEMO_HINT)
             model = lm.model.to(self.device)
             baselines = fit_baselines(ids_to_bases(region_ids("train")))
             eval_set = MaskedEvalSet.build(onehot_to_ids(self.eval_windows()), b.batch_size, lm.train_params)
@@ -181,7 +187,8 @@ class DemoRun:
         return FINETUNE_TASKS[self.budget.finetune_task]
 
     def finetune(self, name: str, pretrained_checkpoint: str | None) -> dict:
-        """Fine-tune on the bundled task from the masked-LM checkpoint (or from scratch if None);
+        """Fine-tune on the bundled task from the masked-LM checkpoint (a path relative to the output
+        folder, as the pretrain record holds it; or from scratch if None);
         choose between the last and the best-on-validation checkpoints by validation AUROC."""
 
         def run():
@@ -198,7 +205,7 @@ class DemoRun:
             val_monitor = self.task_dataset("val", b.finetune_monitor_size)
             if pretrained_checkpoint:
                 model_params = {"model_type": "CaduceusPretrainedModel", "n_tasks": 1,
-                                "pretrained_path": str(pretrained_checkpoint), "final_pool_func": b.finetune_pool}
+                                "pretrained_path": str(self.out / pretrained_checkpoint), "final_pool_func": b.finetune_pool}
             else:
                 model_params = {"model_type": "CaduceusModel", "n_tasks": 1, "d_model": b.d_model,
                                 "n_layer": b.n_layer, "rcps": True, "final_pool_func": b.finetune_pool}
@@ -240,7 +247,7 @@ class DemoRun:
             test_auroc, test_probs, test_labels = self.auroc(candidates[chosen], self.task_dataset("test", b.eval_size))
             np.save(self.out / name / "test_probabilities.npy", np.stack([test_probs, test_labels]))
             log.info(f"      {name}: val AUROC {val_auroc:.4f} (checkpoint {chosen}), test AUROC {test_auroc:.4f}")
-            return {"checkpoint": str(candidates[chosen]), "chosen": chosen, "val_auroc": val_auroc,
+            return {"checkpoint": self.relative(candidates[chosen]), "chosen": chosen, "val_auroc": val_auroc,
                     "monitor_auroc": monitor, "test_auroc": test_auroc, "steps": int(trainer.global_step),
                     "train_sequences": len(train), "model_type": model_params["model_type"]}
 
@@ -296,9 +303,9 @@ class DemoRun:
             from grelu.visualize import plot_attributions
 
             log.info(f"[4/5] input x gradient attributions of held-out {self.task.positive}s (sequence logos)")
-            model = self.load_finetuned(finetune["checkpoint"])
+            model = self.load_finetuned(self.out / finetune["checkpoint"])
             seqs, _ = self.task_split("test", self.budget.eval_size)
-            probs, labels = np.load(Path(finetune["checkpoint"]).parent.parent / "test_probabilities.npy")
+            probs, labels = np.load((self.out / finetune["checkpoint"]).parent.parent / "test_probabilities.npy")
             top = [int(i) for i in np.argsort(-np.where(labels == 1, probs, -np.inf))[: self.budget.n_attributions]]
             chosen = [seqs[i] for i in top]
             device = "cpu" if self.device == "cpu" else 0
