@@ -23,6 +23,7 @@ from grelu_caduceus.cli.train import (
     load_config,
 )
 from grelu_caduceus.cli.train_data import DataConfigError, build_datasets
+from grelu_caduceus.data.genome import one_hot_encode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -342,6 +343,8 @@ def test_bigwig_data_bins_coverage(tmp_path):
     assert train.labels.shape == (2, 1, 4) and list(train.tasks.index) == ["cov"]
     expected = np.array([i % 7 for i in range(100, 164)], np.float32).reshape(4, 16).mean(1)
     np.testing.assert_allclose(train.labels[0, 0], expected, rtol=1e-6)
+    x, y = train[0]  # the window itself, read from the FASTA when asked for
+    assert torch.equal(x, one_hot_encode(("ACGT" * 500)[100:164])) and torch.equal(y, torch.from_numpy(train.labels[0]))
 
 
 # --------------------------------------------------------------------------- other commands

@@ -104,3 +104,52 @@ def test_hyenadna_field_reaches_the_model(name):
 def test_a_checkpoints_backbone_config_is_not_a_setting():
     with pytest.raises(ConfigError, match="model.backbone_config is not a known key"):
         load_config(["model=caduceus_pretrained", "model.pretrained_path=x", "model.backbone_config={}"])
+
+
+# --------------------------------------------------------------------------- the model presets (conf/model/*.yaml)
+OUR_MODEL_PRESETS = ("caduceus", "caduceus_ph", "caduceus_pretrained", "hyenadna", "hyenadna_pretrained")
+# Values a preset sets on purpose to something other than its model's default, with the reason.
+PRESET_OVERRIDES = {
+    ("caduceus_ph", "rcps"): (False, "Caduceus-Ph is the preset without RC parameter sharing"),
+    ("hyenadna", "l_max"): ("${data.seq_len}", "the filters are sized to the data's windows, not tiny-1k's 1024"),
+}
+
+
+def preset_section(name: str) -> dict:
+    """A model preset as the command line composes it (its defaults list first), uninterpolated."""
+    from omegaconf import OmegaConf
+
+    from grelu_caduceus.cli.train import CONFIG_DIR
+
+    raw = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml"), resolve=False)
+    merged = {}
+    for parent in raw.pop("defaults", []):
+        if parent != "_self_":
+            merged |= preset_section(parent)
+    return merged | raw
+
+
+@pytest.mark.parametrize("name", OUR_MODEL_PRESETS)
+def test_model_presets_document_every_parameter_at_its_default(name):
+    from grelu_caduceus.cli.config_schema import model_schema
+
+    section = preset_section(name)
+    schema = {f.name: f for f in dataclasses.fields(model_schema(section["model_type"]))}
+    keys = set(section) - {"model_type"}
+    settable = set(schema) - {"model_type"}
+    assert keys <= settable, f"{name}.yaml: not parameters of {section['model_type']}: {sorted(keys - settable)}"
+    assert settable <= keys, f"{name}.yaml does not document {sorted(settable - keys)}"
+    for key in sorted(keys):
+        f = schema[key]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        expected = PRESET_OVERRIDES.get((name, key), (default,))[0]
+        value = section[key]
+        assert value == expected and type(value) is type(expected), f"{name}.yaml {key}: {value!r}, default {default!r}"
+
+
+def test_preset_overrides_differ_from_the_defaults_they_override():
+    from grelu_caduceus.cli.config_schema import model_schema
+
+    for (name, key), (value, _reason) in PRESET_OVERRIDES.items():
+        default = {f.name: f.default for f in dataclasses.fields(model_schema(preset_section(name)["model_type"]))}[key]
+        assert value != default, (name, key)

@@ -6,7 +6,8 @@ This module only maps a config's fields onto the data layer's readers:
 * labelled kinds (``bundled_task``, ``table``, ``fasta_bed``, ``bigwig``): the readers of
   :mod:`grelu_caduceus.data.tables`, served as gReLU ``LabeledSeqDataset`` objects (what gReLU's
   LightningModel trains on); labels are (N, T, L) float32 arrays (T tasks, or T classes one-hot for
-  task=multiclass).
+  task=multiclass). ``fasta_bed`` and ``bigwig`` read each window from the FASTA when training asks
+  for it (only coordinates and labels are held in memory).
 
 Every user mistake (missing file, missing column, unknown chromosome, labels that do not fit the
 task) raises :class:`DataConfigError`, a UserError, with the fix (a ``data.*`` key) in the message.

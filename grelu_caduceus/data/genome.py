@@ -18,6 +18,8 @@ other base (N, IUPAC codes) is an all-zero column; lower-case (soft-masked) base
 Readers that hold a fixed set of windows (``grelu-caduceus predict``, Kipoi, training tables, vep)
 apply :func:`clean_sequence` to each and count its fix-ups with :class:`WindowTally`: IUPAC codes
 read as N, all-N windows, windows padded with N, each in one warning; any other character is an error.
+With ``intervals`` and ``check_letters=True`` this dataset does the same at construction, in one
+chunked pass over the FASTA that keeps nothing (the FASTA-backed training tables are served this way).
 
 Example::
 
@@ -63,6 +65,12 @@ _BASE_INDEX = np.full(256, 4, dtype=np.uint8)
 for _i, _base in enumerate("ACGT"):
     _BASE_INDEX[ord(_base)] = _BASE_INDEX[ord(_base.lower())] = _i
 _ONE_HOT_ROWS = np.eye(5, 4, dtype=np.float32)  # row 4 (N) is all zero
+
+
+def index_encode(sequence: str) -> np.ndarray:
+    """DNA string (length L) -> int8 array (L,) in gReLU's index encoding: A, C, G, T (either case)
+    0-3, N and any other letter 4."""
+    return _BASE_INDEX[np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)].astype(np.int8)
 
 
 def one_hot_encode(sequence: str) -> torch.Tensor:
@@ -138,10 +146,14 @@ class WindowTally:
                 self.rows[kind].append(row)
         return cleaned
 
-    def count(self, n: int, padded_rows=()) -> None:
-        """Count ``n`` windows that are read elsewhere (lazily), of which ``padded_rows`` are padded with N."""
+    def count(self, n: int, padded_rows=(), iupac_rows=(), iupac_codes: int = 0, all_n_rows=()) -> None:
+        """Count ``n`` windows that are read elsewhere (lazily): ``padded_rows`` are padded with N,
+        ``iupac_rows`` hold ``iupac_codes`` IUPAC codes in all, ``all_n_rows`` have no A/C/G/T (rows in
+        increasing order)."""
         self.n += int(n)
-        self.rows["padded"].extend(int(r) for r in padded_rows)
+        self.iupac_codes += int(iupac_codes)
+        for kind, rows in (("padded", padded_rows), ("iupac", iupac_rows), ("all_n", all_n_rows)):
+            self.rows[kind].extend(int(r) for r in rows)
 
     def messages(self, seq_len: int | None = None) -> list[str]:
         """One line per kind of fix-up seen: what was done, to how many windows, and the first one."""
@@ -478,6 +490,25 @@ class FastaGenome:
             self._n_run_cache[key] = _merge_touching(starts.astype(np.int64), ends.astype(np.int64))
         return self._n_run_cache[key]
 
+    def letter_runs(self, chrom: str, start: int, end: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Runs, in [start, end) of a chromosome, of each kind of letter the letter rule treats apart
+        (:func:`clean_sequence`): "not_acgt" (N, IUPAC codes and anything else), "iupac" (IUPAC codes)
+        and "other" (characters that are not DNA letters): (starts, ends) int64 arrays, sorted and
+        disjoint. Read in chunks of SCAN_CHUNK bases, like :meth:`n_runs`; nothing is cached."""
+        masks = {"not_acgt": lambda c: c != _ACGT, "iupac": lambda c: c == _IUPAC, "other": lambda c: c == _OTHER}
+        runs = {kind: ([], []) for kind in masks}
+        for chunk_start in range(start, end, SCAN_CHUNK):
+            chunk_end = min(chunk_start + SCAN_CHUNK, end)
+            raw = np.frombuffer(self.fetch(chrom, chunk_start, chunk_end).encode("ascii", "replace"), np.uint8)
+            classes = _LETTER_CLASS[raw]
+            for kind, mask in masks.items():
+                edges = np.flatnonzero(np.diff(np.concatenate([[False], mask(classes), [False]]).view(np.int8)))
+                runs[kind][0].append(edges[0::2] + chunk_start)
+                runs[kind][1].append(edges[1::2] + chunk_start)
+        empty = np.zeros(0, np.int64)
+        return {kind: tuple(np.concatenate(parts).astype(np.int64) if parts else empty for parts in (a, b))
+                for kind, (a, b) in runs.items()}
+
 
 def _merge_touching(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Merge sorted intervals that overlap or touch (runs split at chunk edges)."""
@@ -506,6 +537,33 @@ def n_count(run_starts: np.ndarray, run_ends: np.ndarray, starts: np.ndarray, en
         return cumulative[k] + partial
 
     return n_before(np.asarray(ends, np.int64)) - n_before(np.asarray(starts, np.int64))
+
+
+def window_letters(genome: "FastaGenome", chroms: np.ndarray, starts: np.ndarray, seq_len: int):
+    """The letter rule's counts for windows [starts, starts + seq_len) of ``genome``, without holding them.
+
+    Each stretch of a chromosome covered by windows is read once, in chunks (overlapping windows are
+    not read twice); bases outside the chromosome count as N.
+
+    Returns:
+        (IUPAC codes per window, characters that are not DNA letters per window, whether a window
+        has no A/C/G/T base): int64, int64 and bool arrays in the order of ``starts``.
+    """
+    chroms, starts = np.asarray(chroms), np.asarray(starts, np.int64)
+    iupac, other = np.zeros(len(starts), np.int64), np.zeros(len(starts), np.int64)
+    no_acgt = np.zeros(len(starts), bool)
+    for chrom in np.unique(chroms):
+        rows = np.flatnonzero(chroms == chrom)
+        size = genome.sizes[str(chrom)]
+        lo, hi = np.clip(starts[rows], 0, size), np.clip(starts[rows] + seq_len, 0, size)
+        spans = _merge_touching(lo[hi > lo], hi[hi > lo])
+        pieces = [genome.letter_runs(str(chrom), int(a), int(b)) for a, b in zip(*spans)]
+        runs = {kind: tuple(np.concatenate([p[kind][i] for p in pieces] or [np.zeros(0, np.int64)]) for i in (0, 1))
+                for kind in ("not_acgt", "iupac", "other")}
+        iupac[rows] = n_count(*runs["iupac"], lo, hi)
+        other[rows] = n_count(*runs["other"], lo, hi)
+        no_acgt[rows] = n_count(*runs["not_acgt"], lo, hi) + (seq_len - (hi - lo)) == seq_len
+    return iupac, other, no_acgt
 
 
 def bad_window_starts(
@@ -657,6 +715,13 @@ class GenomeWindowDataset(Dataset):
             An int: item i of epoch e always gets the same draws (fixed validation sets); call
             :meth:`set_epoch` for new draws.
         index_dir: folder for the .fai/.gzi index when it cannot be written beside the FASTA.
+        check_letters: with ``intervals``, read every window once at construction (each stretch of
+            the FASTA once, in chunks; nothing is kept) through the letter rule of
+            :func:`clean_sequence`: a character that is not a DNA letter is an error naming its row,
+            and the windows holding IUPAC codes and the all-N ones are counted in warnings, next to
+            the padded ones (items read IUPAC codes as N whether or not this is set).
+        name: what messages about ``intervals`` call them (e.g. "data.intervals=peaks.bed").
+        describe: row index -> text naming that interval in a message (default "row 3 (chr1:100-300)").
     """
 
     def __init__(
@@ -676,9 +741,15 @@ class GenomeWindowDataset(Dataset):
         max_shift: int = 0,
         seed: int | None = None,
         index_dir: str | os.PathLike | None = None,
+        check_letters: bool = False,
+        name: str = "intervals",
+        describe=None,
     ):
         if intervals is not None and (regions is not None or n_random is not None or stride is not None):
             raise GenomeDataError("intervals= gives the windows itself: do not combine it with regions=, stride= or n_random=.")
+        if check_letters and intervals is None:
+            raise GenomeDataError("check_letters=True reads a fixed set of windows: give intervals= with it.")
+        self._check_letters, self._name = bool(check_letters), str(name)
         if not 0.0 <= rc_prob <= 1.0:
             raise GenomeDataError(f"rc_prob must be in [0, 1], got {rc_prob}.")
         if max_shift < 0:
@@ -696,7 +767,7 @@ class GenomeWindowDataset(Dataset):
             chrom_set = [c for c in chrom_set if c in allowed]
             allowed = None
         if intervals is not None:
-            self.seq_len = self._build_from_intervals(intervals, seq_len, chrom_set, allowed)
+            self.seq_len = self._build_from_intervals(intervals, seq_len, chrom_set, allowed, describe)
         else:
             if seq_len is None or seq_len < 1:
                 raise GenomeDataError(f"seq_len must be a positive number of bases, got {seq_len}.")
@@ -766,9 +837,9 @@ class GenomeWindowDataset(Dataset):
     def _check_bounds(self, frame: pd.DataFrame, what: str) -> None:
         check_intervals_in_bounds(frame, self.genome, what)
 
-    def _build_from_intervals(self, intervals, seq_len, chrom_set, allowed) -> int:
-        frame = read_intervals(intervals, "intervals")
-        self._check_bounds(frame, "intervals")
+    def _build_from_intervals(self, intervals, seq_len, chrom_set, allowed, describe=None) -> int:
+        frame = read_intervals(intervals, self._name)
+        self._check_bounds(frame, self._name)
         lengths = (frame.end - frame.start).to_numpy()
         if seq_len is None:
             if len(set(lengths.tolist())) > 1:
@@ -799,11 +870,21 @@ class GenomeWindowDataset(Dataset):
                 counts = n_count(*runs, np.clip(s, lo, hi), np.clip(s + seq_len, lo, hi)) + outside
                 keep[np.flatnonzero(rows)[counts > max_n]] = False
         padded = padded_windows(frame.chrom.to_numpy(), starts, seq_len, self.genome.sizes) & keep
-        if padded.any():
-            tally = WindowTally("intervals", lambda row: f"row {row + 1} ({frame.chrom.iat[row]}:"
-                                                         f"{frame.start.iat[row]}-{frame.end.iat[row]})")
-            tally.count(int(keep.sum()), np.flatnonzero(padded).tolist())
-            tally.warn(seq_len)
+        describe = describe or (lambda row: f"row {row + 1} ({frame.chrom.iat[row]}:"
+                                            f"{frame.start.iat[row]}-{frame.end.iat[row]})")
+        tally = WindowTally(self._name, describe)
+        letters = {}
+        if self._check_letters:
+            kept = np.flatnonzero(keep)
+            iupac, other, no_acgt = window_letters(self.genome, frame.chrom.to_numpy()[kept], starts[kept], seq_len)
+            if other.any():  # the message of the letter rule itself, for the first such window
+                row = int(kept[np.flatnonzero(other)[0]])
+                chrom = frame.chrom.iat[row]
+                window = self.genome.fetch(chrom, int(starts[row]), int(starts[row]) + seq_len)
+                clean_sequence(window, lambda: describe(row))
+            letters = dict(iupac_rows=kept[iupac > 0], iupac_codes=int(iupac.sum()), all_n_rows=kept[no_acgt])
+        tally.count(int(keep.sum()), np.flatnonzero(padded), **letters)
+        tally.warn(seq_len)
         names = list(self.genome.sizes)
         code = {c: i for i, c in enumerate(names)}
         chrom_codes = frame.chrom.map(code).to_numpy(np.int32)[keep]
@@ -848,6 +929,12 @@ class GenomeWindowDataset(Dataset):
             index = int(rng.integers(len(self.windows)))
         chrom, start = self.windows.locate(index)
         return chrom, start, start + self.seq_len
+
+    def read(self, index: int, flank: int = 0) -> str:
+        """The letters of window ``index`` (before shift and RC), widened by ``flank`` bp on each side
+        (the room a shift of up to ``flank`` bp needs); bases outside the chromosome read as N."""
+        chrom, start, end = self.window(index)
+        return self.genome.fetch(chrom, start - int(flank), end + int(flank))
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """One-hot window, float32 (4, seq_len)."""

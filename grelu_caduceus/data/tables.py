@@ -6,7 +6,10 @@ that an error says what to change (the command line passes its config keys, e.g.
 Every user mistake (missing file, missing column, unknown chromosome, labels that do not fit the
 task) raises :class:`DataConfigError`, a UserError, with the fix in the message. Sequences go
 through the letter rule (:func:`grelu_caduceus.data.genome.clean_sequence`), windows through the
-one centre-resize rule (:mod:`grelu_caduceus.data.intervals`).
+one centre-resize rule (:mod:`grelu_caduceus.data.intervals`). Tables of sequences hold them in
+memory; the FASTA-backed tables (``fasta_bed_table``, ``bigwig_table``) hold only their windows'
+coordinates and labels, check and count the windows' letters once at construction, and read each
+window when training asks for it (:mod:`grelu_caduceus.data.labelled`).
 """
 
 from __future__ import annotations
@@ -29,14 +32,18 @@ class DataConfigError(UserError):
 
 
 class LabelledTable:
-    """Sequences, labels (N, T, L) float32, task names and per-row split ("train" / "val" / "test")."""
+    """Labels (N, T, L) float32, task names, per-row split ("train" / "val" / "test") and the inputs:
+    either ``seqs`` (strings, for tables that give their sequences) or ``windows`` (a
+    GenomeWindowDataset with one window per row, read from the FASTA only when an item asks for it)."""
 
-    def __init__(self, seqs: list[str], labels: np.ndarray, tasks: list[str], split: np.ndarray, source: str):
+    def __init__(self, seqs: list[str] | None, labels: np.ndarray, tasks: list[str], split: np.ndarray, source: str,
+                 windows=None):
         self.seqs, self.labels, self.tasks, self.split, self.source = seqs, labels, tasks, split, source
+        self.windows = windows
 
-    def rows(self, split: str):
-        keep = np.flatnonzero(self.split == split)
-        return [self.seqs[i] for i in keep], self.labels[keep]
+    def rows(self, split: str) -> np.ndarray:
+        """Indices of the rows of ``split``, in table order."""
+        return np.flatnonzero(self.split == split)
 
 
 # --------------------------------------------------------------------------- files and columns
@@ -161,25 +168,24 @@ def encode_labels(values: np.ndarray, columns: list[str], task_name: str, source
 
 
 # --------------------------------------------------------------------------- sequences
-def clean_seqs(seqs: list[str], source: str, padded=None, describe=None) -> list[str]:
+def clean_seqs(seqs: list[str], source: str) -> list[str]:
     """Sequences through the letter rule (data.genome.clean_sequence: upper case, IUPAC codes read as N,
-    anything else an error), with one warning per kind that counts the windows padded with N
-    (``padded``: a bool per sequence), holding IUPAC codes, or all-N."""
+    anything else an error), with one warning per kind that counts the sequences holding IUPAC codes
+    or all-N."""
     from .genome import GenomeDataError, WindowTally
 
-    tally = WindowTally(source, describe)
+    tally = WindowTally(source)
     try:
-        cleaned = [tally.clean(seq, i, padded=bool(padded[i]) if padded is not None else False)
-                   for i, seq in enumerate(seqs)]
+        cleaned = [tally.clean(seq, i) for i, seq in enumerate(seqs)]
     except GenomeDataError as err:
         raise DataConfigError(str(err)) from err
-    tally.warn(len(cleaned[0]) if padded is not None and cleaned else None, stacklevel=4)
+    tally.warn(stacklevel=4)
     return cleaned
 
 
-def interval_windows(frame: pd.DataFrame, seq_len: int | None, source: str, key: str = "data.seq_len"):
-    """(window starts centred on each interval, window length); ``seq_len`` None keeps the intervals'
-    own length, which must then be the same for all."""
+def window_length(frame: pd.DataFrame, seq_len: int | None, source: str, key: str = "data.seq_len") -> int:
+    """The length of the windows centred on the intervals: ``seq_len``, or when it is None the
+    intervals' own length, which must then be the same for all."""
     starts, ends = frame.start.to_numpy(np.int64), frame.end.to_numpy(np.int64)
     if seq_len is None:
         lengths = set((ends - starts).tolist())
@@ -187,29 +193,27 @@ def interval_windows(frame: pd.DataFrame, seq_len: int | None, source: str, key:
             raise DataConfigError(f"{source}: intervals have different lengths ({min(lengths)}-{max(lengths)} bp); "
                                   f"set {key} to resize them around their centres")
         seq_len = lengths.pop()
-    return centred_starts(starts, ends, seq_len), int(seq_len)
+    return int(seq_len)
 
 
-def fetch_windows(fasta, frame: pd.DataFrame, starts: np.ndarray, length: int, source: str,
-                  what: str = "data.fasta") -> list[str]:
-    """The windows [starts, starts + length) of the intervals in ``frame``, through the letter rule.
+def genome_windows(fasta, frame: pd.DataFrame, length: int, source: str, what: str = "data.fasta"):
+    """The ``length``-bp windows centred on the intervals in ``frame``, one per row, as a
+    GenomeWindowDataset that reads a window from ``fasta`` only when it is asked for.
 
-    An interval outside its chromosome is an error naming its row; a window past a chromosome end
-    (only because it was centred to ``length``) is padded with N; both that and IUPAC codes (read
-    as N) and all-N windows are counted in warnings."""
-    from .genome import FastaGenome, GenomeDataError, check_intervals_in_bounds, padded_windows
+    Checked here, before any training: an interval outside its chromosome is an error naming its
+    row, and so is a character that is not a DNA letter in a window. Every window is scanned once,
+    without being kept, to count in warnings the windows padded with N past a chromosome end (only
+    because they were centred to ``length``), those holding IUPAC codes (read as N) and the all-N ones."""
+    from .genome import GenomeDataError, GenomeWindowDataset
 
-    genome = FastaGenome(existing(fasta, what))
-    rows = pd.DataFrame({"chrom": frame.chrom.astype(str), "start": frame.start.to_numpy(np.int64),
+    rows = pd.DataFrame({"chrom": frame.chrom.astype(str).to_numpy(), "start": frame.start.to_numpy(np.int64),
                          "end": frame.end.to_numpy(np.int64)})
     try:
-        check_intervals_in_bounds(rows, genome, source)
+        return GenomeWindowDataset(existing(fasta, what), length, intervals=rows, check_letters=True, name=source,
+                                   describe=lambda i: f"row {i + 1}: {rows.chrom.iat[i]}:{rows.start.iat[i]}-"
+                                                      f"{rows.end.iat[i]}")
     except GenomeDataError as err:
         raise DataConfigError(str(err)) from err
-    seqs = [genome.fetch(c, int(s), int(s) + length) for c, s in zip(rows.chrom, starts)]
-    padded = padded_windows(rows.chrom.to_numpy(), starts, length, genome.sizes)
-    return clean_seqs(seqs, source, padded,
-                      lambda i: f"row {i + 1}: {rows.chrom.iat[i]}:{rows.start.iat[i]}-{rows.end.iat[i]}")
 
 
 # --------------------------------------------------------------------------- the readers
@@ -245,30 +249,32 @@ def sequence_table(path, seq_column: str, label_columns: list[str], split_column
 
 def fasta_bed_table(fasta, intervals, label_columns: list[str], task_name: str, seq_len: int | None = None,
                     split_column: str = "split", val_chroms=(), test_chroms=(), key: str = "data") -> LabelledTable:
-    """Intervals (a headed BED) with label columns; sequences from ``fasta``, centred to ``seq_len``."""
+    """Intervals (a headed BED) with label columns; sequences from ``fasta``, centred to ``seq_len``
+    and read lazily (:func:`genome_windows`)."""
     source = f"{key}.intervals={intervals}"
     frame = read_headed_intervals(intervals, f"{key}.intervals")
     require_columns(frame, list(label_columns), source, f"{key}.label_columns=[...]")
     columns = list(label_columns)
     labels, tasks = encode_labels(frame[columns].to_numpy(), columns, task_name, source)
-    starts, seq_len = interval_windows(frame, seq_len, source, f"{key}.seq_len")
+    seq_len = window_length(frame, seq_len, source, f"{key}.seq_len")
     split = row_splits(frame, split_column, val_chroms, test_chroms, source, key)
-    return LabelledTable(fetch_windows(fasta, frame, starts, seq_len, source, f"{key}.fasta"), labels, tasks, split,
-                         source)
+    windows = genome_windows(fasta, frame, seq_len, source, f"{key}.fasta")
+    return LabelledTable(None, labels, tasks, split, source, windows=windows)
 
 
 def bigwig_table(fasta, intervals, bigwigs: list[str], seq_len: int | None = None, label_len: int | None = None,
                  bin_size: int = 1, label_aggfunc: str = "mean", split_column: str = "split", val_chroms=(),
                  test_chroms=(), key: str = "data") -> LabelledTable:
     """Coverage of ``bigwigs`` over ``label_len`` centred on each interval, binned (``bin_size``,
-    ``label_aggfunc``) by LabeledSeqDataset's own rule; sequences from ``fasta``."""
+    ``label_aggfunc``) by LabeledSeqDataset's own rule; sequences from ``fasta``, read lazily
+    (:func:`genome_windows`)."""
     from grelu.io.bigwig import read_bigwig
 
     source = f"{key}.intervals={intervals}"
     frame = read_headed_intervals(intervals, f"{key}.intervals")
     bigwigs = [str(existing(p, f"{key}.bigwigs")) for p in bigwigs]
-    starts, seq_len = interval_windows(frame, seq_len, source, f"{key}.seq_len")
-    seqs = fetch_windows(fasta, frame, starts, seq_len, source, f"{key}.fasta")  # checks intervals before bigwig reads
+    seq_len = window_length(frame, seq_len, source, f"{key}.seq_len")
+    windows = genome_windows(fasta, frame, seq_len, source, f"{key}.fasta")  # checks intervals before bigwig reads
     label_len = label_len or seq_len
     label_starts = centred_starts(frame.start.to_numpy(np.int64), frame.end.to_numpy(np.int64), label_len)
     label_windows = pd.DataFrame({"chrom": frame.chrom, "start": label_starts, "end": label_starts + label_len})
@@ -277,24 +283,34 @@ def bigwig_table(fasta, intervals, bigwigs: list[str], seq_len: int | None = Non
     labels = getattr(np, label_aggfunc)(coverage.reshape(len(frame), len(bigwigs), n_bins, bin_size), axis=-1)
     tasks = [Path(p).name.split(".")[0] for p in bigwigs]
     split = row_splits(frame, split_column, val_chroms, test_chroms, source, key)
-    return LabelledTable(seqs, labels.astype(np.float32), tasks, split, source)
+    return LabelledTable(None, labels.astype(np.float32), tasks, split, source, windows=windows)
 
 
 def labelled_datasets(table: LabelledTable, rc_aug: bool = False, max_shift: int = 0, key: str = "data"):
-    """gReLU LabeledSeqDatasets for the train and val rows (augmentation on the train rows only)."""
+    """gReLU LabeledSeqDatasets for the train and val rows (augmentation on the train rows only).
+
+    A table of genome windows gives :class:`grelu_caduceus.data.labelled.GenomeLabeledSeqDataset`
+    objects, which read each window from the FASTA when it is asked for (a shift then shows the
+    genome's flanking bases); a table of sequences gives gReLU's own, in memory (a shift shows N)."""
     from grelu.data.dataset import LabeledSeqDataset
+
+    from .labelled import GenomeLabeledSeqDataset
 
     datasets = []
     for split in ("train", "val"):
-        seqs, labels = table.rows(split)
-        if not seqs:
+        rows = table.rows(split)
+        if not len(rows):
             raise DataConfigError(f"{table.source} has no '{split}' rows: every run needs train and val rows "
                                   f"(see {key}.split_column / {key}.val_chroms).")
+        augment = dict(rc=bool(rc_aug) and split == "train", max_seq_shift=max_shift if split == "train" else 0,
+                       augment_mode="random")
+        if table.windows is not None:
+            datasets.append(GenomeLabeledSeqDataset(table.windows, rows, table.labels[rows], table.tasks, **augment))
+            continue
+        seqs = [table.seqs[i] for i in rows]
         lengths = {len(s) for s in seqs}
         if len(lengths) > 1:
             raise DataConfigError(f"{table.source}: sequences have different lengths "
                                   f"({min(lengths)}-{max(lengths)} bp); set {key}.seq_len to resize them")
-        augment = split == "train"
-        datasets.append(LabeledSeqDataset(seqs, labels=labels, tasks=table.tasks, rc=bool(rc_aug) and augment,
-                                          max_seq_shift=max_shift if augment else 0, augment_mode="random"))
+        datasets.append(LabeledSeqDataset(seqs, labels=table.labels[rows], tasks=table.tasks, **augment))
     return tuple(datasets)
