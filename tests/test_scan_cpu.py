@@ -272,3 +272,28 @@ def test_ps_add_rms_norm_matches_formula(rng, swap, with_residual, grad):
     ref_grads = torch.autograd.grad(ref_outs, ref_targets, [c.double() for c in cots])
     for a, b in zip(grads, ref_grads):
         assert rel_err(a, b) < 1e-5
+
+
+def test_training_after_first_use_under_inference_mode():
+    """Lightning validates under torch.inference_mode before training; the scan module, first imported
+    there, must not keep tensors that autograd then refuses to save (fresh process: a cold import)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import torch
+        import grelu.model.models as models
+        import grelu_caduceus  # noqa: F401
+        model = models.CaduceusModel(n_tasks=1, d_model=32, n_layer=2, rcps=True, final_pool_func="avg",
+                                     scan_backend="cpu")
+        x = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 64)), 4).float().transpose(1, 2)
+        with torch.inference_mode():
+            model(x)  # imports and first runs the CPU kernels
+        model.train()
+        model(x).sum().backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+        print("trained")
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "trained" in run.stdout, run.stderr[-2000:]

@@ -430,7 +430,11 @@ def _pad_last(t, pad):
     return F.pad(t, (0, pad)) if pad else t.contiguous()
 
 
-_NONE = torch.zeros(1, 1, 1)
+def _none():
+    """A placeholder operand for an absent array. Made per call, never a module-level tensor: one made
+    at import would be an inference tensor if this module were first imported under
+    torch.inference_mode (e.g. from Lightning's validation), and autograd refuses to save those."""
+    return torch.zeros(1, 1, 1)
 
 
 def _fwd_operands(u, delta, A, B, C, D, z, bias, delta_proj):
@@ -441,15 +445,15 @@ def _fwd_operands(u, delta, A, B, C, D, z, bias, delta_proj):
     # B, C and the low-rank step sizes are read in place where they are channel slices of one
     # (B, L, W) tensor (the mixer's x_proj output); offs holds their first channels.
     if delta_proj is None:
-        dl, (dtl, r_off), Wt = _channels_last(delta, pad), (_NONE, 0), torch.zeros(1, 1)
+        dl, (dtl, r_off), Wt = _channels_last(delta, pad), (_none(), 0), torch.zeros(1, 1)
     else:  # delta is (B, R, L): the low-rank step sizes, projected to d_inner inside the kernel
-        dl, (dtl, r_off), Wt = _NONE, _wider_parent(delta.transpose(1, 2)), _pad_last(delta_proj.t(), pad)
+        dl, (dtl, r_off), Wt = _none(), _wider_parent(delta.transpose(1, 2)), _pad_last(delta_proj.t(), pad)
     (Bl, b_off), (Cl, c_off) = _wider_parent(B.transpose(1, 2)), _wider_parent(C.transpose(1, 2))
     offs = torch.tensor([b_off, c_off, r_off], dtype=torch.int64)
     At = _pad_last(A.t(), pad)
     Dt = _pad_last(D, pad) if D is not None else torch.zeros(d_inner + pad)
     bt = _pad_last(bias, pad) if bias is not None else torch.zeros(d_inner + pad)
-    zl = _channels_last_view(z, pad) if z is not None else _NONE
+    zl = _channels_last_view(z, pad) if z is not None else _none()
     return [ul, dl, dtl, Wt, At, Bl, Cl, offs, Dt, zl, bt]
 
 
@@ -493,10 +497,10 @@ class _CpuScan(torch.autograd.Function):
         N = At.shape[0]
         G = _n_groups(d_pad // LANES)
         du = torch.empty_like(ul)
-        ddelta = _NONE if lowrank else torch.empty_like(dl)
+        ddelta = _none() if lowrank else torch.empty_like(dl)
         ddt = torch.empty(G, batch, L, Wt.shape[0]) if lowrank else torch.zeros(1, 1, 1, 1)
         dWt = torch.zeros_like(Wt)
-        dz = torch.empty_like(ul) if has_z else _NONE
+        dz = torch.empty_like(ul) if has_z else _none()
         dAt, dD, dbias = torch.zeros_like(At), torch.zeros(d_pad), torch.zeros(d_pad)
         dB, dC = torch.empty(G, batch, L, N), torch.empty(G, batch, L, N)  # the kernel writes every entry
         _scan_bwd(ul.numpy(), dl.numpy(), dtl.numpy(), Wt.numpy(), lowrank, At.numpy(), Bl.numpy(), Cl.numpy(),
@@ -817,7 +821,7 @@ class _PSAddRMSNorm(torch.autograd.Function):
         gw = torch.zeros(tasks, H // 2)
         if g_normed is None:
             g_normed = torch.zeros(res_out.shape)
-        g_res_arr = g_res.float().contiguous() if g_res is not None else _NONE
+        g_res_arr = g_res.float().contiguous() if g_res is not None else _none()
         _ps_rms_norm_bwd(res_out.numpy(), weight.detach().contiguous().numpy(), ctx.eps, ctx.swap,
                          g_normed.float().contiguous().numpy(), g_res_arr.numpy(), g_res is not None,
                          g_sum.numpy(), gw.numpy())
