@@ -358,20 +358,16 @@ def training_time_table(df: pd.DataFrame) -> str:
         return ""
     df = _with_budget(df)
     parts = []
-    steps_rows = df[df.budget == "equal_steps"]
-    if len(steps_rows):
-        t = steps_rows.groupby(["model", "context_len"]).train_s.mean().unstack()
+    for budget, column, digits, title in (
+            ("equal_steps", "train_s", 1, "Training wall time of the equal-steps budget (s, mean over tasks and seeds)"),
+            ("equal_time", "steps", 0, "Optimiser steps that fit the equal-wall-time budget (mean over tasks and seeds)")):
+        rows_of_budget = df[df.budget == budget]
+        if not len(rows_of_budget):
+            continue
+        t = rows_of_budget.groupby(["model", "context_len"])[column].mean().unstack()
         contexts = list(t.columns)
-        rows = [[m] + [_fmt(t.loc[m, c], 1) for c in contexts] for m in _models_in(df) if m in t.index]
-        parts.append("**Training wall time of the equal-steps budget (s, mean over tasks and seeds)**\n\n"
-                     + markdown_table(["model"] + [f"{c} bp" for c in contexts], rows))
-    time_rows = df[df.budget == "equal_time"]
-    if len(time_rows):
-        t = time_rows.groupby(["model", "context_len"]).steps.mean().unstack()
-        contexts = list(t.columns)
-        rows = [[m] + [_fmt(t.loc[m, c], 0) for c in contexts] for m in _models_in(df) if m in t.index]
-        parts.append("**Optimiser steps that fit the equal-wall-time budget (mean over tasks and seeds)**\n\n"
-                     + markdown_table(["model"] + [f"{c} bp" for c in contexts], rows))
+        rows = [[m] + [_fmt(t.loc[m, c], digits) for c in contexts] for m in _models_in(df) if m in t.index]
+        parts.append(f"**{title}**\n\n" + markdown_table(["model"] + [f"{c} bp" for c in contexts], rows))
     return "\n\n".join(parts)
 
 
