@@ -134,6 +134,10 @@ def load_checkpoint(path: str | os.PathLike, masked_lm: bool | None = None, *, m
     return load_lightning_checkpoint(path, lightning_class, map_location=map_location, hint=hint, **kwargs)
 
 
+NOT_A_PREDICTOR = ("is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
+                   "first (model_type CaduceusPretrainedModel with pretrained_path set to it).")
+
+
 def _load_checkpoint(path: Path):
     try:
         lm = load_lightning_checkpoint(path)
@@ -142,10 +146,7 @@ def _load_checkpoint(path: Path):
     except Exception as err:
         raise PredictError(f"Cannot load {path} as a gReLU model checkpoint: {_why_not_loadable(path, err)}") from err
     if lm.model_params.get("model_type") == "CaduceusForMaskedLM" or lm.train_params.get("task") == "mlm":
-        raise PredictError(
-            f"{path} is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
-            "first (model_type CaduceusPretrainedModel with pretrained_path set to it)."
-        )
+        raise PredictError(f"{path} {NOT_A_PREDICTOR}")
     return lm
 
 
@@ -159,8 +160,7 @@ def _why_not_loadable(path: Path, err: Exception) -> str:
     if "model_params" not in params:
         return "it has no model_params in its hyper-parameters (was it written by a gReLU LightningModel?)."
     if params["model_params"].get("model_type") == "CaduceusForMaskedLM":
-        return ("it is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
-                "first (model_type CaduceusPretrainedModel with pretrained_path set to it).")
+        return f"it {NOT_A_PREDICTOR}"
     return f"{type(err).__name__}: {err}"
 
 

@@ -497,3 +497,16 @@ def test_predict_and_vep_show_progress_for_inputs_of_several_batches(tmp_path, c
     variants = vep_variants(seq, list(range(2000, 2040, 2))).assign(chrom=CONTIG)
     score_variants_zero_shot(tiny_mlm, variants, GENOME, window=64, batch_size=4)
     assert "vep (20 variants): 100%" in capsys.readouterr().err
+
+
+def test_a_masked_lm_checkpoint_given_as_a_predictor_is_named_as_such(tmp_path):
+    """predict/vep on a pretraining checkpoint: one line saying what it is and what to do instead."""
+    import torch
+
+    from grelu_caduceus.inference import PredictError, load_model
+
+    path = tmp_path / "mlm.ckpt"
+    torch.save({"hyper_parameters": {"model_params": {"model_type": "CaduceusForMaskedLM"}}}, path)
+    with pytest.raises(PredictError, match=r"mlm\.ckpt .*masked-LM \(pretraining\) checkpoint, not a predictor: "
+                                           r"fine-tune it"):
+        load_model(path)
