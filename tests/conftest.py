@@ -40,3 +40,23 @@ def process_settings_unchanged(request):
         restore_precision_state(before[0])
         torch.set_num_threads(before[1])
         pytest.fail(f"{request.node.nodeid} changed process settings: (precision, threads) {before} -> {after}")
+
+
+@pytest.fixture(scope="module")
+def ps_folder(tmp_path_factory):
+    """A small released-format Caduceus-PS folder (random weights), one per test module."""
+    from helpers import write_checkpoint
+
+    folder = tmp_path_factory.mktemp("ps")
+    write_checkpoint(folder, d_model=16, n_layer=2, rcps=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ph_folder(tmp_path_factory):
+    """A small released-format Caduceus-Ph folder (random weights, another seed than ps_folder)."""
+    from helpers import write_checkpoint
+
+    folder = tmp_path_factory.mktemp("ph")
+    write_checkpoint(folder, d_model=16, n_layer=2, rcps=False, seed=1)
+    return folder

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_checkpoint
 
 from grelu_caduceus.core import load_pretrained
 from grelu_caduceus.core.tokens import rc_onehot
@@ -23,20 +22,6 @@ def bed(tmp_path):
     path = tmp_path / "i.bed"
     path.write_text("".join(f"{CHROM}\t{s}\t{e}\n" for s, e in INTERVALS))
     return path
-
-
-@pytest.fixture(scope="module")
-def ps_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ps")
-    write_checkpoint(folder, d_model=16, n_layer=2, rcps=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def ph_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ph")
-    write_checkpoint(folder, d_model=16, n_layer=2, rcps=False, seed=1)
-    return folder
 
 
 def seq(start, end):

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_checkpoint
 
 from grelu_caduceus.data.genome import FastaGenome, one_hot_encode
 from grelu_caduceus.embed import EmbedError, load_embedder
@@ -36,20 +35,6 @@ def table(tmp_path):
     path = tmp_path / "variants.tsv"
     path.write_text("\n".join(rows) + "\n")
     return path
-
-
-@pytest.fixture(scope="module")
-def ps_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ps")
-    write_checkpoint(folder, d_model=16, n_layer=2, rcps=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def ph_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ph")
-    write_checkpoint(folder, d_model=16, n_layer=2, rcps=False, seed=2)
-    return folder
 
 
 def test_ref_and_alt_windows_are_pooled_around_the_variant(table, ps_folder):
