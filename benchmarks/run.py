@@ -7,6 +7,8 @@
     .venv/bin/python benchmarks/run.py glrb --task T --data DIR --model M
     .venv/bin/python benchmarks/run.py dnalongbench --task T --data DIR --model M
     .venv/bin/python benchmarks/run.py gpu [ARGS ...]        # benchmarks/gpu_suite.py:main(ARGS)
+    .venv/bin/python benchmarks/run.py pretraining [--experiments ntp mlm_tying mlm_rc lm] [--seeds 0 1 2]
+                                                   [--only EXPERIMENT/VARIANT/SEED] [--out DIR]
     .venv/bin/python benchmarks/run.py report [--results DIR]  # README tables + plots from the CSVs
 
 Suites:
@@ -22,6 +24,10 @@ Suites:
   dnalongbench  DNALongBench enhancer-target gene / eQTL task from a local copy: embedding probe, AUROC
               (both: benchmarks/suites.py) -> OUT/suites.csv
   gpu         the GPU suite (scan kernels, bandwidth, GPU scaling), see benchmarks/gpu_suite.py
+  pretraining the paper's pre-training ablations at small scale (ntp, mlm_tying, mlm_rc) and the
+              pretrained LMs of the downstream study (lm), on hg19 chr20 -> OUT/pretraining.csv
+              (+ pretraining_curves.csv, pretraining_baselines.csv, pretraining_meta.json);
+              resumable (benchmarks/pretraining.py)
   report      regenerate benchmarks/README.md tables and the PNG plots from benchmarks/results/
 
 OUT defaults to benchmarks/results/.
@@ -116,6 +122,15 @@ def cmd_gpu(argv) -> int:
     return gpu_suite.main(argv) or 0
 
 
+def cmd_pretraining(args) -> int:
+    from benchmarks.pretraining import run_pretraining
+
+    path = run_pretraining(args.out, experiments=args.experiments, seeds=args.seeds, only=args.only,
+                           threads=args.threads, data_dir=args.data_dir, log=log)
+    log(f"wrote {path}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from benchmarks.report import main as report_main
 
@@ -180,6 +195,17 @@ def parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--cell-type", default=None, help="eqtl_prediction: the GTEx tissue of the config file")
         s.set_defaults(func=cmd_suite)
+
+    s = sub.add_parser("pretraining", help="the paper's pre-training ablations and the pretrained LMs")
+    s.add_argument("--experiments", nargs="+", help="ntp mlm_tying mlm_rc lm (default: the three ablations)")
+    s.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2)")
+    s.add_argument("--only", help="one run, EXPERIMENT/VARIANT/SEED (e.g. mlm_rc/caduceus_ps/0)")
+    s.add_argument("--out", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
+    s.add_argument("--data-dir", type=Path, default=None,
+                   help="cache folder of benchmarks/data/prepare.py (default data_cache/ or $GRELU_CADUCEUS_DATA)")
+    s.add_argument("--threads", type=int, default=2,
+                   help="torch CPU threads (default 2; rows are identical only at the same count)")
+    s.set_defaults(func=cmd_pretraining)
 
     s = sub.add_parser("report", help="README tables and plots from the CSVs")
     s.add_argument("--results", type=Path, default=RESULTS)

@@ -76,6 +76,28 @@ class KmerContextModel:
             self._tables[unknown_pattern] = self.counts.sum(axis=axes, keepdims=True).argmax(-1)
         return self._tables[unknown_pattern]
 
+    def _neighbours(self, inputs: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+        L = inputs.shape[1]
+        neighbours = np.stack([np.where((cols + off >= 0) & (cols + off < L),
+                                        inputs[rows, np.clip(cols + off, 0, L - 1)], 4) for off in self.offsets], 1)
+        unknown = neighbours >= 4  # (n, 2k)
+        pattern = (unknown * (1 << np.arange(2 * self.k))).sum(1)
+        return neighbours, unknown, pattern
+
+    def predict_proba(self, inputs: np.ndarray, rows: np.ndarray, cols: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """(n, 4) probabilities of A, C, G, T at the sites: the counts of the readable context (unknown
+        neighbours summed out) plus ``alpha`` per base."""
+        neighbours, unknown, pattern = self._neighbours(inputs, rows, cols)
+        probs = np.empty((len(rows), 4))
+        for p in np.unique(pattern):
+            sel = pattern == p
+            axes = tuple(i for i in range(2 * self.k) if p >> i & 1)
+            table = self.counts.sum(axis=axes, keepdims=True) + alpha
+            index = tuple(np.where(unknown[sel, i], 0, neighbours[sel, i]) for i in range(2 * self.k))
+            counts = table[index].reshape(-1, 4)
+            probs[sel] = counts / counts.sum(1, keepdims=True)
+        return probs
+
     def predict(self, inputs: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """inputs: base codes (B, L) as the model saw them (4 = unknown); rows, cols: the sites."""
         L = inputs.shape[1]
