@@ -178,7 +178,10 @@ SEEDS = (0, 1, 2)
 SAVE_EVERY = 64
 
 COLUMNS = ["experiment", "variant", "seed", "params", "tokens", "steps", "objective", "heldout_loss",
-           "heldout_accuracy", "heldout_positions", "d_model", "n_layer", "lr", "rc_aug", "train_s", "threads"]
+           "heldout_accuracy", "heldout_positions", "heldout_mask_loss", "heldout_mask_accuracy",
+           "heldout_mask_positions", "d_model", "n_layer", "lr", "rc_aug", "train_s", "threads"]
+BASELINE_COLUMNS = ["objective", "baseline", "context", "heldout_loss", "heldout_accuracy", "heldout_positions",
+                    "heldout_mask_loss", "heldout_mask_accuracy", "heldout_mask_positions"]
 CURVE_COLUMNS = ["experiment", "variant", "seed", "step", "tokens", "heldout_loss", "lr"]
 
 
@@ -192,33 +195,44 @@ def protocol_of(experiment: str) -> Protocol:
 
 
 class Chr20:
-    """hg19 chr20 as base codes (A 0, C 1, G 2, T 3, other 4), the training region and held-out set."""
+    """A chromosome as base codes (A 0, C 1, G 2, T 3, other 4) with its training region and held-out
+    windows: by default hg19 chr20 with the study's blocks (``Chr20.load``); tests pass a small one."""
 
-    def __init__(self, data_dir=None, log=print):
+    def __init__(self, codes: np.ndarray, block: int = BLOCK, heldout: tuple[int, int] = HELDOUT,
+                 edge_margin: int = EDGE_MARGIN):
+        self.codes, self.block, self.heldout, self.edge_margin = codes, block, heldout, edge_margin
+        self.n_before = np.concatenate([[0], np.cumsum(self.codes >= 4, dtype=np.int32)])  # N count before each position
+        held_block = heldout[0] // block
+        if is_train_block(held_block) or heldout[1] > (held_block + 1) * block:
+            raise ValueError(f"the held-out region {heldout} must lie in one val/test block")
+
+    @classmethod
+    def load(cls, data_dir=None, log=print) -> "Chr20":
+        """hg19 chr20 from ``benchmarks/data/prepare.py hg19_chr20`` (codes cached beside the FASTA)."""
         from benchmarks.data.prepare import prepare
         from grelu_caduceus.data import FastaGenome
 
         fasta = prepare(["hg19_chr20"], cache_dir=data_dir, log=log)["hg19_chr20"]["fasta"]
         cache = Path(fasta).with_suffix(".codes.npy")
         if cache.exists():
-            self.codes = np.load(cache)
-        else:
-            from benchmarks.long_range import encode
+            return cls(np.load(cache))
+        from benchmarks.long_range import encode
 
-            genome = FastaGenome(fasta)
-            self.codes = encode(genome.fetch(CHROM, 0, genome.sizes[CHROM]))
-            np.save(cache, self.codes)
-        self.n_before = np.concatenate([[0], np.cumsum(self.codes >= 4)])  # N count before each position
+        genome = FastaGenome(fasta)
+        codes = encode(genome.fetch(CHROM, 0, genome.sizes[CHROM]))
+        np.save(cache, codes)
+        return cls(codes)
 
     def train_intervals(self) -> list[tuple[int, int]]:
-        """[start, end) pieces of chr20 that pretraining windows may cover."""
-        size, pieces = len(self.codes), []
-        for block in range(math.ceil(size / BLOCK)):
-            if not is_train_block(block):
+        """[start, end) pieces that pretraining windows may cover: the train blocks, less
+        ``edge_margin`` bp beside every val/test block."""
+        size, block, margin, pieces = len(self.codes), self.block, self.edge_margin, []
+        for b in range(math.ceil(size / block)):
+            if not is_train_block(b):
                 continue
-            start = block * BLOCK + (EDGE_MARGIN if block > 0 and not is_train_block(block - 1) else 0)
-            end = min(size, (block + 1) * BLOCK) - (EDGE_MARGIN if not is_train_block(block + 1) else 0)
-            if pieces and pieces[-1][1] == block * BLOCK and start == block * BLOCK:
+            start = b * block + (margin if b > 0 and not is_train_block(b - 1) else 0)
+            end = min(size, (b + 1) * block) - (margin if not is_train_block(b + 1) else 0)
+            if pieces and pieces[-1][1] == b * block and start == b * block:
                 pieces[-1] = (pieces[-1][0], end)
             elif end > start:
                 pieces.append((start, end))
@@ -236,7 +250,7 @@ class Chr20:
 
     def heldout_windows(self, length: int) -> np.ndarray:
         """(n, length) codes: every non-overlapping window of the held-out block without N."""
-        starts = np.arange(HELDOUT[0], HELDOUT[1] - length + 1, length)
+        starts = np.arange(self.heldout[0], self.heldout[1] - length + 1, length)
         starts = starts[~self.has_n(starts, length)]
         return self.codes[starts[:, None] + np.arange(length)]
 
@@ -335,22 +349,30 @@ def optimizer_for(model: torch.nn.Module, arm: Arm, protocol: Protocol):
 
 
 @torch.no_grad()
-def heldout_loss(model, arm: Arm, inputs: torch.Tensor, labels: torch.Tensor, batch: int = 32) -> tuple[float, float, int]:
-    """(mean cross-entropy, accuracy, scored positions) over the given held-out inputs."""
+def heldout_scores(model, arm: Arm, inputs: torch.Tensor, labels: torch.Tensor, batch: int = 32) -> dict:
+    """Mean cross-entropy and accuracy over the scored held-out positions (``loss``, ``accuracy``,
+    ``positions``) and, for masked-LM inputs, over the [MASK]ed positions alone (``mask_loss``,
+    ``mask_accuracy``): there the model, like a k-mer context model, cannot see the base it predicts
+    (at the 10% of chosen positions left unchanged it can)."""
+    from grelu_caduceus.core.tokens import MASK_ID
     from grelu_caduceus.tasks.mlm import IGNORE
 
     model.eval()
-    total, correct, count = 0.0, 0, 0
+    sums = dict(loss=0.0, correct=0, count=0, mask_loss=0.0, mask_correct=0, mask_count=0)
     for i in range(0, len(inputs), batch):
         logits = logits_of(model, arm, inputs[i:i + batch])
-        y = labels[i:i + batch]
-        keep = y != IGNORE
-        lg = logits[keep]
-        total += F.cross_entropy(lg, y[keep], reduction="sum").item()
-        correct += (lg.argmax(-1) == y[keep]).sum().item()
-        count += int(keep.sum())
+        y, x = labels[i:i + batch], inputs[i:i + batch]
+        for prefix, keep in (("", y != IGNORE), ("mask_", (y != IGNORE) & (x == MASK_ID))):
+            lg, target = logits[keep], y[keep]
+            sums[prefix + "loss"] += F.cross_entropy(lg, target, reduction="sum").item()
+            sums[prefix + "correct"] += (lg.argmax(-1) == target).sum().item()
+            sums[prefix + "count"] += int(keep.sum())
     model.train()
-    return total / count, correct / count, count
+    out = dict(loss=sums["loss"] / sums["count"], accuracy=sums["correct"] / sums["count"], positions=sums["count"])
+    if sums["mask_count"]:
+        out.update(mask_loss=sums["mask_loss"] / sums["mask_count"],
+                   mask_accuracy=sums["mask_correct"] / sums["mask_count"], mask_positions=sums["mask_count"])
+    return out
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -392,7 +414,7 @@ def train_one(experiment: str, variant: str, seed: int, genome: Chr20, heldout: 
         for step in range(start, protocol.steps):
             if step % protocol.eval_every == 0 and not any(c["step"] == step for c in curve):
                 t0 = time.perf_counter()
-                loss, _, _ = heldout_loss(model, arm, curve_x, curve_y)
+                loss = heldout_scores(model, arm, curve_x, curve_y)["loss"]
                 curve.append(dict(step=step, tokens=step * protocol.batch_size * protocol.seq_len,
                                   heldout_loss=round(loss, 6), lr=sched.get_last_lr()[0]))
                 t_last += time.perf_counter() - t0  # evaluation is not training time
@@ -415,15 +437,19 @@ def train_one(experiment: str, variant: str, seed: int, genome: Chr20, heldout: 
                 t_last = time.perf_counter()
                 log(f"  {experiment}/{variant}/{seed}: step {step + 1}/{protocol.steps}, train loss {loss.item():.4f}, "
                     f"{train_s:.0f} s")
-        loss, acc, count = heldout_loss(model, arm, x_eval, y_eval)
-        curve.append(dict(step=protocol.steps, tokens=protocol.tokens, heldout_loss=round(loss, 6),
+        scores = heldout_scores(model, arm, x_eval, y_eval)
+        curve.append(dict(step=protocol.steps, tokens=protocol.tokens, heldout_loss=round(scores["loss"], 6),
                           lr=sched.get_last_lr()[0]))
         if experiment == "lm":
             torch.save(model.state_dict(), folder / "weights.pt")
         row = dict(experiment=experiment, variant=variant, seed=seed, params=sum(p.numel() for p in model.parameters()),
-                   tokens=protocol.tokens, steps=protocol.steps, objective=arm.objective, heldout_loss=round(loss, 6),
-                   heldout_accuracy=round(acc, 6), heldout_positions=count, d_model=arm.d_model, n_layer=arm.n_layer,
-                   lr=arm.lr, rc_aug=arm.rc_aug, train_s=round(train_s, 1), threads=torch.get_num_threads())
+                   tokens=protocol.tokens, steps=protocol.steps, objective=arm.objective,
+                   heldout_loss=round(scores["loss"], 6), heldout_accuracy=round(scores["accuracy"], 6),
+                   heldout_positions=scores["positions"],
+                   **{f"heldout_{k}": round(v, 6) if isinstance(v, float) else v
+                      for k, v in scores.items() if k.startswith("mask_")},
+                   d_model=arm.d_model, n_layer=arm.n_layer, lr=arm.lr, rc_aug=arm.rc_aug, train_s=round(train_s, 1),
+                   threads=torch.get_num_threads())
     curves = [dict(experiment=experiment, variant=variant, seed=seed, **c) for c in curve]
     return row, curves
 
@@ -436,9 +462,11 @@ MLM_KS = (1, 2, 3, 4, 5)
 NTP_ORDERS = (1, 2, 4, 6, 8, 10)
 
 
-def mlm_kmer_scores(train: np.ndarray, inputs: torch.Tensor, labels: torch.Tensor, k: int, alpha: float = 0.5):
-    """(cross-entropy, accuracy) of the k-bases-either-side context model on the masked-LM positions:
-    neighbours the model cannot read ([MASK], N) are summed out of the counts; add-alpha smoothing."""
+def mlm_kmer_scores(train: np.ndarray, inputs: torch.Tensor, labels: torch.Tensor, k: int, alpha: float = 0.5) -> dict:
+    """Scores of the k-bases-either-side context model on the masked-LM positions (as
+    :func:`heldout_scores`): neighbours the model cannot read ([MASK], N) are summed out of the
+    counts; add-alpha smoothing."""
+    from grelu_caduceus.core.tokens import MASK_ID
     from grelu_caduceus.demo.baselines import KmerContextModel, ids_to_bases
     from grelu_caduceus.tasks.mlm import IGNORE
 
@@ -446,8 +474,12 @@ def mlm_kmer_scores(train: np.ndarray, inputs: torch.Tensor, labels: torch.Tenso
     rows, cols = torch.nonzero(labels != IGNORE, as_tuple=True)
     target = ids_to_bases(labels[rows, cols])
     probs = model.predict_proba(ids_to_bases(inputs), rows.numpy(), cols.numpy(), alpha=alpha)
-    ce = -np.log(probs[np.arange(len(target)), target]).mean()
-    return float(ce), float((probs.argmax(1) == target).mean())
+    nll = -np.log(probs[np.arange(len(target)), target])
+    hit = probs.argmax(1) == target
+    masked = (inputs[rows, cols] == MASK_ID).numpy()
+    return dict(loss=float(nll.mean()), accuracy=float(hit.mean()), positions=len(target),
+                mask_loss=float(nll[masked].mean()), mask_accuracy=float(hit[masked].mean()),
+                mask_positions=int(masked.sum()))
 
 
 def ntp_markov_scores(train: np.ndarray, ids: torch.Tensor, order: int, alpha: float = 0.5):
@@ -472,7 +504,7 @@ def ntp_markov_scores(train: np.ndarray, ids: torch.Tensor, order: int, alpha: f
         target = bases[:, ts]
         losses[:, ts - 1] = -np.log(np.take_along_axis(p, target[..., None], -1)[..., 0])
         hits[:, ts - 1] = p.argmax(-1) == target
-    return float(losses.mean()), float(hits.mean())
+    return dict(loss=float(losses.mean()), accuracy=float(hits.mean()), positions=losses.size)
 
 
 def _markov_counts(train: np.ndarray, j: int) -> np.ndarray:
@@ -493,15 +525,15 @@ def baseline_rows(genome: Chr20, heldout_ids: torch.Tensor, heldout: dict, log=p
     rows = []
     x, y = heldout["mlm"]
     for k in MLM_KS:
-        ce, acc = mlm_kmer_scores(train, x, y, k)
+        scores = mlm_kmer_scores(train, x, y, k)
         rows.append(dict(objective="mlm", baseline=f"kmer_context_k{k}", context=f"{k} bases each side",
-                         heldout_loss=round(ce, 6), heldout_accuracy=round(acc, 6)))
-        log(f"  baseline mlm k={k}: loss {ce:.4f}, accuracy {acc:.4f}")
+                         **{f"heldout_{n}": round(v, 6) if isinstance(v, float) else v for n, v in scores.items()}))
+        log(f"  baseline mlm k={k}: loss {scores['loss']:.4f}, accuracy on [MASK] {scores['mask_accuracy']:.4f}")
     for order in NTP_ORDERS:
-        ce, acc = ntp_markov_scores(train, heldout_ids, order)
+        scores = ntp_markov_scores(train, heldout_ids, order)
         rows.append(dict(objective="ntp", baseline=f"markov_order{order}", context=f"{order} previous bases",
-                         heldout_loss=round(ce, 6), heldout_accuracy=round(acc, 6)))
-        log(f"  baseline ntp order {order}: loss {ce:.4f}, accuracy {acc:.4f}")
+                         **{f"heldout_{n}": round(v, 6) if isinstance(v, float) else v for n, v in scores.items()}))
+        log(f"  baseline ntp order {order}: loss {scores['loss']:.4f}, accuracy {scores['accuracy']:.4f}")
     return rows
 
 
@@ -543,8 +575,10 @@ def planned_runs(experiments=None, seeds=None) -> list[tuple[str, str, int]]:
 
 
 def run_pretraining(out_dir, experiments=None, seeds=None, only=None, threads: int | None = 2, data_dir=None,
-                    log=print) -> Path:
-    """Run the missing rows of the grid (or just ``only``) -> OUT/pretraining.csv."""
+                    log=print, genome: Chr20 | None = None) -> Path:
+    """Run the missing rows of the grid (or just ``only``) -> OUT/pretraining.csv.
+
+    genome: the chromosome to use (default ``Chr20.load(data_dir)``, hg19 chr20)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = [parse_only(only)] if only else planned_runs(experiments, seeds)
@@ -554,16 +588,16 @@ def run_pretraining(out_dir, experiments=None, seeds=None, only=None, threads: i
     log(f"pretraining: {len(runs) - len(todo)} of {len(runs)} runs done, {len(todo)} to go")
     if not todo and (out / "pretraining_baselines.csv").exists():
         return csv_path
-    genome = Chr20(data_dir, log=log)
+    genome = genome if genome is not None else Chr20.load(data_dir, log=log)
     ids = codes_to_ids(genome.heldout_windows(PROTOCOLS["ablation"].seq_len))
     heldout = {"mlm": heldout_masks(ids), "ntp": objective_inputs("ntp", ids)}
-    meta = dict(hardware_meta(), threads=threads, heldout=f"{CHROM}:{HELDOUT[0]}-{HELDOUT[1]}",
+    meta = dict(hardware_meta(), threads=threads, heldout=f"{CHROM}:{genome.heldout[0]}-{genome.heldout[1]}",
                 heldout_windows=len(ids), protocols={k: asdict(v) for k, v in PROTOCOLS.items()},
                 recipe_changes=list(RECIPE_CHANGES), edge_margin=EDGE_MARGIN)
     (out / "pretraining_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     if not (out / "pretraining_baselines.csv").exists() and not only:
         rows = baseline_rows(genome, ids, heldout, log=log)
-        _append(out / "pretraining_baselines.csv", list(rows[0]), rows)
+        _append(out / "pretraining_baselines.csv", BASELINE_COLUMNS, rows)
     t0 = time.perf_counter()
     for i, (e, v, s) in enumerate(todo):
         log(f"run {i + 1}/{len(todo)}: {e}/{v}/seed {s}")
@@ -577,4 +611,4 @@ def run_pretraining(out_dir, experiments=None, seeds=None, only=None, threads: i
 
 
 __all__ = ["EXPERIMENTS", "PROTOCOLS", "ABLATIONS", "Arm", "Chr20", "baseline_rows", "codes_to_ids", "heldout_masks",
-           "objective_inputs", "run_pretraining", "train_one"]
+           "heldout_scores", "objective_inputs", "run_pretraining", "train_one"]
