@@ -503,6 +503,153 @@ def models_block(frames: list[pd.DataFrame]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Pre-training study (pretraining.csv, pretraining_baselines.csv, pretraining_curves.csv)
+# ---------------------------------------------------------------------------------------------
+
+# Per ablation: (the variant the paper finds better, the variant it beats, the claim in words).
+PAPER_CLAIMS = {
+    "ntp": ("mamba", "hyenadna", "with next-token loss, Mamba reaches a lower held-out loss than HyenaDNA"),
+    "mlm_tying": ("tied", "untied", "with masked-LM loss, a BiMamba with tied in/out projections at depth 2k beats "
+                                    "an untied one at depth k"),
+    "mlm_rc": ("caduceus_ps", "bimamba", "with masked-LM loss, the RC-equivariant Caduceus-PS beats the same BiMamba "
+                                         "without equivariance (trained with RC augmentation)"),
+}
+LM_TITLES = {"caduceus_ps": "Caduceus-PS", "caduceus_ph": "Caduceus-Ph", "hyenadna": "HyenaDNA"}
+
+
+def claim_verdict(d: dict) -> str:
+    """Words for a paired difference (other − favoured: positive is the paper's direction)."""
+    if d["n"] < 2 or pd.isna(d["lo"]):
+        return "too few seeds to say"
+    if d["lo"] > 0:
+        return "**reproduces** (the interval is above 0)"
+    if d["hi"] < 0:
+        return "**reversed here** (the interval is below 0)"
+    if d["mean"] > 0:
+        return "not at this scale: the paper's direction, but the interval contains 0"
+    return "not at this scale: the interval contains 0 (mean against the paper's direction)"
+
+
+def claim_comparisons(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per ablation: paired held-out loss difference (other − favoured) by seed."""
+    rows = []
+    for experiment, (favoured, other, claim) in PAPER_CLAIMS.items():
+        g = df[df.experiment == experiment]
+        by = {v: gv.set_index("seed").heldout_loss for v, gv in g.groupby("variant")}
+        if favoured not in by or other not in by:
+            continue
+        d = paired_difference(by[other], by[favoured])
+        per_seed = (by[other] - by[favoured]).dropna()
+        rows.append(dict(experiment=experiment, favoured=favoured, other=other, claim=claim, **d,
+                         per_seed=", ".join(f"{x:+.4f}" for x in per_seed.to_numpy()),
+                         relative=d["mean"] / by[other].mean()))
+    return pd.DataFrame(rows)
+
+
+def _best_baseline(baselines: pd.DataFrame | None, objective: str, column: str, lower_is_better: bool):
+    if baselines is None:
+        return None
+    b = baselines[baselines.objective == objective].dropna(subset=[column])
+    if b.empty:
+        return None
+    return b.loc[b[column].idxmin() if lower_is_better else b[column].idxmax()]
+
+
+def pretraining_block(df: pd.DataFrame, baselines: pd.DataFrame | None, meta: dict | None,
+                      png_names: tuple[str, ...] = ()) -> str:
+    ablations = df[df.experiment.isin(list(PAPER_CLAIMS))]
+    parts = []
+    if meta:
+        protocols = meta.get("protocols", {})
+        ab = protocols.get("ablation", {})
+        parts.append(
+            f"Data: hg19 chr20, training windows from the downstream tasks' train blocks only (block % 5 in 0, 1, 2, "
+            f"{meta.get('edge_margin', 0):,} bp kept clear of every val/test block); held-out loss on every "
+            f"non-overlapping window of {meta.get('heldout')} ({meta.get('heldout_windows')} windows, one fixed set of "
+            f"masks). {hardware_text(meta)} Ablation runs: {ab.get('batch_size')} x {ab.get('seq_len')} bp per step, "
+            f"{ab.get('steps')} steps ({ab.get('batch_size', 0) * ab.get('seq_len', 0) * ab.get('steps', 0):,} tokens). "
+            "Changes to the paper's recipe: " + "; ".join(meta.get("recipe_changes", [])) + ".")
+    if len(ablations):
+        rows = []
+        for (experiment, variant), g in ablations.groupby(["experiment", "variant"], sort=False):
+            objective = g.objective.iloc[0]
+            best = _best_baseline(baselines, objective, "heldout_loss", True)
+            rows.append([experiment, variant, f"{int(g.params.iloc[0]):,}", f"{int(g.tokens.iloc[0]) / 1e6:.2f}M",
+                         objective, str(len(g)), f"{g.heldout_loss.mean():.4f} ({g.heldout_loss.min():.4f}–"
+                         f"{g.heldout_loss.max():.4f})",
+                         "–" if best is None else f"{best.heldout_loss:.4f} ({best.baseline})"])
+        parts.append("Held-out loss (cross-entropy, nats; masked-LM loss over all chosen positions, as trained; "
+                     "mean over seeds, min–max), with the best k-mer context model of the same objective on the same "
+                     "positions:\n\n" + markdown_table(
+                         ["experiment", "variant", "params", "tokens", "objective", "seeds", "held-out loss",
+                          "best k-mer baseline"], rows))
+        comp = claim_comparisons(ablations)
+        if len(comp):
+            crows = [[r.experiment, f"{r.other} − {r.favoured}", f"{r['mean']:+.4f}",
+                      "–" if pd.isna(r.lo) else f"[{r.lo:+.4f}, {r.hi:+.4f}]", r.per_seed, f"{100 * r.relative:+.2f}%",
+                      claim_verdict(r)] for _, r in comp.iterrows()]
+            parts.append("**The paper's claims, tested here.** Paired by seed (same initialisation seed, same "
+                         "windows and masks), held-out loss of the variant the paper finds worse minus the one it "
+                         "finds better, with its 95% t-interval: positive is the paper's direction.\n\n"
+                         + markdown_table(["claim", "difference", "mean", "95% CI", "by seed", "relative", "here"], crows)
+                         + "\n\n" + "\n".join(f"- `{r.experiment}`: {r.claim}: {claim_verdict(r)}."
+                                                for _, r in comp.iterrows()))
+    lm = df[df.experiment == "lm"]
+    if len(lm):
+        rows = []
+        for _, r in lm.iterrows():
+            mlm = r.objective == "mlm"
+            column = "heldout_mask_accuracy" if mlm else "heldout_accuracy"
+            best = _best_baseline(baselines, r.objective, column, False)
+            acc = r[column]
+            rows.append([LM_TITLES.get(r.variant, r.variant), r.objective, f"{int(r.params):,}",
+                         f"{int(r.tokens) / 1e6:.1f}M", f"{r.train_s / 60:.0f} min", f"{r.heldout_loss:.4f}",
+                         f"{acc:.4f}" + (" ([MASK] sites)" if mlm else " (next base)"),
+                         "–" if best is None else f"{best[column]:.4f} ({best.baseline})",
+                         "–" if best is None else f"{acc - best[column]:+.4f}"])
+        parts.append("**Pretrained language models** (the downstream study's starting points; the Caduceus-PS one is "
+                     "shipped in the package): held-out accuracy against the best k-mer model of the same objective "
+                     "on the same positions (masked LM: the [MASK]ed sites only, where neither the model nor the "
+                     "k-mer model sees the base).\n\n" + markdown_table(
+                         ["model", "objective", "params", "tokens", "training", "held-out loss", "accuracy",
+                          "best k-mer", "difference"], rows))
+    if png_names:
+        parts.append(" ".join(f"![{name}](results/{name})" for name in png_names))
+    return "\n\n".join(parts)
+
+
+def plot_pretraining_curves(curves: pd.DataFrame, baselines: pd.DataFrame | None, path: Path) -> None:
+    """Held-out loss against tokens: one panel per experiment, one line per (variant, seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    experiments = list(dict.fromkeys(curves.experiment))
+    fig, axes = plt.subplots(1, len(experiments), figsize=(4.2 * len(experiments), 3.2), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, experiment in zip(axes[0], experiments):
+        sub = curves[(curves.experiment == experiment) & (curves.step > 0)]
+        for k, variant in enumerate(dict.fromkeys(sub.variant)):
+            for i, (_, g) in enumerate(sub[sub.variant == variant].groupby("seed")):
+                g = g.sort_values("tokens")
+                ax.plot(g.tokens / 1e6, g.heldout_loss, "-", lw=1, alpha=0.8, color=colors[k % len(colors)],
+                        label=variant if i == 0 else None)
+        objective = "ntp" if experiment == "ntp" else "mlm"
+        best = _best_baseline(baselines, objective, "heldout_loss", True) if experiment != "lm" else None
+        if best is not None:
+            ax.axhline(best.heldout_loss, color="k", lw=0.8, ls=":", label=best.baseline)
+        ax.set_title(experiment, fontsize=9)
+        ax.set_xlabel("training tokens (M)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("held-out loss (curve subset)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
 # README update
 # ---------------------------------------------------------------------------------------------
 
@@ -550,6 +697,18 @@ def build(results: Path, readme: Path, log=print) -> dict[str, str]:
     blocks["suites"] = (suites_block(pd.read_csv(suites_path)) if suites_path.exists() else
                         "No results yet (`benchmarks/run.py glrb --task T --data DIR --model M`, "
                         "`benchmarks/run.py dnalongbench ...`).")
+    if (results / "pretraining.csv").exists():
+        pretraining = pd.read_csv(results / "pretraining.csv")
+        base_path, curve_path, meta_path = (results / f"pretraining_{n}" for n in ("baselines.csv", "curves.csv", "meta.json"))
+        baselines = pd.read_csv(base_path) if base_path.exists() else None
+        pngs = ()
+        if curve_path.exists():
+            plot_pretraining_curves(pd.read_csv(curve_path), baselines, results / "pretraining_curves.png")
+            pngs = ("pretraining_curves.png",)
+        blocks["pretraining"] = pretraining_block(pretraining, baselines,
+                                                  json.loads(meta_path.read_text()) if meta_path.exists() else None, pngs)
+    else:
+        blocks["pretraining"] = "No results yet (`benchmarks/run.py pretraining`)."
     gpu = gpu_block(results / "gpu")
     blocks["gpu"] = gpu or "No GPU results committed yet (`benchmarks/run.py gpu --out benchmarks/results/gpu`)."
     if readme is not None and Path(readme).exists():

@@ -209,3 +209,31 @@ def test_only_is_checked():
     with pytest.raises(ValueError, match="EXPERIMENT/VARIANT/SEED"):
         P.parse_only("mlm_rc/ps/0")
     assert P.parse_only("ntp/mamba/2") == ("ntp", "mamba", 2)
+
+
+def test_report_says_per_claim_whether_the_paper_reproduces():
+    """The claims table pairs by seed, signs the difference in the paper's direction and words it."""
+    from scipy import stats
+
+    from benchmarks.report import claim_comparisons, claim_verdict, pretraining_block
+
+    rows = []
+    for seed, (hyena, mamba, tied, untied, ps, bi) in enumerate([(1.30, 1.20, 1.10, 1.12, 1.05, 1.040),
+                                                                (1.31, 1.22, 1.11, 1.10, 1.06, 1.048),
+                                                                (1.29, 1.21, 1.09, 1.12, 1.05, 1.039)]):
+        for experiment, variant, loss, objective in [("ntp", "hyenadna", hyena, "ntp"), ("ntp", "mamba", mamba, "ntp"),
+                                                     ("mlm_tying", "tied", tied, "mlm"), ("mlm_tying", "untied", untied, "mlm"),
+                                                     ("mlm_rc", "caduceus_ps", ps, "mlm"), ("mlm_rc", "bimamba", bi, "mlm")]:
+            rows.append(dict(experiment=experiment, variant=variant, seed=seed, params=1000, tokens=5_242_880,
+                             objective=objective, heldout_loss=loss))
+    df = pd.DataFrame(rows)
+    comp = claim_comparisons(df).set_index("experiment")
+    d = np.array([1.30 - 1.20, 1.31 - 1.22, 1.29 - 1.21])
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert comp.loc["ntp", "mean"] == pytest.approx(d.mean())
+    assert comp.loc["ntp", "lo"] == pytest.approx(d.mean() - half)
+    assert "reproduces" in claim_verdict(comp.loc["ntp"])
+    assert "not at this scale" in claim_verdict(comp.loc["mlm_tying"])  # +0.02, -0.01, +0.03
+    assert "reversed" in claim_verdict(comp.loc["mlm_rc"])  # -0.010, -0.012, -0.011: interval below 0
+    text = pretraining_block(df, None, None)
+    assert "hyenadna − mamba" in text and "untied − tied" in text and "bimamba − caduceus_ps" in text
