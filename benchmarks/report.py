@@ -618,6 +618,26 @@ def pretraining_block(df: pd.DataFrame, baselines: pd.DataFrame | None, meta: di
     return "\n\n".join(parts)
 
 
+def pretraining_findings(df: pd.DataFrame, baselines: pd.DataFrame | None) -> str:
+    """A few sentences for the project README: per claim the verdict, and the pretrained LMs against k-mers."""
+    lines = []
+    comp = claim_comparisons(df[df.experiment.isin(list(PAPER_CLAIMS))])
+    for _, r in comp.iterrows():
+        ci = "" if pd.isna(r.lo) else f", 95% CI [{r.lo:+.4f}, {r.hi:+.4f}]"
+        lines.append(f"- `{r.experiment}` ({r.claim}): held-out loss {r.other} − {r.favoured} = {r['mean']:+.4f} nats"
+                     f"{ci} over {r.n} seeds: {claim_verdict(r)}.")
+    for _, r in df[df.experiment == "lm"].iterrows():
+        mlm = r.objective == "mlm"
+        column = "heldout_mask_accuracy" if mlm else "heldout_accuracy"
+        best = _best_baseline(baselines, r.objective, column, False)
+        if best is not None:
+            lines.append(f"- {LM_TITLES.get(r.variant, r.variant)} ({r.objective}, {int(r.params):,} parameters, "
+                         f"{int(r.tokens) / 1e6:.1f}M tokens): held-out {'masked' if mlm else 'next-base'} accuracy "
+                         f"{r[column]:.4f} against {best[column]:.4f} for the best k-mer model ({best.baseline}), "
+                         f"{r[column] - best[column]:+.4f}.")
+    return "\n".join(lines) if lines else "No results yet (`benchmarks/run.py pretraining`)."
+
+
 def plot_pretraining_curves(curves: pd.DataFrame, baselines: pd.DataFrame | None, path: Path) -> None:
     """Held-out loss against tokens: one panel per experiment, one line per (variant, seed)."""
     import matplotlib
@@ -663,8 +683,9 @@ def replace_block(text: str, name: str, content: str) -> str:
     return pattern.sub(lambda m: m.group(1) + "\n" + content.strip() + "\n" + m.group(2), text)
 
 
-def build(results: Path, readme: Path, log=print) -> dict[str, str]:
-    """Write the plots into ``results`` and the tables into ``readme``; returns the generated blocks."""
+def build(results: Path, readme: Path, log=print, project_readme: Path | None = None) -> dict[str, str]:
+    """Write the plots into ``results`` and the tables into ``readme`` (and the ``*_findings`` blocks into
+    ``project_readme``, the repository's README, where it has their markers); returns the generated blocks."""
     results = Path(results)
     scaling = pd.read_csv(results / "scaling.csv") if (results / "scaling.csv").exists() else None
     long_range = pd.read_csv(results / "long_range.csv") if (results / "long_range.csv").exists() else None
@@ -707,6 +728,7 @@ def build(results: Path, readme: Path, log=print) -> dict[str, str]:
             pngs = ("pretraining_curves.png",)
         blocks["pretraining"] = pretraining_block(pretraining, baselines,
                                                   json.loads(meta_path.read_text()) if meta_path.exists() else None, pngs)
+        blocks["pretraining_findings"] = pretraining_findings(pretraining, baselines)
     else:
         blocks["pretraining"] = "No results yet (`benchmarks/run.py pretraining`)."
     gpu = gpu_block(results / "gpu")
@@ -716,10 +738,18 @@ def build(results: Path, readme: Path, log=print) -> dict[str, str]:
         for name, content in blocks.items():
             if f"<!-- BEGIN {name} -->" in text:
                 text = replace_block(text, name, content)
-            else:
+            elif not name.endswith("_findings"):  # the findings blocks belong to the project README
                 log(f"note: {readme} has no {name} markers; block not written")
         Path(readme).write_text(text)
         log(f"updated {readme}")
+    if project_readme is not None and Path(project_readme).exists():
+        text = original = Path(project_readme).read_text()
+        for name, content in blocks.items():
+            if f"<!-- BEGIN {name} -->" in text:
+                text = replace_block(text, name, content)
+        if text != original:
+            Path(project_readme).write_text(text)
+            log(f"updated {project_readme}")
     return blocks
 
 
@@ -729,7 +759,7 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", type=Path, default=README, help="README whose marked blocks are rewritten")
     args = parser.parse_args(argv)
     try:
-        build(args.results, args.readme)
+        build(args.results, args.readme, project_readme=REPO / "README.md" if args.readme == README else None)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
