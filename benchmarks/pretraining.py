@@ -558,6 +558,26 @@ def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def _finished_twin(csv_path: Path, experiment: str, variant: str, seed: int) -> tuple[str, str] | None:
+    """A finished (experiment, variant) with the same Arm and Protocol as this one, at this seed.
+    (mlm_tying/tied and mlm_rc/bimamba are one model: it is trained once.)"""
+    arm, protocol = EXPERIMENTS[experiment][variant], protocol_of(experiment)
+    for r in _read(csv_path):
+        e, v = r["experiment"], r["variant"]
+        if int(r["seed"]) == seed and (e, v) != (experiment, variant) and e in EXPERIMENTS and \
+                EXPERIMENTS[e].get(v) == arm and protocol_of(e) == protocol:
+            return e, v
+    return None
+
+
+def _copy_run(csv_path: Path, curve_path: Path, twin: tuple[str, str], name: tuple[str, str], seed: int):
+    rename = dict(experiment=name[0], variant=name[1])
+    row = next(r for r in _read(csv_path) if (r["experiment"], r["variant"], int(r["seed"])) == (*twin, seed))
+    curve = [r for r in _read(curve_path) if (r["experiment"], r["variant"], int(r["seed"])) == (*twin, seed)]
+    return {**row, **rename, "heldout_loss": float(row["heldout_loss"]), "heldout_accuracy": float(row["heldout_accuracy"])}, \
+        [{**c, **rename} for c in curve]
+
+
 def parse_only(only: str) -> tuple[str, str, int]:
     parts = only.split("/")
     if len(parts) != 3 or parts[0] not in EXPERIMENTS or parts[1] not in EXPERIMENTS[parts[0]] or not parts[2].isdigit():
@@ -601,7 +621,12 @@ def run_pretraining(out_dir, experiments=None, seeds=None, only=None, threads: i
     t0 = time.perf_counter()
     for i, (e, v, s) in enumerate(todo):
         log(f"run {i + 1}/{len(todo)}: {e}/{v}/seed {s}")
-        row, curve = train_one(e, v, s, genome, heldout, out, threads=threads, log=log)
+        twin = _finished_twin(csv_path, e, v, s)
+        if twin is not None:  # the same model, recipe and seed already ran under another name
+            log(f"  the same run as {twin[0]}/{twin[1]}/seed {s}: its row is copied")
+            row, curve = _copy_run(csv_path, curve_path, twin, (e, v), s)
+        else:
+            row, curve = train_one(e, v, s, genome, heldout, out, threads=threads, log=log)
         _append(csv_path, COLUMNS, [row])
         _append(curve_path, CURVE_COLUMNS, curve)
         elapsed = time.perf_counter() - t0

@@ -237,3 +237,20 @@ def test_report_says_per_claim_whether_the_paper_reproduces():
     assert "reversed" in claim_verdict(comp.loc["mlm_rc"])  # -0.010, -0.012, -0.011: interval below 0
     text = pretraining_block(df, None, None)
     assert "hyenadna − mamba" in text and "untied − tied" in text and "bimamba − caduceus_ps" in text
+
+
+def test_the_same_model_under_two_names_is_trained_once(small_genome, tiny_protocols, tmp_path):
+    """mlm_tying/tied and mlm_rc/bimamba are the same Arm: the second row is the first one renamed,
+    and equals what training it alone gives."""
+    assert P.EXPERIMENTS["mlm_tying"]["tied"] == P.EXPERIMENTS["mlm_rc"]["bimamba"]
+    out = tmp_path / "twins"
+    P.run_pretraining(out, only="mlm_tying/tied/0", genome=small_genome, log=lambda *_: None)
+    log = []
+    P.run_pretraining(out, only="mlm_rc/bimamba/0", genome=small_genome, log=log.append)
+    assert any("its row is copied" in line for line in log)
+    alone = P.run_pretraining(tmp_path / "alone", only="mlm_rc/bimamba/0", genome=small_genome, log=lambda *_: None)
+    rows = pd.read_csv(out / "pretraining.csv")
+    copied = rows[rows.experiment == "mlm_rc"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(copied.drop(columns="train_s"), _rows(alone))
+    curves = pd.read_csv(out / "pretraining_curves.csv")
+    assert len(curves[curves.experiment == "mlm_rc"]) == len(curves[curves.experiment == "mlm_tying"])
