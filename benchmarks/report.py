@@ -568,7 +568,8 @@ def pretraining_block(df: pd.DataFrame, baselines: pd.DataFrame | None, meta: di
             f"non-overlapping window of {meta.get('heldout')} ({meta.get('heldout_windows')} windows, one fixed set of "
             f"masks). {hardware_text(meta)} Ablation runs: {ab.get('batch_size')} x {ab.get('seq_len')} bp per step, "
             f"{ab.get('steps')} steps ({ab.get('batch_size', 0) * ab.get('seq_len', 0) * ab.get('steps', 0):,} tokens). "
-            "Changes to the paper's recipe: " + "; ".join(meta.get("recipe_changes", [])) + ".")
+            "Changes to the paper's recipe: " + "; ".join(meta.get("recipe_changes", [])) + ". Why these token "
+            "counts: " + "; ".join(f"{k}: {v}" for k, v in meta.get("why_these_tokens", {}).items()) + ".")
     if len(ablations):
         rows = []
         for (experiment, variant), g in ablations.groupby(["experiment", "variant"], sort=False):
