@@ -78,7 +78,7 @@ BUDGET = replace(lr.FULL, contexts=[256], train_seconds=None, max_steps=lr.FULL.
 QUICK = replace(BUDGET, contexts=[96], steps=2, max_steps=2, warmup_steps=1, n_train=16, n_test=16, seeds=[0])
 
 # For the ETA before any run has finished (then rescaled by what the finished runs took): seconds on
-# 2 Intel Xeon cores at 256 bp, measured on stand-in LMs while another 2-thread job shared the cores
+# 2 AMD EPYC cores at 256 bp, measured on stand-in LMs while another 2-thread job shared the cores
 # (so about 2x pessimistic): per training step of batch 8, per example embedded without gradients
 # (the trained runs' test set; the probe's train + test sets), taken to grow linearly with the
 # context; PROBE_FIT_S: fit_probe's cross-validated fit; RUN_OVERHEAD_S: loading, sampling.
