@@ -121,7 +121,8 @@ class Budget:
             sides that is a multiple of 32 bp (Enformer's pooling).
         readout_len: central bp the prediction is read from.
         steps: the equal-steps budget (optimiser steps of ``batch_size``).
-        train_seconds: the equal-wall-time budget (seconds of training, evaluation excluded).
+        train_seconds: the equal-wall-time budget (seconds of training, evaluation excluded); None:
+            steps only.
         max_steps: no run takes more steps than this (bounds fast models under the time budget).
         curve_points: evaluations at steps k*steps/curve_points and at k*train_seconds/curve_points
             (k = 1..curve_points): the learning curves.
@@ -543,7 +544,8 @@ def train_run(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tens
     equal-time point; checked before each step, so it lands within half a step of the budget).
     Evaluation time is not training time. Batches are shuffled passes over the training set
     (order from ``seed``); the model's output (N, 1, 1) is a logit; loss: binary cross-entropy.
-    ``lr``: the learning rate (default ``budget.lr``).
+    ``lr``: the learning rate (default ``budget.lr``). ``budget.train_seconds = None``: no time budget
+    (no equal-time point; the run stops at step ``budget.steps``).
     """
     metric = metric or auroc
     generator = torch.Generator().manual_seed(seed)
@@ -554,7 +556,7 @@ def train_run(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tens
     loss_fn = torch.nn.BCEWithLogitsLoss()
     k = max(1, budget.curve_points)
     step_marks = {max(1, round(budget.steps * i / k)) for i in range(1, k + 1)}
-    time_marks = [budget.train_seconds * i / k for i in range(1, k + 1)]
+    time_marks = [] if budget.train_seconds is None else [budget.train_seconds * i / k for i in range(1, k + 1)]
     points, curve = {}, []
     trained, step, last_step_s = 0.0, 0, 0.0
     wall_start = clock()
@@ -575,7 +577,7 @@ def train_run(model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tens
             value = evaluate()
             if not time_marks:
                 points["equal_time"] = (step, trained, value)
-        if "equal_time" in points and step >= budget.steps:
+        if ("equal_time" in points or budget.train_seconds is None) and step >= budget.steps:
             break
         start = clock()
         if len(order) < budget.batch_size:

@@ -9,6 +9,8 @@
     .venv/bin/python benchmarks/run.py gpu [ARGS ...]        # benchmarks/gpu_suite.py:main(ARGS)
     .venv/bin/python benchmarks/run.py pretraining [--experiments ntp mlm_tying mlm_rc lm] [--seeds 0 1 2]
                                                    [--only EXPERIMENT/VARIANT/SEED] [--out DIR]
+    .venv/bin/python benchmarks/run.py downstream [--models ...] [--inits ...] [--tasks ...] [--seeds ...] [--quick]
+                                                  [--export-only] [--out DIR]
     .venv/bin/python benchmarks/run.py report [--results DIR]  # README tables + plots from the CSVs
 
 Suites:
@@ -28,6 +30,9 @@ Suites:
               pretrained LMs of the downstream study (lm), on hg19 chr20 -> OUT/pretraining.csv
               (+ pretraining_curves.csv, pretraining_baselines.csv, pretraining_meta.json);
               resumable (benchmarks/pretraining.py)
+  downstream  the pretrained LMs against the same architectures from scratch (trained, fine-tuned, linear
+              probe) on the real long-range tasks -> OUT/downstream.csv (+ downstream_meta.json,
+              downstream.png); resumable (benchmarks/downstream.py)
   report      regenerate benchmarks/README.md tables and the PNG plots from benchmarks/results/
 
 OUT defaults to benchmarks/results/.
@@ -131,6 +136,19 @@ def cmd_pretraining(args) -> int:
     return 0
 
 
+def cmd_downstream(args) -> int:
+    from benchmarks.downstream import downstream_tables, export_pretrained_lms, plot_downstream, run_downstream
+
+    if args.export_only:
+        export_pretrained_lms(args.out, models=args.models, log=log)
+        return 0
+    path = run_downstream(args.out, quick=args.quick, tasks=args.tasks, models=args.models, inits=args.inits,
+                          seeds=args.seeds, threads=args.threads, data_dir=args.data_dir, lms_dir=args.lms, log=log)
+    log(f"wrote {path} and {plot_downstream(args.out)}")
+    print(downstream_tables(args.out))
+    return 0
+
+
 def cmd_report(args) -> int:
     from benchmarks.report import main as report_main
 
@@ -206,6 +224,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=2,
                    help="torch CPU threads (default 2; rows are identical only at the same count)")
     s.set_defaults(func=cmd_pretraining)
+
+    s = sub.add_parser("downstream", help="pretrained LMs vs from scratch on the real long-range tasks")
+    s.add_argument("--models", nargs="+", help="subset of: caduceus_ps caduceus_ph hyenadna")
+    s.add_argument("--inits", nargs="+", help="subset of: scratch finetune probe")
+    s.add_argument("--tasks", nargs="+", help="subset of: atac_gm12878 ctcf_hg19 rnaseq_dm3")
+    s.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0 1 2)")
+    s.add_argument("--quick", action="store_true", help="smoke test: bundled windows at 96 bp, 2 steps, 1 seed")
+    s.add_argument("--export-only", action="store_true",
+                   help="only write OUT/pretrained_lms/ from OUT/pretraining_runs/lm/*/0/weights.pt")
+    s.add_argument("--out", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
+    s.add_argument("--lms", type=Path, default=None,
+                   help="folder holding pretrained_lms/ and pretraining_runs/ (default: OUT)")
+    s.add_argument("--data-dir", type=Path, default=None,
+                   help="cache folder of benchmarks/data/prepare.py (default data_cache/ or $GRELU_CADUCEUS_DATA)")
+    s.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    s.set_defaults(func=cmd_downstream)
 
     s = sub.add_parser("report", help="README tables and plots from the CSVs")
     s.add_argument("--results", type=Path, default=RESULTS)

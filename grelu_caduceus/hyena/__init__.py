@@ -16,7 +16,7 @@ from grelu_caduceus.hyena.filter import (
 from grelu_caduceus.hyena.model import HyenaBlock, HyenaDNABackbone
 from grelu_caduceus.hyena.operator import HyenaOperator
 from grelu_caduceus.hyena.presets import HYENADNA_PRESETS, hyenadna_config, preset_sizes
-from grelu_caduceus.hyena.pretrained import PretrainedHyenaDNA, load_pretrained
+from grelu_caduceus.hyena.pretrained import PretrainedHyenaDNA, load_pretrained, save_pretrained
 
 __all__ = [
     "HyenaDNAConfig",
@@ -33,4 +33,5 @@ __all__ = [
     "preset_sizes",
     "PretrainedHyenaDNA",
     "load_pretrained",
+    "save_pretrained",
 ]

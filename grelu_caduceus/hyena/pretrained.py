@@ -16,6 +16,11 @@ Both give a :class:`PretrainedHyenaDNA` whose ``backbone(input_ids)`` returns th
 hidden states (B, L, d_model), as the original implementation does: the implicit filters are those of
 the config's ``l_max`` cut to the input length, and the positional features ``z``, ``t`` and the
 decay rates come from the checkpoint.
+
+:func:`save_pretrained` writes one of our backbones in the transformers-port layout. A backbone
+trained here need not have the released architecture options (shared sine, stored positions, decay
+shift 0.05); those it differs in are written to config.json under the names of our config
+(``EXTRA_OPTIONS``), which the port's config does not have, and read back from there.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from .config import HyenaDNAConfig
 from .model import HyenaDNABackbone
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "weights.ckpt")
+# HyenaDNAConfig options the transformers port's config.json has no key for (the port implies the
+# released values, HyenaDNAConfig.released); save_pretrained writes them under these names.
+EXTRA_OPTIONS = ("modulate", "modulation_shift", "stored_positions", "train_positions", "shared_sine")
+PORT_PREFIX = "hyena.backbone."
 
 
 class PretrainedHyenaDNA(nn.Module):
@@ -92,6 +101,7 @@ def config_from_released(cfg: dict) -> HyenaDNAConfig:
                 hyena_dropout=float(cfg.get("hyena_dropout", 0.0)),
                 filter_dropout=float(cfg.get("hyena_filter_dropout", 0.0)),
             )
+            sizes |= {k: type(getattr(HyenaDNAConfig, k))(cfg[k]) for k in EXTRA_OPTIONS if k in cfg}
         d_model = int(cfg["d_model"])
         return HyenaDNAConfig.released(
             d_model=d_model,
@@ -118,6 +128,19 @@ _RENAMES = [
     (r"^(layers\.\d+\.mixer)\.filter_fn\.pos_emb\.", r"\1.long_filter.positions."),
     (r"^(layers\.\d+\.mixer)\.filter_fn\.implicit_filter\.", r"\1.long_filter.mlp."),
     (r"^(layers\.\d+\.mixer)\.filter_fn\.modulation\.deltas$", r"\1.long_filter.modulation.decay_rates"),
+]
+
+
+# ours -> the released name (after ``backbone.``): _RENAMES backwards (save_pretrained)
+_RENAMES_BACK = [
+    (r"^embeddings\.weight$", "embeddings.word_embeddings.weight"),
+    (r"^norm_f\.", "ln_f."),
+    (r"^(layers\.\d+)\.mlp\.0\.", r"\1.mlp.fc1."),
+    (r"^(layers\.\d+)\.mlp\.2\.", r"\1.mlp.fc2."),
+    (r"^(layers\.\d+\.mixer)\.long_filter\.bias$", r"\1.filter_fn.bias"),
+    (r"^(layers\.\d+\.mixer)\.long_filter\.positions\.", r"\1.filter_fn.pos_emb."),
+    (r"^(layers\.\d+\.mixer)\.long_filter\.mlp\.", r"\1.filter_fn.implicit_filter."),
+    (r"^(layers\.\d+\.mixer)\.long_filter\.modulation\.decay_rates$", r"\1.filter_fn.modulation.deltas"),
 ]
 
 
@@ -194,5 +217,62 @@ def load_pretrained(path_or_name, revision=None, cache_dir=None, local_files_onl
     return model.to(device=device, dtype=dtype).eval() if dtype else model.to(device=device).eval()
 
 
-__all__ = ["PretrainedHyenaDNA", "config_from_released", "convert_state_dict", "load_pretrained",
-           "read_released_state"]
+def port_config(config: HyenaDNAConfig) -> dict:
+    """The transformers-port config.json of ``config`` (+ ``EXTRA_OPTIONS``); config_from_released inverts it."""
+    return {
+        "model_type": "hyenadna",
+        "d_model": config.d_model,
+        "n_layer": config.n_layer,
+        "d_inner": config.d_inner,
+        "vocab_size": config.vocab_size,
+        "pad_vocab_size_multiple": 1,  # vocab_size is already the padded table size
+        "max_seq_len": config.l_max,
+        "emb_dim": config.emb_dim,
+        "filter_order": config.filter_order,
+        "short_filter_order": config.short_filter_order,
+        "hyena_order": config.order,
+        "num_inner_mlps": config.num_inner_mlps,
+        "activation_freq": config.sin_freq,
+        "train_freq": True,
+        "embed_dropout": config.embed_dropout,
+        "resid_dropout": config.resid_dropout,
+        "hyena_dropout": config.hyena_dropout,
+        "hyena_filter_dropout": config.filter_dropout,
+        "layer_norm_epsilon": config.layer_norm_eps,
+        "residual_in_fp32": config.residual_in_fp32,
+        "initializer_range": config.initializer_range,
+        "tie_word_embeddings": True,
+        **{k: getattr(config, k) for k in EXTRA_OPTIONS},
+    }
+
+
+def save_pretrained(backbone: HyenaDNABackbone, folder) -> Path:
+    """Write ``backbone`` as a transformers-port folder (config.json + model.safetensors) that
+    :func:`load_pretrained` reads back to the same hidden states.
+
+    Tensors go under ``hyena.backbone.`` with the released names; an LM head (tied to the
+    embedding, as in the port) is written as ``lm_head.weight`` and is not part of what is loaded.
+    Every tensor is stored under each of its names (safetensors keeps no shared storage).
+    """
+    from safetensors.torch import save_file
+
+    if not isinstance(backbone, HyenaDNABackbone):
+        raise TypeError(f"save_pretrained wants a HyenaDNABackbone, got {type(backbone).__name__}.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, value in backbone.state_dict().items():
+        value = value.detach().cpu().contiguous().clone()
+        if name == "lm_head.weight":
+            tensors[name] = value
+            continue
+        for pattern, repl in _RENAMES_BACK:
+            name = re.sub(pattern, repl, name)
+        tensors[PORT_PREFIX + name] = value
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(port_config(backbone.config), indent=2) + "\n")
+    return folder
+
+
+__all__ = ["EXTRA_OPTIONS", "PretrainedHyenaDNA", "config_from_released", "convert_state_dict", "load_pretrained",
+           "port_config", "read_released_state", "save_pretrained"]
