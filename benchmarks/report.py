@@ -639,6 +639,31 @@ def pretraining_findings(df: pd.DataFrame, baselines: pd.DataFrame | None) -> st
     return "\n".join(lines) if lines else "No results yet (`benchmarks/run.py pretraining`)."
 
 
+def downstream_findings(df: pd.DataFrame) -> str:
+    """For the project README: per model, how often pretraining (fine-tuned or probed) beats training from
+    scratch, significantly, over the tasks, and the mean AUROC of each init against the 4-mer reference."""
+    from benchmarks.downstream import REFERENCE, paired_frame
+
+    pairs = paired_frame(df)
+    lines = []
+    for model in [m for m in dict.fromkeys(df.model) if m != REFERENCE[0]]:
+        parts = []
+        for comparison in ("finetune − scratch", "probe − scratch"):
+            g = pairs[(pairs.model == model) & (pairs.comparison == comparison)]
+            if len(g):
+                wins = int(((g.lo > 0) & g.significant).sum())
+                losses = int(((g.hi < 0) & g.significant).sum())
+                parts.append(f"{comparison} {g['mean'].mean():+.3f} AUROC on average over {len(g)} tasks "
+                             f"(significantly ahead on {wins}, behind on {losses})")
+        means = df[df.model == model].groupby("init").value.mean()
+        mean_text = ", ".join(f"{init} {means[init]:.3f}" for init in ("scratch", "finetune", "probe") if init in means)
+        lines.append(f"- {LM_TITLES.get(model, model)}: " + "; ".join(parts) + f"; mean test AUROC {mean_text}.")
+    ref = df[df.model == REFERENCE[0]].value
+    if len(ref):
+        lines.append(f"- The 4-mer logistic regression on the same examples: mean test AUROC {ref.mean():.3f}.")
+    return "\n".join(lines)
+
+
 def plot_pretraining_curves(curves: pd.DataFrame, baselines: pd.DataFrame | None, path: Path) -> None:
     """Held-out loss against tokens: one panel per experiment, one line per (variant, seed)."""
     import matplotlib
@@ -732,6 +757,14 @@ def build(results: Path, readme: Path, log=print, project_readme: Path | None = 
         blocks["pretraining_findings"] = pretraining_findings(pretraining, baselines)
     else:
         blocks["pretraining"] = "No results yet (`benchmarks/run.py pretraining`)."
+    if (results / "downstream.csv").exists():
+        from benchmarks.downstream import downstream_tables, plot_downstream
+
+        plot_downstream(results, results / "downstream.png")
+        blocks["downstream"] = downstream_tables(results) + "\n\n![downstream](results/downstream.png)"
+        blocks["downstream_findings"] = downstream_findings(pd.read_csv(results / "downstream.csv"))
+    else:
+        blocks["downstream"] = "No results yet (`benchmarks/run.py downstream`)."
     gpu = gpu_block(results / "gpu")
     blocks["gpu"] = gpu or "No GPU results committed yet (`benchmarks/run.py gpu --out benchmarks/results/gpu`)."
     if readme is not None and Path(readme).exists():
