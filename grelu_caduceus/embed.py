@@ -141,6 +141,10 @@ def load_embedder(model, rc_average: bool | None = None, trust_pickle: bool = Fa
         revision: hub revision, for a hub name.
         device: torch device.
     """
+    if device is not None:
+        from .devices import check_device
+
+        device = check_device(device)
     embedder = _load(model, rc_average, trust_pickle, revision)
     if embedder.module is not None:
         embedder.module.eval()

@@ -99,6 +99,9 @@ def load_model(model: str | os.PathLike, conjoin="auto", device: str = "cpu"):
         ``grelu.lightning.LightningModel``; ``model(x)`` maps one-hot (N, 4, L) to
         post-activation predictions (N, n_tasks, L_out).
     """
+    from .devices import check_device
+
+    device = check_device(device)
     path = Path(model).expanduser()
     if path.is_dir():
         lm = load_exported(path)

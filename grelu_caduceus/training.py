@@ -345,6 +345,10 @@ def build_trainer(train_params: dict, **overrides) -> pl.Trainer:
     if p["seed"] is not None:
         pl.seed_everything(int(p["seed"]), workers=True)
     accelerator, devices = resolve_devices(p["devices"], p["accelerator"])
+    from .devices import check_accelerator
+
+    check_accelerator(accelerator, f"devices={p['devices']!r}, accelerator={p['accelerator']!r}",
+                      "use devices='cpu' (train_params['devices'])")
     val_check_interval = p["val_check_interval"]
     step_based_validation = isinstance(val_check_interval, int) and not isinstance(val_check_interval, bool)
     callbacks = build_callbacks(p)

@@ -207,8 +207,11 @@ def score_variants_zero_shot(
     """
     if window < 1:
         raise ValueError(f"window must be a positive number of bases, got {window}.")
+    from .devices import check_device
+
+    device = check_device(device) if device is not None else None
     net = load_masked_lm(model)
-    device = torch.device(device) if device is not None else next(net.parameters()).device
+    device = device if device is not None else next(net.parameters()).device
     was_training = net.training
     net.eval().to(device)
     genome = _as_genome(genome)

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..core.hub import is_hub_name
+    from ..devices import check_device
+
+    check_device(args.device, "--device")
     from ..embed import embed_intervals, load_embedder, save_embeddings
 
     for flag, path in (("--model", args.model), ("--fasta", args.fasta), ("--bed", args.bed),

@@ -45,6 +45,9 @@ def main(argv=None) -> int:
     """``grelu-caduceus predict --model CKPT --fasta FA --bed BED --out TSV``."""
     args = build_parser().parse_args(argv)
     from ..data.genome import GenomeDataError
+    from ..devices import check_device
+
+    check_device(args.device, "--device")
     from ..predict import PredictError, predict_intervals
 
     try:

@@ -533,8 +533,22 @@ def _run_job(cfg: DictConfig) -> TrainResult:
     from hydra.core.hydra_config import HydraConfig
 
     checked = validate(cfg)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    check_trainer_device(checked, hydra_cfg.runtime.choices.get("trainer"))
+    out_dir = Path(hydra_cfg.runtime.output_dir)
     return train(checked, out_dir)
+
+
+def check_trainer_device(checked: ValidatedConfig, choice: str | None = None) -> None:
+    """A trainer that asks for a GPU torch does not see: one line naming the trainer option (``choice``:
+    the trainer config chosen, e.g. "gpu") and trainer=cpu, before any data is read."""
+    from ..devices import check_accelerator
+
+    accelerator = checked.trainer.accelerator
+    asked = f"trainer.accelerator={accelerator}"
+    if choice and choice != "cpu":
+        asked = f"trainer={choice} ({asked})"
+    check_accelerator(accelerator, asked, "use trainer=cpu (the default), or run on a machine with a GPU")
 
 
 if __name__ == "__main__":  # python -m grelu_caduceus.cli.train OVERRIDES (DDP re-runs it the same way)

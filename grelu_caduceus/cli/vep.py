@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..data.genome import GenomeDataError
+    from ..devices import check_device, lightning_devices
+
+    check_device(args.device, "--device")
     from ..vep import ReferenceMismatchError, VariantInputError, score_variants_finetuned, score_variants_zero_shot
 
     from ..core.hub import is_hub_name
@@ -54,7 +57,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if args.finetuned:
-                devices = "cpu" if args.device == "cpu" else int(args.device.split(":")[-1]) if ":" in args.device else 0
+                devices = lightning_devices(args.device, "--device")
                 table = score_variants_finetuned(args.model, args.variants, args.genome, seq_len=args.window,
                                                  rc_average=not args.no_rc, batch_size=args.batch_size,
                                                  devices=devices, on_mismatch=args.on_mismatch)

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..core.hub import is_hub_name
+    from ..devices import check_device
+
+    check_device(args.device, "--device")
     from ..enformer import is_enformer_reference
     from ..vep_probe import run_vep_probe
 

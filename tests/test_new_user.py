@@ -1,0 +1,113 @@
+"""What a new user hits on the command line (issue 27): every mistake is one line naming the option
+and the fix, never a traceback, a silent wrong result or lost data.
+
+Inputs are the committed Kipoi model (kipoi_model/, a Caduceus-PS CTCF classifier) and its example
+genome (one 100,000 bp contig), a gReLU checkpoint saved from it, and a tiny masked LM.
+"""
+
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import grelu_caduceus  # noqa: F401  (registers our models with gReLU)
+from grelu_caduceus import predict
+from grelu_caduceus.cli import COMMANDS
+from grelu_caduceus.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+KIPOI_MODEL = ROOT / "kipoi_model"
+GENOME = KIPOI_MODEL / "example_files" / "genome.fa"
+CONTIG, CONTIG_LEN = "chr20_43300000_43400000", 100_000
+
+
+def save_checkpoint(lm, path: Path) -> Path:
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.strategy.connect(lm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A predictor checkpoint inside a run-folder layout, a masked-LM checkpoint, a BED and a VCF."""
+    from grelu_caduceus.tasks.mlm import MLMLightningModel
+
+    root = tmp_path_factory.mktemp("newuser")
+    run = root / "runs" / "ctcf"
+    best = save_checkpoint(predict.load_model(KIPOI_MODEL), run / "checkpoints" / "best.ckpt")
+    torch.manual_seed(0)
+    mlm = save_checkpoint(MLMLightningModel(dict(d_model=8, n_layer=1, rcps=True), {}), root / "mlm.ckpt")
+    bed = root / "x.bed"
+    bed.write_text(f"{CONTIG}\t1000\t1200\n{CONTIG}\t5000\t5200\n")
+    seq = "".join(line.strip() for line in GENOME.read_text().splitlines() if not line.startswith(">"))
+    vcf = root / "v.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n"
+                   f"{CONTIG}\t1100\t.\t{seq[1099].upper()}\t{'G' if seq[1099].upper() != 'G' else 'A'}\n")
+    return dict(root=root, run=run, best=best, mlm=mlm, bed=bed, vcf=vcf)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli_main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def one_line_error(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and "warning" not in line.lower()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- 1. --device
+def commands_with_device(files, device):
+    out = files["root"] / "out"
+    return [
+        ("predict", "--model", KIPOI_MODEL, "--fasta", GENOME, "--bed", files["bed"], "--out", out / "p.tsv",
+         "--device", device),
+        ("vep", "--model", files["mlm"], "--variants", files["vcf"], "--genome", GENOME, "--out", out / "v.tsv",
+         "--device", device),
+        ("vep", "--finetuned", "--model", files["best"], "--variants", files["vcf"], "--genome", GENOME,
+         "--out", out / "v.tsv", "--device", device),
+        ("embed", "--model", files["mlm"], "--fasta", GENOME, "--bed", files["bed"], "--out", out / "e.npz",
+         "--device", device),
+    ]
+
+
+@pytest.mark.parametrize("device,why", [("gpu", r"--device gpu is not a device.*cpu, cuda or cuda:N"),
+                                        ("cuda", r"--device cuda asks for a GPU but torch sees none.*--device cpu"),
+                                        ("cuda:3", r"--device cuda:3 asks for a GPU")])
+def test_a_wrong_device_is_one_line(files, capsys, monkeypatch, device, why):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for argv in commands_with_device(files, device):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2 and re.search(why, one_line_error(err)), (argv[0], err)
+
+
+def test_the_python_api_names_the_argument(files, monkeypatch):
+    from grelu_caduceus.devices import DeviceError, check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=r"device='gpu' is not a device"):
+        predict.predict_intervals(KIPOI_MODEL, GENOME, files["bed"], device="gpu")
+    with pytest.raises(DeviceError, match=r"device='cuda' asks for a GPU but torch sees none.*device='cpu'"):
+        check_device("cuda")
+    assert check_device("cpu") == torch.device("cpu")
+
+
+def test_train_on_a_gpu_that_is_not_there_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, err = run_cli(capsys, "train", "trainer=gpu", "model.d_model=8", "model.n_layer=1", "trainer.max_steps=1",
+                        f"hydra.run.dir={tmp_path / 'run'}")
+    line = one_line_error(err)
+    assert code == 2 and "trainer=gpu" in line and "torch sees none" in line and "trainer=cpu" in line, err
+    assert "HYDRA_FULL_ERROR" not in err
