@@ -176,7 +176,9 @@ def _load(model, rc_average, trust_pickle, revision) -> Embedder:
 
     if is_enformer_reference(model):  # Genentech/enformer-model or a local human_state_dict.h5
         return grelu_embedder(load_enformer(model), rc_average)
-    path = Path(model).expanduser()
+    from .checkpoint_files import resolve_run_folder
+
+    path = resolve_run_folder(model)  # a training run folder: its best.ckpt (else last.ckpt)
     if path.is_file():
         return _load_checkpoint_file(path, rc_average)
     from .core.hub import resolve_checkpoint_folder

@@ -130,22 +130,24 @@ def _variant_dataset(table: pd.DataFrame, rows: np.ndarray, genome: FastaGenome,
 
 # --------------------------------------------------------------------------- model loading
 def load_masked_lm(model) -> CaduceusForMaskedLM:
-    """A CaduceusForMaskedLM from a model object, an MLMLightningModel, a masked-LM .ckpt or an
-    HF-format folder (config.json + weights)."""
+    """A CaduceusForMaskedLM from a model object, an MLMLightningModel, a masked-LM .ckpt, a masked-LM
+    training run folder (its best.ckpt, else last.ckpt) or an HF-format folder (config.json + weights).
+    A fine-tuned predictor's checkpoint is a ValueError: score it with :func:`score_variants_finetuned`."""
     if isinstance(model, CaduceusForMaskedLM):
         return model
     inner = getattr(model, "model", None)
     if isinstance(inner, CaduceusForMaskedLM):  # MLMLightningModel
         return inner
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
+        from .checkpoint_files import resolve_run_folder
+
+        path = resolve_run_folder(model)  # a training run folder: its best.ckpt (else last.ckpt)
         if path.is_file() and path.suffix == ".ckpt":
             model_type = checkpoint_model_params(path).get("model_type")
             if model_type != "CaduceusForMaskedLM":
                 raise ValueError(
                     f"{path} is a checkpoint of a {model_type!r} model, not a Caduceus masked LM: zero-shot "
-                    "scores need the masked-LM head. For a fine-tuned gReLU model use "
-                    "score_variants_finetuned (CLI: --finetuned)."
+                    "scores need the masked-LM head. For a fine-tuned model add --finetuned."
                 )
             from .tasks.mlm import MLMLightningModel
 
@@ -284,7 +286,8 @@ def score_variants_finetuned(
     ``predict_variant_effects`` computes them (its VariantDataset: windows, alleles, strand averaging).
 
     Args:
-        model: a gReLU LightningModel (e.g. a fine-tuned CaduceusModel) or its .ckpt path.
+        model: a gReLU LightningModel (e.g. a fine-tuned CaduceusModel), its .ckpt path, a training run
+            folder (its best.ckpt, else last.ckpt) or an export-kipoi folder.
         variants: DataFrame (chrom, pos 1-based, ref, alt) or a VCF/table path.
         genome: FASTA path (plain or bgzip) or FastaGenome; windows are read by our reader: IUPAC codes
             read as N and windows past a chromosome end padded with N, each counted in a warning.
@@ -297,10 +300,17 @@ def score_variants_finetuned(
         The variants with one column ``effect_<task>`` per task (NaN for mismatched refs).
     """
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            raise FileNotFoundError(f"Fine-tuned checkpoint {path} not found.")
-        model = load_lightning_checkpoint(path)
+        from .checkpoint_files import resolve_run_folder
+        from .inference import PredictError, load_exported, load_predictor_checkpoint
+
+        path = resolve_run_folder(model)  # a training run folder: its best.ckpt (else last.ckpt)
+        if path.is_dir():
+            model = load_exported(path)
+        elif path.is_file():
+            model = load_predictor_checkpoint(path, zero_shot_hint="score it zero-shot (vep without --finetuned), or ")
+        else:
+            raise PredictError(f"Fine-tuned model {path} not found: give a fine-tuned .ckpt, a training run folder or "
+                               "an export-kipoi folder as --model.")
     genome = _as_genome(genome)
     table = check_reference(read_variants(variants), genome, on_mismatch)
     if seq_len is None:

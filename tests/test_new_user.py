@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KIPOI_MODEL = ROOT / "kipoi_model"
 GENOME = KIPOI_MODEL / "example_files" / "genome.fa"
 CONTIG, CONTIG_LEN = "chr20_43300000_43400000", 100_000
+SHOW_INPUT_WARNINGS = pytest.mark.filterwarnings("always::grelu_caduceus.errors.InputWarning")
 
 
 def save_checkpoint(lm, path: Path) -> Path:
@@ -111,3 +112,46 @@ def test_train_on_a_gpu_that_is_not_there_is_one_line(tmp_path, capsys, monkeypa
     line = one_line_error(err)
     assert code == 2 and "trainer=gpu" in line and "torch sees none" in line and "trainer=cpu" in line, err
     assert "HYDRA_FULL_ERROR" not in err
+
+
+# --------------------------------------------------------------------------- 2. a run folder as --model
+@SHOW_INPUT_WARNINGS
+def test_a_run_or_checkpoints_folder_stands_for_its_best_checkpoint(files, capsys):
+    out = files["root"] / "out2"
+    direct = predict.predict_intervals(files["best"], GENOME, files["bed"])
+    for folder in (files["run"], files["run"] / "checkpoints"):
+        code, err = run_cli(capsys, "predict", "--model", folder, "--fasta", GENOME, "--bed", files["bed"],
+                            "--out", out / "p.tsv")
+        assert code == 0, err
+        assert "Traceback" not in err and f"using {files['best']}" in err, err
+        table = __import__("pandas").read_csv(out / "p.tsv", sep="\t")
+        np.testing.assert_allclose(table["ctcf"], direct["ctcf"], atol=1e-6, rtol=0)
+    code, err = run_cli(capsys, "vep", "--finetuned", "--model", files["run"], "--variants", files["vcf"],
+                        "--genome", GENOME, "--out", out / "v.tsv")
+    assert code == 0 and f"using {files['best']}" in err, err
+    code, err = run_cli(capsys, "export-kipoi", "--model", files["run"] / "checkpoints", "--out", out / "kipoi")
+    assert code == 0 and f"using {files['best']}" in err, err
+    assert (out / "kipoi" / "weights" / "model.json").is_file()
+
+
+def test_a_folder_without_best_or_last_names_its_checkpoints(files, capsys, tmp_path):
+    only = tmp_path / "run" / "checkpoints"
+    only.mkdir(parents=True)
+    (only / "step20.ckpt").write_bytes(files["best"].read_bytes())
+    code, err = run_cli(capsys, "predict", "--model", tmp_path / "run", "--fasta", GENOME, "--bed", files["bed"],
+                        "--out", tmp_path / "p.tsv")
+    line = one_line_error(err)
+    assert code == 2 and "no best.ckpt or last.ckpt" in line and "--model" in line and "step20.ckpt" in line, err
+    code, err = run_cli(capsys, "export-kipoi", "--model", tmp_path, "--out", tmp_path / "k")
+    line = one_line_error(err)
+    assert code == 2 and "export-kipoi --model" not in line and "neither an exported model" in line, err
+
+
+# --------------------------------------------------------------------------- 3. vep --finetuned on a masked LM
+def test_vep_finetuned_with_a_masked_lm_names_it(files, capsys):
+    code, err = run_cli(capsys, "vep", "--finetuned", "--model", files["mlm"], "--variants", files["vcf"],
+                        "--genome", GENOME, "--out", files["root"] / "v.tsv")
+    line = one_line_error(err)
+    assert code == 2 and "masked-LM (pretraining) checkpoint" in line and "without --finetuned" in line, err
+    assert "grelu-caduceus train experiment=finetune model.pretrained_path=" in line, err
+

@@ -53,6 +53,17 @@ def one_line_input_warnings(command: str):
         warnings.showwarning = shown
 
 
+def print_caught_warnings(command: str, caught) -> None:
+    """The UserWarnings a command recorded (``warnings.catch_warnings(record=True)``), each once, as
+    one line on stderr in the format of :func:`one_line_input_warnings`."""
+    seen = set()
+    for warning in caught:
+        text = str(warning.message)
+        if issubclass(warning.category, UserWarning) and text not in seen:
+            seen.add(text)
+            print(f"grelu-caduceus {command}: warning: {text}", file=sys.stderr)
+
+
 def usage() -> str:
     lines = ["usage: grelu-caduceus COMMAND [ARGS]", "", "commands:"]
     lines += [f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()]

@@ -19,7 +19,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError, reraise_as_user_error
+from . import UserError, print_caught_warnings, reraise_as_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,9 +110,7 @@ def _variants_main(args) -> int:
                                     indels=args.indels, batch_size=args.batch_size, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
         reraise_as_user_error(err)
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            print(f"warning: {warning.message}")
+    print_caught_warnings("embed", caught)
     out = save_variant_embeddings(args.out, result, model=args.model, strands=result.description, pool=args.pool)
     print(f"embedded {len(result.table)} variant(s) (ref and alt), {result.ref.shape[1]} features each "
           f"({result.description}) -> {out}")

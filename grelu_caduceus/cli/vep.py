@@ -8,7 +8,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError
+from . import UserError, print_caught_warnings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +73,7 @@ def main(argv=None) -> int:
         if "checkpoint" in str(err) or "seq_len" in str(err):
             raise UserError(str(err)) from err
         raise
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            print(f"warning: {warning.message}")
+    print_caught_warnings("vep", caught)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, sep="\t", index=False)

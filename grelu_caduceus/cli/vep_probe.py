@@ -14,7 +14,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError, reraise_as_user_error
+from . import UserError, print_caught_warnings, reraise_as_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,9 +88,7 @@ def main(argv=None) -> int:
                 progress=not args.no_progress, trust_pickle=args.trust_pickle, revision=args.revision)
     except (ValueError, FileNotFoundError) as err:
         reraise_as_user_error(err)
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            print(f"warning: {warning.message}")
+    print_caught_warnings("vep-probe", caught)
     for row in report.metrics.itertuples():
         auroc = f"{row.auroc:.3f}" if row.auroc == row.auroc else f"n/a ({row.note})"
         print(f"  {row.bucket:>9}: AUROC {auroc}  (train {row.n_train}, test {row.n_test})")

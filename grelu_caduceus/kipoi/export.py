@@ -228,7 +228,10 @@ def export_kipoi(
         raise ExportError("Give both example_fasta and example_bed (or neither, for the bundled real example).")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} exists and is not empty: choose a new folder or pass overwrite=True (--overwrite).")
-    earlier = read_spec(checkpoint) if Path(checkpoint).expanduser().is_dir() else None
+    from ..checkpoint_files import resolve_run_folder
+
+    checkpoint = resolve_run_folder(checkpoint)  # a training run folder: its best.ckpt (else last.ckpt)
+    earlier = read_spec(checkpoint) if checkpoint.is_dir() else None
     if earlier and description is None:
         description = earlier.get("description")
     lm = _predict.load_model(checkpoint, conjoin=conjoin)
