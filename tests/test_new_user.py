@@ -155,3 +155,28 @@ def test_vep_finetuned_with_a_masked_lm_names_it(files, capsys):
     assert code == 2 and "masked-LM (pretraining) checkpoint" in line and "without --finetuned" in line, err
     assert "grelu-caduceus train experiment=finetune model.pretrained_path=" in line, err
 
+
+# --------------------------------------------------------------------------- 4. embed's intervals: predict's rule
+def test_embed_refuses_intervals_outside_the_contig_like_predict(files, capsys, tmp_path):
+    bed = tmp_path / "bad.bed"
+    bed.write_text(f"{CONTIG}\t200000\t200200\n{CONTIG}\t-5\t100\n{CONTIG}\t99950\t100300\n{CONTIG}\t10\t20\n")
+    for command, more in (("embed", ["--model", files["mlm"], "--out", tmp_path / "e.npz"]),
+                          ("predict", ["--model", KIPOI_MODEL, "--out", tmp_path / "p.tsv"])):
+        code, err = run_cli(capsys, command, "--fasta", GENOME, "--bed", bed, *more)
+        line = one_line_error(err)
+        assert code == 2 and f"intervals file {bed}: 3 of 4 intervals lie wholly or partly outside" in line, err
+        assert "row 1:" in line and "row 2:" in line and "row 3:" in line, err
+    assert not (tmp_path / "e.npz").exists()
+
+
+@SHOW_INPUT_WARNINGS
+def test_embed_window_past_a_contig_end_is_padded_with_n_and_counted(files, capsys, tmp_path):
+    bed = tmp_path / "edge.bed"
+    bed.write_text(f"{CONTIG}\t99900\t99950\n{CONTIG}\t5000\t5050\n")
+    code, err = run_cli(capsys, "embed", "--model", files["mlm"], "--fasta", GENOME, "--bed", bed, "--window", 1000,
+                        "--out", tmp_path / "e.npz", "--no-progress")
+    assert code == 0, err
+    assert re.search(r"grelu-caduceus embed: warning: .*1 of 2 windows runs past a chromosome end .*padded with N "
+                     r"\(first: row 1", err), err
+    data = np.load(tmp_path / "e.npz")
+    assert data["pool_end"][0] == 99925 + 500 and np.isfinite(data["embeddings"]).all()
