@@ -180,3 +180,32 @@ def test_embed_window_past_a_contig_end_is_padded_with_n_and_counted(files, caps
                      r"\(first: row 1", err), err
     data = np.load(tmp_path / "e.npz")
     assert data["pool_end"][0] == 99925 + 500 and np.isfinite(data["embeddings"]).all()
+
+
+# --------------------------------------------------------------------------- 5. a failed export leaves nothing
+def test_a_failed_export_leaves_no_folder_and_the_retry_works(files, capsys, tmp_path):
+    bad = tmp_path / "bad.bed"
+    bad.write_text(f"{CONTIG}\t1000\t1200\n{CONTIG}\t200000\t200200\n")
+    out = tmp_path / "exports" / "ctcf"
+    common = ["export-kipoi", "--model", files["best"], "--out", out, "--example-fasta", GENOME]
+    code, err = run_cli(capsys, *common, "--example-bed", bad)
+    assert code == 2 and "outside" in one_line_error(err), err
+    assert not out.exists() and list(out.parent.iterdir()) == [], list(out.parent.iterdir())
+    good = tmp_path / "good.bed"
+    good.write_text(f"{CONTIG}\t1000\t1200\n")
+    code, err = run_cli(capsys, *common, "--example-bed", good)
+    assert code == 0, err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ctcf"]
+    assert (out / "weights" / "model.safetensors").is_file() and (out / "model.yaml").is_file()
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*")}
+    assert out.stat().st_mode & 0o777 == 0o777 & ~current_umask(), oct(out.stat().st_mode)
+    assert {m & 0o644 for p, m in modes.items() if (out / p).is_file()} == {0o644}, modes
+
+
+def current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
