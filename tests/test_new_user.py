@@ -209,3 +209,21 @@ def current_umask() -> int:
     os.umask(mask)
     return mask
 
+
+# --------------------------------------------------------------------------- 6. the plain-gzip hint
+def test_the_plain_gzip_hint_writes_a_new_file(files, capsys, tmp_path):
+    plain = tmp_path / "hg.fa.gz"
+    with gzip.open(plain, "wb") as f:
+        f.write(GENOME.read_bytes())
+    code, err = run_cli(capsys, "predict", "--model", KIPOI_MODEL, "--fasta", plain, "--bed", files["bed"],
+                        "--out", tmp_path / "p.tsv")
+    line = one_line_error(err)
+    assert code == 2 and "not with bgzip" in line, err
+    commands = re.findall(r"`([^`]*)`", line)
+    assert commands, line
+    for command in commands:  # no suggested command reads and writes the same file (the shell empties it first)
+        if ">" in command:
+            source, target = command.split(">")
+            assert target.strip() not in source, command
+    assert any("bgzip" in c and ">" in c and c.split(">")[1].strip().endswith(".gz") for c in commands), line
+    assert "grelu_caduceus.data" not in line  # a command line, not Python

@@ -310,6 +310,17 @@ def _is_bgzf(path: Path) -> bool:
     return len(head) == 18 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
 
 
+def bgzip_copy_name(path: Path) -> Path:
+    """A new name beside a plain-gzip FASTA for its bgzip copy: genome.fa.gz -> genome.bgz.fa.gz (never
+    ``path`` itself: ``gunzip -c X | bgzip > X`` empties X before reading it)."""
+    name = path.name
+    stem = name[:-3] if name.endswith(".gz") else name
+    for ext in (".fa", ".fasta", ".fna"):
+        if stem.endswith(ext):
+            return path.with_name(f"{stem[:-len(ext)]}.bgz{ext}.gz")
+    return path.with_name(f"{stem}.bgz.gz")
+
+
 def default_index_cache() -> Path:
     """Folder for FASTA indexes that cannot be written beside the FASTA."""
     root = os.environ.get("GRELU_CADUCEUS_CACHE") or os.path.join(
@@ -330,16 +341,20 @@ class FastaGenome:
     def __init__(self, fasta: str | os.PathLike, index_dir: str | os.PathLike | None = None):
         self.path = Path(fasta).expanduser().absolute()
         if not self.path.is_file():
+            from .bundled import demo_genome_fasta  # in Python: grelu_caduceus.data.demo_genome_fasta()
+
             raise GenomeDataError(
-                f"FASTA file not found: {self.path}. Pass the path of an existing .fa / .fa.gz "
-                "(bgzip) file; the bundled demo genome is grelu_caduceus.data.demo_genome_fasta()."
+                f"FASTA file not found: {self.path}. Give the path of an existing .fa / .fa.gz "
+                f"(bgzip) file; the bundled demo genome (hg19 chr20:40-44 Mb) is {demo_genome_fasta()}."
             )
         self.bgzf = _is_bgzf(self.path)
         if not self.bgzf and _is_gzip(self.path):
+            # (in Python: grelu_caduceus.data.bgzf.bgzip_fasta(src, dst) writes the bgzip copy and its indexes)
             raise GenomeDataError(
                 f"{self.path} is gzip-compressed but not with bgzip, so it cannot be read by random "
-                "access. Recompress it: `gunzip -c X.fa.gz | bgzip > X.fa.gz` (htslib), or "
-                "grelu_caduceus.data.bgzf.bgzip_fasta(src, dst)."
+                f"access. Write a bgzip copy under a new name and use that: "
+                f"`gunzip -c {self.path} | bgzip > {bgzip_copy_name(self.path)}` (htslib's bgzip), or "
+                f"decompress it: `gunzip -k {self.path}` (then give {self.path.with_suffix('')})."
             )
         if self.bgzf and not self.path.name.endswith((".gz", ".bgz")):
             raise GenomeDataError(
