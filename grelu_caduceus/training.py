@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import difflib
 import logging
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -241,8 +240,9 @@ class SaveOnInterrupt(pl.Callback):
             return  # nothing trained yet: keep whatever last.ckpt there is
         trainer.save_checkpoint(self.ckpt_path, weights_only=False)
         if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
-            print(f"\nInterrupted at step {trainer.global_step}: saved {self.ckpt_path}. To resume, "
-                  f"{self.resume_hint}.", file=sys.stderr, flush=True)
+            # a log record, so that a run's train.log has it too (and the console, through its handler)
+            logging.getLogger(__name__).warning(f"Interrupted at step {trainer.global_step}: saved {self.ckpt_path}. "
+                                                f"To resume, {self.resume_hint}.")
 
 
 def run_folder_checkpoint(ckpt_dir, **kwargs) -> ModelCheckpoint:
@@ -345,10 +345,6 @@ def build_trainer(train_params: dict, **overrides) -> pl.Trainer:
     if p["seed"] is not None:
         pl.seed_everything(int(p["seed"]), workers=True)
     accelerator, devices = resolve_devices(p["devices"], p["accelerator"])
-    from .devices import check_accelerator
-
-    check_accelerator(accelerator, f"devices={p['devices']!r}, accelerator={p['accelerator']!r}",
-                      "use devices='cpu' (train_params['devices'])")
     val_check_interval = p["val_check_interval"]
     step_based_validation = isinstance(val_check_interval, int) and not isinstance(val_check_interval, bool)
     callbacks = build_callbacks(p)

@@ -227,3 +227,44 @@ def test_the_plain_gzip_hint_writes_a_new_file(files, capsys, tmp_path):
             assert target.strip() not in source, command
     assert any("bgzip" in c and ">" in c and c.split(">")[1].strip().endswith(".gz") for c in commands), line
     assert "grelu_caduceus.data" not in line  # a command line, not Python
+
+
+# --------------------------------------------------------------------------- 7. train.log of an MLM run
+def run_cli_process(*argv, cwd=None):
+    """`grelu-caduceus ARGV` in a new process, as a user runs it (the logging set-up depends on what was
+    imported before Hydra configured it, which a test process cannot reproduce)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = "import sys; from grelu_caduceus.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def test_an_mlm_run_writes_lightning_and_validation_lines_to_train_log(tmp_path):
+    """pytorch_lightning, imported before Hydra sets up logging (as task=mlm's config check does), gives
+    its loggers their own stderr handler and stops them propagating: their lines missed train.log."""
+    run = tmp_path / "mlm"
+    done = run_cli_process("train", "task=mlm", "data=demo_genome", "model.d_model=8", "model.n_layer=1",
+                           "trainer.max_steps=2", "trainer.progress_bar=false", f"hydra.run.dir={run}")
+    assert done.returncode == 0, done.stderr
+    log = (run / "train.log").read_text()
+    assert re.search(r"\]\[pytorch_lightning[\w.]*\]\[INFO\] - validation at step 2", log), log
+    assert "`Trainer.fit` stopped: `max_steps=2` reached." in log, log
+    assert "validation at step" not in done.stderr, done.stderr  # formatted on stdout, like a labelled run
+
+
+def test_the_resume_line_after_ctrl_c_is_logged(tmp_path, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from grelu_caduceus.training import SaveOnInterrupt
+
+    saved = []
+    trainer = SimpleNamespace(global_step=7, is_global_zero=True, save_checkpoint=lambda p, **kw: saved.append(p))
+    with caplog.at_level(logging.INFO):
+        SaveOnInterrupt(tmp_path, "run the same command again").on_exception(trainer, None, KeyboardInterrupt())
+    assert saved and any("Interrupted at step 7" in r.getMessage() and "To resume, run the same command again"
+                         in r.getMessage() for r in caplog.records), caplog.text

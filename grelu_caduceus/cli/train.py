@@ -23,6 +23,7 @@ work with one line that names the problem and the valid choices; see :mod:`.conf
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -536,7 +537,39 @@ def _run_job(cfg: DictConfig) -> TrainResult:
     hydra_cfg = HydraConfig.get()
     check_trainer_device(checked, hydra_cfg.runtime.choices.get("trainer"))
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    return train(checked, out_dir)
+    with lightning_logs_through_hydra():
+        return train(checked, out_dir)
+
+
+LIGHTNING_PACKAGES = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric")
+
+
+@contextlib.contextmanager
+def lightning_logs_through_hydra():
+    """Lightning's messages go through the handlers Hydra set up (the console and train.log) for the
+    length of a run, whatever was imported first.
+
+    pytorch_lightning and lightning_fabric, when imported while the root logger has no handler (as
+    before Hydra configures logging, e.g. by the config check of task=mlm), give their loggers a bare
+    stderr handler and stop them propagating, so their lines (validation metrics, "`Trainer.fit`
+    stopped") would miss train.log and the console format. Restored afterwards.
+    """
+    saved = []
+    if logging.getLogger().hasHandlers():
+        for name in LIGHTNING_PACKAGES:
+            logger = logging.getLogger(name)
+            bare = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+            saved.append((logger, logger.propagate, bare))
+            for handler in bare:
+                logger.removeHandler(handler)
+            logger.propagate = True
+    try:
+        yield
+    finally:
+        for logger, propagate, bare in saved:
+            logger.propagate = propagate
+            for handler in bare:
+                logger.addHandler(handler)
 
 
 def check_trainer_device(checked: ValidatedConfig, choice: str | None = None) -> None:
