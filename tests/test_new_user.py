@@ -268,3 +268,41 @@ def test_the_resume_line_after_ctrl_c_is_logged(tmp_path, caplog):
         SaveOnInterrupt(tmp_path, "run the same command again").on_exception(trainer, None, KeyboardInterrupt())
     assert saved and any("Interrupted at step 7" in r.getMessage() and "To resume, run the same command again"
                          in r.getMessage() for r in caplog.records), caplog.text
+
+
+# --------------------------------------------------------------------------- help
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_sub_command_help_names_it_in_its_usage_line(command, capsys):
+    try:
+        code = cli_main([command, "--help"])
+    except SystemExit as stop:  # argparse's --help
+        code = stop.code
+    out = capsys.readouterr().out
+    usage = next((line for line in out.splitlines() if line.startswith("usage:")), None)
+    assert code in (0, None) and usage is not None, out
+    assert usage.startswith(f"usage: grelu-caduceus {command}"), usage
+
+
+def test_bench_help_and_the_command_list_name_every_suite_of_benchmarks_run(capsys):
+    from grelu_caduceus.cli.bench import load_runner, suite_names
+
+    names = suite_names(load_runner())
+    assert {"scaling", "long_range", "gpu", "glrb", "dnalongbench", "report"} <= set(names)
+    code = cli_main(["--help"])
+    out = capsys.readouterr().out
+    assert code == 0 and all(name in out for name in names), out
+    assert cli_main(["bench", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: grelu-caduceus bench") and ".venv/bin/python benchmarks/run.py" not in out, out
+    try:
+        cli_main(["bench", "scaling", "--help"])
+    except SystemExit:
+        pass
+    assert capsys.readouterr().out.startswith("usage: grelu-caduceus bench scaling")
+
+
+def test_a_bare_command_prints_usage_and_exits_2(capsys):
+    assert cli_main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("usage: grelu-caduceus COMMAND") and captured.out == ""
+    assert cli_main(["--help"]) == 0 and capsys.readouterr().out.startswith("usage: grelu-caduceus COMMAND")
