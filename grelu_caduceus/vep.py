@@ -272,6 +272,34 @@ def score_variants_zero_shot(
     return table
 
 
+@torch.no_grad()
+def _predict_variant_dataset(model, dataset, batch_size: int, devices="cpu", progress: bool = True) -> np.ndarray:
+    """What gReLU's ``model.predict_on_dataset(dataset, augment_aggfunc="mean")`` returns for a
+    VariantDataset, (n variants, 2 alleles, tasks, L_out), computed by a plain forward loop: without a
+    Lightning Trainer, which would write ``./lightning_logs/`` in the current folder, warn about
+    TensorBoard and show its own "Predicting" bar."""
+    from einops import rearrange
+    from tqdm.auto import tqdm
+
+    device = torch.device("cpu") if devices in ("cpu", None) else torch.device("cuda", int(devices))
+    was_training = model.training
+    param = next(model.parameters(), None)
+    home = param.device if param is not None else torch.device("cpu")
+    model.eval().to(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=0)
+    try:
+        preds = [model(x.to(device)).float().cpu()
+                 for x in tqdm(loader, desc=f"vep ({dataset.n_seqs} variants)", unit="batch",
+                               disable=not progress or len(loader) < 2)]
+    finally:
+        model.train(was_training).to(home)
+    preds = rearrange(torch.cat(preds), "(b n a) t l -> b n a t l", n=dataset.n_augmented,
+                      a=dataset.n_alleles).numpy()
+    if dataset.rc and preds.shape[-1] > 1:  # reverse-complement passes: their bins run the other way
+        preds[:, dataset.n_augmented // 2:] = np.flip(preds[:, dataset.n_augmented // 2:], axis=-1)
+    return preds.mean(axis=1)
+
+
 def score_variants_finetuned(
     model,
     variants,
@@ -281,6 +309,7 @@ def score_variants_finetuned(
     batch_size: int = 64,
     devices="cpu",
     on_mismatch: str = "error",
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Variant effects (alt - ref prediction per task) of a fine-tuned gReLU model, as gReLU's
     ``predict_variant_effects`` computes them (its VariantDataset: windows, alleles, strand averaging).
@@ -295,6 +324,7 @@ def score_variants_finetuned(
         rc_average: average over both strands.
         devices: gReLU devices ("cpu" or GPU index).
         on_mismatch: see check_reference.
+        progress: show a progress bar when there is more than one batch.
 
     Returns:
         The variants with one column ``effect_<task>`` per task (NaN for mismatched refs).
@@ -325,8 +355,7 @@ def score_variants_finetuned(
         # What gReLU's predict_variant_effects does (compare_func="subtract"), on a VariantDataset whose
         # windows our FASTA reader reads through the letter rule (see _variant_dataset).
         dataset = _variant_dataset(table, np.flatnonzero(keep), genome, int(seq_len), rc_average)
-        odds = model.predict_on_dataset(dataset, devices=devices, num_workers=0, batch_size=batch_size,
-                                        augment_aggfunc="mean")  # (n, 2 alleles, tasks, L_out)
+        odds = _predict_variant_dataset(model, dataset, batch_size, devices, progress)  # (n, 2, tasks, L_out)
         effects[keep] = np.asarray(odds[:, 1] - odds[:, 0]).mean(-1)
     names = model.data_params.get("tasks", {}).get("name") or [str(i) for i in range(n_tasks)]
     for i, name in enumerate(names):

@@ -306,3 +306,13 @@ def test_a_bare_command_prints_usage_and_exits_2(capsys):
     captured = capsys.readouterr()
     assert captured.err.startswith("usage: grelu-caduceus COMMAND") and captured.out == ""
     assert cli_main(["--help"]) == 0 and capsys.readouterr().out.startswith("usage: grelu-caduceus COMMAND")
+
+
+# --------------------------------------------------------------------------- rough edges
+def test_vep_finetuned_writes_nothing_in_the_current_folder(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(capsys, "vep", "--finetuned", "--model", files["best"], "--variants", files["vcf"],
+                        "--genome", GENOME, "--out", files["root"] / "v_ft.tsv")
+    assert code == 0, err
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
+    assert "Predicting" not in err and "tensorboard" not in err.lower(), err
