@@ -316,3 +316,26 @@ def test_vep_finetuned_writes_nothing_in_the_current_folder(files, capsys, tmp_p
     assert code == 0, err
     assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
     assert "Predicting" not in err and "tensorboard" not in err.lower(), err
+
+
+@pytest.mark.parametrize("command", ["predict", "vep", "embed", "vep-probe"])
+def test_genome_option_has_one_documented_name_and_both_work(command, capsys):
+    import importlib
+
+    module = importlib.import_module(COMMANDS[command][0])
+    parser = module.build_parser()
+    help_text = parser.format_help()
+    assert "--fasta" in help_text and "--genome" not in help_text, help_text
+    options = parser._option_string_actions
+    assert options["--fasta"].dest == options["--genome"].dest == "fasta"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--genome", "g.fa"])  # the other required options are missing ...
+    assert "--fasta" not in capsys.readouterr().err.split("required:")[-1]  # ... but not the genome
+
+
+@pytest.mark.parametrize("command", ["predict", "vep", "embed", "vep-probe"])
+def test_no_progress_everywhere(command):
+    import importlib
+
+    options = importlib.import_module(COMMANDS[command][0]).build_parser()._option_string_actions
+    assert options["--no-progress"].dest == "no_progress"

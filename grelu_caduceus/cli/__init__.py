@@ -53,6 +53,23 @@ def one_line_input_warnings(command: str):
         warnings.showwarning = shown
 
 
+def add_fasta_option(parser, help_: str) -> None:
+    """The genome option of every command: ``--fasta FASTA`` (documented, required), also accepted as
+    ``--genome`` (not listed, so one name is documented)."""
+    import argparse
+
+    parser.add_argument("--fasta", default=None, help=help_ + " (required)")
+    parser.add_argument("--genome", dest="fasta", default=None, help=argparse.SUPPRESS)
+
+
+def parse_args(parser, argv):
+    """``parser.parse_args(argv)``, with the genome option of :func:`add_fasta_option` required."""
+    args = parser.parse_args(argv)
+    if getattr(args, "fasta", "") is None:
+        parser.error("the following arguments are required: --fasta")
+    return args
+
+
 def print_caught_warnings(command: str, caught) -> None:
     """The UserWarnings a command recorded (``warnings.catch_warnings(record=True)``), each once, as
     one line on stderr in the format of :func:`one_line_input_warnings`."""

@@ -8,7 +8,7 @@ pool_start/pool_end: the region pooled), plus ``model`` and ``strands`` (how str
 
 Variant mode: reference and alternate embeddings of a window centred on each SNV:
 
-    grelu-caduceus embed --model M --variants calls.vcf.gz --genome hg38.fa --out variants.npz \\
+    grelu-caduceus embed --model M --variants calls.vcf.gz --fasta hg38.fa --out variants.npz \\
         [--window 1024] [--pool-window 1536] [--on-mismatch error|warn|drop] [--indels skip|error]
 
 writes ``ref_embeddings`` and ``alt_embeddings`` (N, H) plus chrom, pos, ref, alt (and the other
@@ -19,7 +19,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError, print_caught_warnings, reraise_as_user_error
+from . import UserError, add_fasta_option, parse_args, print_caught_warnings, reraise_as_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(released folder or hub name) or a gReLU checkpoint of our models.",
     )
     parser.add_argument("--model", required=True, help="Caduceus/HyenaDNA folder or hub name, or a gReLU .ckpt")
-    parser.add_argument("--fasta", "--genome", dest="fasta", required=True, help="genome FASTA (plain or bgzip)")
+    add_fasta_option(parser, "genome FASTA (plain or bgzip)")
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--bed", help="intervals (BED: chrom, start, end; 0-based)")
     inputs.add_argument("--variants", help="variant mode: VCF (.vcf/.vcf.gz) or a TSV/CSV with chrom, pos "
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     from ..core.hub import is_hub_name
     from ..devices import check_device
 

@@ -9,7 +9,7 @@ writes the TSV.
 import argparse
 from pathlib import Path
 
-from . import UserError
+from . import UserError, add_fasta_option, parse_args
 
 # --conjoin's words -> predict_intervals' / export_kipoi's conjoin argument (inference.CONJOIN_CHOICES)
 CONJOIN_WORDS = {"auto": "auto", "yes": True, "true": True, "no": False, "false": False}
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with one row per interval (chrom, start, end, window_start, window_end, one column per output).",
     )
     parser.add_argument("--model", required=True, help="gReLU checkpoint (.ckpt) or exported Kipoi model folder")
-    parser.add_argument("--fasta", required=True, help="genome FASTA (plain or bgzip .fa.gz)")
+    add_fasta_option(parser, "genome FASTA (plain or bgzip .fa.gz)")
     parser.add_argument("--bed", required=True, help="intervals, BED (0-based, end-exclusive)")
     parser.add_argument("--out", required=True, help="output TSV path")
     parser.add_argument("--seq-len", type=int, default=None,
@@ -38,12 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (default: conjoin Caduceus-Ph), yes or no")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv=None) -> int:
     """``grelu-caduceus predict --model CKPT --fasta FA --bed BED --out TSV``."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     from ..data.genome import GenomeDataError
     from ..devices import check_device
 
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
 
     try:
         table = predict_intervals(args.model, args.fasta, args.bed, seq_len=args.seq_len, conjoin=args.conjoin,
-                                  batch_size=args.batch_size, device=args.device)
+                                  batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
     except (PredictError, GenomeDataError) as err:
         raise UserError(str(err)) from err
     out = Path(args.out)
