@@ -339,3 +339,18 @@ def test_no_progress_everywhere(command):
 
     options = importlib.import_module(COMMANDS[command][0]).build_parser()._option_string_actions
     assert options["--no-progress"].dest == "no_progress"
+
+
+def test_a_run_says_seed_set_once(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, err = run_cli(capsys, "train", "model.d_model=8", "model.n_layer=1", "trainer.max_steps=1",
+                        "trainer.progress_bar=false", f"hydra.run.dir={run}")
+    assert code == 0, err
+    assert (run / "train.log").read_text().count("Seed set to 0") == 1
+
+
+def test_predict_says_output_in_the_singular(files, capsys, tmp_path):
+    capsys.readouterr()
+    assert cli_main(["predict", "--model", str(KIPOI_MODEL), "--fasta", str(GENOME), "--bed", str(files["bed"]),
+                     "--out", str(tmp_path / "p.tsv")]) == 0
+    assert "wrote 2 predictions (1 output per interval)" in capsys.readouterr().out

@@ -59,5 +59,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, sep="\t", index=False)
-    print(f"wrote {len(table)} predictions ({len(table.columns) - 5} outputs per interval) to {out}")
+    n_outputs = len(table.columns) - 5
+    print(f"wrote {len(table)} prediction{'s' if len(table) != 1 else ''} "
+          f"({n_outputs} output{'s' if n_outputs != 1 else ''} per interval) to {out}")
     return 0

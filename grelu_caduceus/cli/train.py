@@ -225,7 +225,8 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if checked.seed is not None:
-        pl.seed_everything(checked.seed, workers=True)
+        # quietly: the Trainer builder seeds again with the same seed and says so (once per run)
+        pl.seed_everything(checked.seed, workers=True, verbose=False)
     try:
         train_ds, val_ds = build_datasets(checked.data, checked.task.name)
     except (GenomeDataError, FileNotFoundError) as err:
