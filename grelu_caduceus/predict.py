@@ -107,7 +107,7 @@ class IntervalWindows(torch.utils.data.Dataset):
             if len(lengths) > 1:
                 raise PredictError(
                     f"The intervals have different lengths ({lengths[0]}-{lengths[-1]} bp) and no sequence "
-                    "length was given: pass seq_len (--seq-len) to resize them around their centres."
+                    "length was given: add --seq-len N to resize them around their centres to N bp."
                 )
             seq_len = lengths[0]
         self.seq_len = int(seq_len)

@@ -77,8 +77,9 @@ def check_reference(variants: pd.DataFrame, genome, on_mismatch: str = "error") 
         message = (f"{len(bad)} of {len(variants)} variant(s) have a ref allele that differs from the genome "
                    f"({examples}). Check that the genome is the variants' assembly and that pos is 1-based.")
         if on_mismatch == "error":
-            raise ReferenceMismatchError(message + " Pass on_mismatch='warn' or 'drop' (CLI: --on-mismatch) to "
-                                                   "score the others anyway.")
+            # (in Python: on_mismatch="warn" or "drop")
+            raise ReferenceMismatchError(message + " To score the others anyway, add --on-mismatch warn (NaN "
+                                                   "scores for these) or --on-mismatch drop.")
         warnings.warn(message + (" They are dropped." if on_mismatch == "drop" else " Their scores are NaN."))
         if on_mismatch == "drop":
             variants = variants[variants.ref_match].reset_index(drop=True)
@@ -346,8 +347,8 @@ def score_variants_finetuned(
     if seq_len is None:
         seq_len = model.data_params.get("train", {}).get("seq_len")
         if seq_len is None:
-            raise ValueError("The checkpoint does not record its training sequence length: pass seq_len "
-                             "(CLI: --window).")
+            raise ValueError("The checkpoint does not record its training sequence length: give it with "
+                             "--window (in Python: seq_len).")
     keep = table.ref_match.to_numpy()
     n_tasks = model.model.head.n_tasks
     effects = np.full((len(table), n_tasks), np.nan)

@@ -354,3 +354,19 @@ def test_predict_says_output_in_the_singular(files, capsys, tmp_path):
     assert cli_main(["predict", "--model", str(KIPOI_MODEL), "--fasta", str(GENOME), "--bed", str(files["bed"]),
                      "--out", str(tmp_path / "p.tsv")]) == 0
     assert "wrote 2 predictions (1 output per interval)" in capsys.readouterr().out
+
+
+def test_messages_name_the_command_line_option(files, capsys, tmp_path):
+    vcf = tmp_path / "wrong.vcf"
+    seq = "".join(line.strip() for line in GENOME.read_text().splitlines() if not line.startswith(">"))
+    wrong = "A" if seq[1099].upper() != "A" else "C"
+    vcf.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n{CONTIG}\t1100\t.\t{wrong}\tT\n")
+    code, err = run_cli(capsys, "vep", "--model", files["mlm"], "--variants", vcf, "--fasta", GENOME,
+                        "--out", tmp_path / "v.tsv")
+    line = one_line_error(err)
+    assert code == 2 and "--on-mismatch warn" in line and "on_mismatch=" not in line, err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    code, err = run_cli(capsys, "export-kipoi", "--model", files["best"], "--out", tmp_path / "full")
+    line = one_line_error(err)
+    assert code == 2 and "--overwrite" in line and "overwrite=True" not in line, err

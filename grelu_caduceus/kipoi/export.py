@@ -228,7 +228,8 @@ def export_kipoi(
     if (example_fasta is None) != (example_bed is None):
         raise ExportError("Give both example_fasta and example_bed (or neither, for the bundled real example).")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} exists and is not empty: choose a new folder or pass overwrite=True (--overwrite).")
+        raise ExportError(f"{out} exists and is not empty: choose a new --out folder, or add --overwrite to replace "
+                          "the export in it.")
     from ..checkpoint_files import resolve_run_folder
 
     checkpoint = resolve_run_folder(checkpoint)  # a training run folder: its best.ckpt (else last.ckpt)
@@ -238,7 +239,7 @@ def export_kipoi(
     lm = _predict.load_model(checkpoint, conjoin=conjoin)
     seq_len = seq_len or _predict.training_seq_len(lm)
     if not seq_len:
-        raise ExportError(f"{checkpoint} does not record its training sequence length: pass seq_len (--seq-len).")
+        raise ExportError(f"{checkpoint} does not record its training sequence length: give it with --seq-len.")
     probe = _predict.predict_onehot(lm, torch.zeros(1, 4, int(seq_len)))
     n_bins = probe.shape[1] // int(lm.model.head.n_tasks)
 
