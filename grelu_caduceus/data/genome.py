@@ -209,18 +209,17 @@ def check_intervals_in_bounds(frame: pd.DataFrame, genome: "FastaGenome", source
                          for i in np.flatnonzero(mask)[:3])
 
     empty = ends <= starts
+    outside = ~empty & ((starts < 0) | (ends > sizes))
+    problems = []  # every kind at once, each with its first rows
     if empty.any():
-        raise GenomeDataError(
-            f"{source}: {int(empty.sum())} of {len(frame)} intervals have end <= start, e.g. {rows_text(empty)}. "
-            "Coordinates are 0-based and end-exclusive, so end must be larger than start."
-        )
-    outside = (starts < 0) | (ends > sizes)
+        problems.append(f"{int(empty.sum())} of {len(frame)} intervals have end <= start, e.g. {rows_text(empty)}. "
+                        "Coordinates are 0-based and end-exclusive, so end must be larger than start.")
     if outside.any():
-        raise GenomeDataError(
-            f"{source}: {int(outside.sum())} of {len(frame)} intervals lie wholly or partly outside their "
-            f"chromosome, e.g. {rows_text(outside)}. Check that the BED uses the same assembly as the FASTA "
-            "(hg19 vs hg38) and 0-based, end-exclusive coordinates, or drop or clip those rows."
-        )
+        problems.append(f"{int(outside.sum())} of {len(frame)} intervals lie wholly or partly outside their "
+                        f"chromosome, e.g. {rows_text(outside)}. Check that the BED uses the same assembly as the "
+                        "FASTA (hg19 vs hg38) and 0-based, end-exclusive coordinates, or drop or clip those rows.")
+    if problems:
+        raise GenomeDataError(f"{source}: " + " Also, ".join(problems))
 
 
 def padded_windows(chroms, starts: np.ndarray, seq_len: int, sizes: Mapping[str, int]) -> np.ndarray:
@@ -253,11 +252,21 @@ def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFr
                               "chrom, start, end line).")
     columns = ["chrom", "start", "end"] + (["split"] if "split" in frame.columns else [])
     frame = frame[columns].reset_index(drop=True)
-    try:
-        frame["start"] = frame["start"].astype(np.int64)
-        frame["end"] = frame["end"].astype(np.int64)
-    except (TypeError, ValueError) as err:
-        raise GenomeDataError(f"{what}: start and end must be integers ({err}).") from err
+    where = "DataFrame" if isinstance(source, pd.DataFrame) else f"file {source}"
+    numbers = {}
+    for column in ("start", "end"):
+        values = frame[column].astype(str).str.strip() if frame[column].dtype == object else frame[column]
+        numbers[column] = pd.to_numeric(values, errors="coerce")
+    bad = np.zeros(len(frame), bool)
+    for values in numbers.values():
+        bad |= (values.isna() | (values % 1 != 0)).to_numpy()
+    if bad.any():
+        rows = "; ".join(f"row {i + 1}: {frame.chrom.iat[i]} {frame.start.iat[i]!r} {frame.end.iat[i]!r}"
+                         for i in np.flatnonzero(bad)[:3])
+        raise GenomeDataError(f"{what} {where}: {int(bad.sum())} of {len(frame)} rows have a start or end that is "
+                              f"not a whole number, e.g. {rows}. Columns 2 and 3 are 0-based integer positions.")
+    frame["start"] = numbers["start"].astype(np.int64)
+    frame["end"] = numbers["end"].astype(np.int64)
     frame["chrom"] = frame["chrom"].astype(str)
     return frame
 
