@@ -274,7 +274,8 @@ def embed_intervals(model, fasta, intervals, window: int | None = None, context:
         progress: show a progress bar.
 
     Returns:
-        (table, embeddings): the intervals with the pooled region (``pool_start``, ``pool_end``), and a
+        (table, embeddings): the intervals (chrom, start, end, and the BED name when there is one) with the
+        pooled region (``pool_start``, ``pool_end``), and a
         float32 array (N, H).
     """
     from tqdm.auto import tqdm
@@ -286,7 +287,7 @@ def embed_intervals(model, fasta, intervals, window: int | None = None, context:
     if embedder.module is not None:
         device = next(embedder.module.parameters()).device
     genome = fasta if isinstance(fasta, FastaGenome) else FastaGenome(fasta)
-    table = read_intervals(intervals, "intervals")  # an empty BED is a GenomeDataError
+    table = read_intervals(intervals, "intervals", keep_name=True)  # an empty BED is a GenomeDataError
     # predict's interval rule (data.genome): a known chromosome, end > start, wholly inside it
     source = "intervals" if isinstance(intervals, pd.DataFrame) else f"intervals file {intervals}"
     check_intervals_in_bounds(table, genome, source)

@@ -90,7 +90,7 @@ class IntervalWindows(torch.utils.data.Dataset):
 
     def __init__(self, fasta: str | os.PathLike, intervals: IntervalSource, seq_len: int | None = None):
         self.genome = FastaGenome(fasta)
-        self.intervals = read_intervals(intervals, "intervals")  # an empty BED is a GenomeDataError
+        self.intervals = read_intervals(intervals, "intervals", keep_name=True)  # an empty BED: GenomeDataError
         for chrom in self.intervals["chrom"].unique():
             self.genome.check_chrom(chrom)
         empty = self.intervals[self.intervals["end"] <= self.intervals["start"]]
@@ -169,8 +169,8 @@ def predict_intervals(
         progress: show a progress bar (intervals) when there is more than one batch.
 
     Returns:
-        DataFrame, one row per interval in BED order: chrom, start, end (the input interval),
-        window_start, window_end (the window the model saw), then one float column per output
+        DataFrame, one row per interval in BED order: chrom, start, end (the input interval), name
+        (the BED's 4th column, when it has one), window_start, window_end (the window the model saw), then one float column per output
         (:func:`output_labels`: task names, ``task/bin_i`` for per-bin models).
     """
     if int(batch_size) < 1:
@@ -191,6 +191,7 @@ def predict_intervals(
         "chrom": windows.intervals["chrom"].to_numpy(),
         "start": windows.intervals["start"].to_numpy(),
         "end": windows.intervals["end"].to_numpy(),
+        **({"name": windows.intervals["name"].to_numpy()} if "name" in windows.intervals else {}),
         "window_start": windows.windows["start"].to_numpy(),
         "window_end": windows.windows["end"].to_numpy(),
     })

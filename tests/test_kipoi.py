@@ -196,7 +196,8 @@ def test_export_round_trip_kipoi_equals_our_predict(work, ps_checkpoint, kipoi_r
     assert cli("predict", ["--model", str(ps_checkpoint), "--fasta", str(fasta), "--bed", str(bed),
                         "--out", str(work / "ps_cli.tsv")]) == 0
     cli_table = pd.read_csv(work / "ps_cli.tsv", sep="\t")
-    assert list(cli_table.columns) == ["chrom", "start", "end", "window_start", "window_end", "ctcf"]
+    # the example BED names its rows: the name column is kept
+    assert list(cli_table.columns) == ["chrom", "start", "end", "name", "window_start", "window_end", "ctcf"]
     np.testing.assert_allclose(cli_table["ctcf"], kipoi_table["preds/0"], atol=TOL, rtol=0)
     from_export = predict.predict_intervals(folder, fasta, bed)
     np.testing.assert_allclose(from_export["ctcf"], ours["ctcf"], atol=TOL, rtol=0)

@@ -387,3 +387,18 @@ def test_bad_bed_rows_are_named_with_the_file_all_kinds_at_once(files, capsys, t
                         "--out", tmp_path / "e.npz")
     line = one_line_error(err)
     assert code == 2 and "end <= start" in line and "row 2:" in line and "outside" in line and "row 3:" in line, err
+
+
+def test_predict_and_embed_keep_the_bed_name_column(files, capsys, tmp_path):
+    import pandas as pd
+
+    bed = tmp_path / "named.bed"
+    bed.write_text(f"{CONTIG}\t1000\t1200\tsite_a\t0\t+\n{CONTIG}\t5000\t5200\tsite_b\t0\t-\n")
+    assert cli_main(["predict", "--model", str(KIPOI_MODEL), "--fasta", str(GENOME), "--bed", str(bed),
+                     "--out", str(tmp_path / "p.tsv")]) == 0
+    table = pd.read_csv(tmp_path / "p.tsv", sep="\t")
+    assert list(table.columns) == ["chrom", "start", "end", "name", "window_start", "window_end", "ctcf"]
+    assert list(table.name) == ["site_a", "site_b"] and "(1 output per interval)" in capsys.readouterr().out
+    assert cli_main(["embed", "--model", str(files["mlm"]), "--fasta", str(GENOME), "--bed", str(bed),
+                     "--out", str(tmp_path / "e.npz"), "--no-progress"]) == 0
+    assert list(np.load(tmp_path / "e.npz")["name"]) == ["site_a", "site_b"]

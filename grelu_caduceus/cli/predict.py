@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grelu-caduceus predict",
         description="Predict the intervals of a BED file with a trained grelu-caduceus model; writes a TSV "
-        "with one row per interval (chrom, start, end, window_start, window_end, one column per output).",
+        "with one row per interval (chrom, start, end, the BED name if any, window_start, window_end, one column "
+        "per output).",
     )
     parser.add_argument("--model", required=True, help="gReLU checkpoint (.ckpt) or exported Kipoi model folder")
     add_fasta_option(parser, "genome FASTA (plain or bgzip .fa.gz)")
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, sep="\t", index=False)
-    n_outputs = len(table.columns) - 5
+    n_outputs = len(table.columns) - list(table.columns).index("window_end") - 1
     print(f"wrote {len(table)} prediction{'s' if len(table) != 1 else ''} "
           f"({n_outputs} output{'s' if n_outputs != 1 else ''} per interval) to {out}")
     return 0

@@ -231,11 +231,12 @@ def padded_windows(chroms, starts: np.ndarray, seq_len: int, sizes: Mapping[str,
 
 
 # --------------------------------------------------------------------------- interval input
-def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFrame:
-    """A BED file (plain or .gz, with or without header) or DataFrame -> chrom, start, end[, split].
+def read_intervals(source: IntervalSource, what: str = "intervals", keep_name: bool = False) -> pd.DataFrame:
+    """A BED file (plain or .gz, with or without header) or DataFrame -> chrom, start, end[, name][, split].
 
     Only the first three columns of a header-less BED are used (plus a ``split`` column when a
-    DataFrame or a headed file has one). Coordinates are 0-based, end-exclusive.
+    DataFrame or a headed file has one, and with ``keep_name`` the BED name: column 4 of a header-less
+    BED, or a ``name`` column). Coordinates are 0-based, end-exclusive.
     """
     if isinstance(source, pd.DataFrame):
         frame = source.copy()
@@ -250,8 +251,11 @@ def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFr
         where = "DataFrame" if isinstance(source, pd.DataFrame) else f"file {source}"
         raise GenomeDataError(f"{what} {where} is empty: it has no intervals (give at least one tab-separated "
                               "chrom, start, end line).")
-    columns = ["chrom", "start", "end"] + (["split"] if "split" in frame.columns else [])
+    columns = ["chrom", "start", "end"] + (["name"] if keep_name and "name" in frame.columns else []) + \
+        (["split"] if "split" in frame.columns else [])
     frame = frame[columns].reset_index(drop=True)
+    if "name" in columns:
+        frame["name"] = frame["name"].fillna("").astype(str)
     where = "DataFrame" if isinstance(source, pd.DataFrame) else f"file {source}"
     numbers = {}
     for column in ("start", "end"):
@@ -289,7 +293,7 @@ def _read_bed_file(path: Path, what: str) -> pd.DataFrame:
                 header = fields
                 n_skip += 1
                 continue
-            has_data = True
+            has_data, n_fields = True, len(fields)
             break
     if not has_data:
         raise GenomeDataError(f"{what} file {path} is empty: it has no intervals, only "
@@ -299,10 +303,11 @@ def _read_bed_file(path: Path, what: str) -> pd.DataFrame:
         names = header
     else:
         names = None
+    bed_columns = ["chrom", "start", "end", "name"][:min(n_fields, 4)]  # BED's 4th column is the name
     frame = pd.read_csv(path, sep="\t", header=None, skiprows=n_skip, dtype=str, comment="#", names=names,
-                        usecols=None if names else [0, 1, 2])
+                        usecols=None if names else list(range(len(bed_columns))))
     if names is None:
-        frame.columns = ["chrom", "start", "end"]
+        frame.columns = bed_columns
     return frame
 
 
