@@ -402,3 +402,21 @@ def test_predict_and_embed_keep_the_bed_name_column(files, capsys, tmp_path):
     assert cli_main(["embed", "--model", str(files["mlm"]), "--fasta", str(GENOME), "--bed", str(bed),
                      "--out", str(tmp_path / "e.npz"), "--no-progress"]) == 0
     assert list(np.load(tmp_path / "e.npz")["name"]) == ["site_a", "site_b"]
+
+
+def test_the_bar_of_a_step_bounded_run_counts_its_steps(tmp_path):
+    from types import SimpleNamespace
+
+    from grelu_caduceus.training import build_trainer, step_bounded_progress_bar
+
+    trainer = build_trainer({"max_steps": 20, "max_epochs": 10, "checkpoint": False, "logger": None,
+                             "save_dir": str(tmp_path)})
+    assert type(trainer.progress_bar_callback).__name__.startswith("StepBounded")
+    bar = step_bounded_progress_bar()
+    bar._trainer = SimpleNamespace(num_training_batches=512, max_steps=20, global_step=0, accumulate_grad_batches=1,
+                                   max_epochs=10)
+    assert bar.total_train_batches == 20
+    if hasattr(bar, "_get_train_description"):  # the rich bar
+        assert bar._get_train_description(0).strip() == "Epoch 0"
+    bar._trainer.max_steps = -1
+    assert bar.total_train_batches == 512
