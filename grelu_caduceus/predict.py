@@ -91,16 +91,9 @@ class IntervalWindows(torch.utils.data.Dataset):
     def __init__(self, fasta: str | os.PathLike, intervals: IntervalSource, seq_len: int | None = None):
         self.genome = FastaGenome(fasta)
         self.intervals = read_intervals(intervals, "intervals", keep_name=True)  # an empty BED: GenomeDataError
-        for chrom in self.intervals["chrom"].unique():
-            self.genome.check_chrom(chrom)
-        empty = self.intervals[self.intervals["end"] <= self.intervals["start"]]
-        if len(empty):
-            row = empty.iloc[0]
-            raise PredictError(
-                f"{len(empty)} intervals have end <= start, e.g. row {empty.index[0] + 1}: {row.chrom}:{row.start}-"
-                f"{row.end}: BED coordinates are 0-based and end-exclusive, so end must be larger than start."
-            )
         source = "intervals" if isinstance(intervals, pd.DataFrame) else f"intervals file {intervals}"
+        # the one interval rule (embed and Kipoi's dataloader follow it too): known chromosomes, end > start,
+        # wholly inside the chromosome; every kind of bad row in one GenomeDataError
         check_intervals_in_bounds(self.intervals, self.genome, source)
         if seq_len is None:
             lengths = sorted(set((self.intervals["end"] - self.intervals["start"]).tolist()))

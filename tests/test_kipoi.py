@@ -389,7 +389,7 @@ def test_user_mistakes_get_clear_errors(tmp_path, ps_checkpoint):
     with pytest.raises(CheckpointFileError, match="notes.ckpt is not a PyTorch checkpoint"):
         predict.predict_intervals(tmp_path / "notes.ckpt", fasta, bed)
     bed.write_text("chr1\t50\t50\n")
-    with pytest.raises(predict.PredictError, match="end <= start"):
+    with pytest.raises(GenomeDataError, match=r"x\.bed: 1 of 1 intervals have end <= start, e\.g\. row 1: chr1:50-50"):
         predict.predict_intervals(ps_checkpoint, fasta, bed)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")

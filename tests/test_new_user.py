@@ -383,10 +383,12 @@ def test_bad_bed_rows_are_named_with_the_file_all_kinds_at_once(files, capsys, t
         assert "row 2: " in line and "'10O0'" in line and "row 3: " in line and "'52x0'" in line, err
     mixed = tmp_path / "mixed.bed"
     mixed.write_text(f"{CONTIG}\t1000\t1200\n{CONTIG}\t500\t400\n{CONTIG}\t200000\t200200\n")
-    code, err = run_cli(capsys, "embed", "--model", files["mlm"], "--fasta", GENOME, "--bed", mixed,
-                        "--out", tmp_path / "e.npz")
-    line = one_line_error(err)
-    assert code == 2 and "end <= start" in line and "row 2:" in line and "outside" in line and "row 3:" in line, err
+    for command, more in (("embed", ["--model", files["mlm"], "--out", tmp_path / "e.npz"]),
+                          ("predict", ["--model", KIPOI_MODEL, "--out", tmp_path / "p.tsv"])):
+        code, err = run_cli(capsys, command, "--fasta", GENOME, "--bed", mixed, *more)
+        line = one_line_error(err)
+        assert code == 2 and str(mixed) in line and "end <= start" in line and "row 2:" in line, err
+        assert "outside" in line and "row 3:" in line, err
 
 
 def test_predict_and_embed_keep_the_bed_name_column(files, capsys, tmp_path):
