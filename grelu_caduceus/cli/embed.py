@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pooled embeddings of genomic intervals from Caduceus (folder or hub name), HyenaDNA "
         "(released folder or hub name) or a gReLU checkpoint of our models.",
     )
-    parser.add_argument("--model", required=True, help="Caduceus/HyenaDNA folder or hub name, or a gReLU .ckpt")
+    parser.add_argument("--model", required=True, help="Caduceus/HyenaDNA folder or hub name, a gReLU .ckpt, "
+                        "or a training run folder (its best.ckpt, else last.ckpt)")
     add_fasta_option(parser, "genome FASTA (plain or bgzip)")
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--bed", help="intervals (BED: chrom, start, end; 0-based)")

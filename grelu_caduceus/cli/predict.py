@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with one row per interval (chrom, start, end, the BED name if any, window_start, window_end, one column "
         "per output).",
     )
-    parser.add_argument("--model", required=True, help="gReLU checkpoint (.ckpt) or exported Kipoi model folder")
+    parser.add_argument("--model", required=True, help="gReLU checkpoint (.ckpt), a training run folder (its "
+                        "best.ckpt, else last.ckpt), or an export-kipoi folder")
     add_fasta_option(parser, "genome FASTA (plain or bgzip .fa.gz)")
     parser.add_argument("--bed", required=True, help="intervals, BED (0-based, end-exclusive)")
     parser.add_argument("--out", required=True, help="output TSV path")

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predictions of a fine-tuned gReLU model (gReLU's predict_variant_effects).",
     )
     parser.add_argument("--model", required=True, help="masked-LM .ckpt, HF-format folder or hub name (zero-shot), "
-                        "or a fine-tuned gReLU .ckpt (with --finetuned)")
+                        "or a fine-tuned gReLU .ckpt (with --finetuned); also a training run folder (its best.ckpt, "
+                        "else last.ckpt)")
     parser.add_argument("--variants", required=True, help="VCF (.vcf/.vcf.gz) or a TSV/CSV with chrom, pos "
                         "(1-based), ref, alt columns")
     add_fasta_option(parser, "FASTA of the variants' assembly (plain or bgzip)")
