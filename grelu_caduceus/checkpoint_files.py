@@ -110,6 +110,55 @@ def read_checkpoint(path: str | os.PathLike, load: Callable[[str], object] | Non
         raise
 
 
+# the checkpoints a training run folder stands for, in order of preference (see run_folder_checkpoint)
+RUN_CHECKPOINTS = ("best.ckpt", "last.ckpt")
+
+
+def run_folder_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The checkpoint a training run folder stands for, or None when ``folder`` is not one.
+
+    A run folder (``RUN/``, holding ``checkpoints/``) or its ``checkpoints/`` folder stands for its
+    ``best.ckpt`` (lowest validation loss), else its ``last.ckpt``. A folder holding other .ckpt files
+    only is a :class:`CheckpointFileError` naming them.
+    """
+    folder = Path(folder).expanduser()
+    for ckpt_dir in (folder / "checkpoints", folder):
+        if not ckpt_dir.is_dir():
+            continue
+        for name in RUN_CHECKPOINTS:
+            if (ckpt_dir / name).is_file():
+                return ckpt_dir / name
+        others = sorted(ckpt_dir.glob("*.ckpt"))
+        if others:
+            shown = ", ".join(p.name for p in others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+            raise CheckpointFileError(f"{folder} holds checkpoints ({shown}) but no best.ckpt or last.ckpt: give "
+                                      f"one of them as --model, e.g. --model {others[-1]}.")
+    return None
+
+
+def resolve_run_folder(path: str | os.PathLike) -> Path:
+    """``path``, or the checkpoint file it stands for when it is a training run folder (see
+    :func:`run_folder_checkpoint`); the choice is announced with an InputWarning."""
+    import warnings
+
+    from .errors import InputWarning
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        return path
+    checkpoint = run_folder_checkpoint(path)
+    if checkpoint is None:
+        return path
+    other = checkpoint.with_name(RUN_CHECKPOINTS[1] if checkpoint.name == RUN_CHECKPOINTS[0] else RUN_CHECKPOINTS[0])
+    which = ("its best checkpoint (lowest validation loss)" if checkpoint.name == RUN_CHECKPOINTS[0]
+             else "its last checkpoint (there is no best.ckpt)")
+    alternative = f"; give --model {other} for the {'last' if other.name == 'last.ckpt' else 'best'} one" \
+        if other.is_file() else ""
+    warnings.warn(f"{path} is a training run folder: using {checkpoint}, {which}{alternative}.", InputWarning,
+                  stacklevel=3)
+    return checkpoint
+
+
 def checkpoint_model_params(path: str | os.PathLike, *, hint: str = DEFAULT_HINT) -> dict:
     """The ``model_params`` a gReLU / grelu-caduceus Lightning checkpoint records ({} if none), read
     without loading its tensors into memory (memory-mapped)."""
@@ -157,5 +206,5 @@ def load_lightning_checkpoint(path: str | os.PathLike, lightning_class=None, *, 
                                                                                  **kwargs), hint=hint)
 
 
-__all__ = ["CheckpointFileError", "DEFAULT_HINT", "checkpoint_model_params", "load_lightning_checkpoint",
-           "read_checkpoint"]
+__all__ = ["CheckpointFileError", "DEFAULT_HINT", "RUN_CHECKPOINTS", "checkpoint_model_params",
+           "load_lightning_checkpoint", "read_checkpoint", "resolve_run_folder", "run_folder_checkpoint"]

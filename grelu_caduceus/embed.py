@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 
 from .core.tokens import combine_ps_halves, conjoin
-from .data.genome import FastaGenome, GenomeDataError, one_hot_encode, read_intervals
+from .data.genome import (FastaGenome, GenomeDataError, WindowTally, check_intervals_in_bounds, one_hot_encode,
+                          read_intervals)
 from .data.intervals import centred_starts
 from .errors import UserError
 
@@ -141,6 +142,10 @@ def load_embedder(model, rc_average: bool | None = None, trust_pickle: bool = Fa
         revision: hub revision, for a hub name.
         device: torch device.
     """
+    if device is not None:
+        from .devices import check_device
+
+        device = check_device(device)
     embedder = _load(model, rc_average, trust_pickle, revision)
     if embedder.module is not None:
         embedder.module.eval()
@@ -172,7 +177,9 @@ def _load(model, rc_average, trust_pickle, revision) -> Embedder:
 
     if is_enformer_reference(model):  # Genentech/enformer-model or a local human_state_dict.h5
         return grelu_embedder(load_enformer(model), rc_average)
-    path = Path(model).expanduser()
+    from .checkpoint_files import resolve_run_folder
+
+    path = resolve_run_folder(model)  # a training run folder: its best.ckpt (else last.ckpt)
     if path.is_file():
         return _load_checkpoint_file(path, rc_average)
     from .core.hub import resolve_checkpoint_folder
@@ -267,7 +274,8 @@ def embed_intervals(model, fasta, intervals, window: int | None = None, context:
         progress: show a progress bar.
 
     Returns:
-        (table, embeddings): the intervals with the pooled region (``pool_start``, ``pool_end``), and a
+        (table, embeddings): the intervals (chrom, start, end, and the BED name when there is one) with the
+        pooled region (``pool_start``, ``pool_end``), and a
         float32 array (N, H).
     """
     from tqdm.auto import tqdm
@@ -279,11 +287,10 @@ def embed_intervals(model, fasta, intervals, window: int | None = None, context:
     if embedder.module is not None:
         device = next(embedder.module.parameters()).device
     genome = fasta if isinstance(fasta, FastaGenome) else FastaGenome(fasta)
-    table = read_intervals(intervals, "intervals")
-    if len(table) == 0:
-        raise EmbedError("The intervals file has no intervals: give a BED with at least one chrom/start/end line.")
-    for chrom in table["chrom"].unique():
-        genome.check_chrom(chrom)
+    table = read_intervals(intervals, "intervals", keep_name=True)  # an empty BED is a GenomeDataError
+    # predict's interval rule (data.genome): a known chromosome, end > start, wholly inside it
+    source = "intervals" if isinstance(intervals, pd.DataFrame) else f"intervals file {intervals}"
+    check_intervals_in_bounds(table, genome, source)
     windows = embedding_windows(table, window, context)
     lengths = (windows.read_end - windows.read_start).to_numpy()
     if embedder.max_len is not None and lengths.max() > embedder.max_len:
@@ -291,17 +298,31 @@ def embed_intervals(model, fasta, intervals, window: int | None = None, context:
                          f"({embedder.max_len} bp): use a smaller --window/--context.")
     out = np.zeros((len(table), embedder.hidden_size), dtype=np.float32)
     order = np.argsort(lengths, kind="stable")
+    # a window that runs past a chromosome end (only through --window / --context) is padded with N,
+    # and one warning counts such windows, as in predict; letters go through the same rule
+    read_start = windows.read_start.to_numpy(np.int64)
+    padded = (read_start < 0) | (windows.read_end.to_numpy(np.int64) > table.chrom.map(genome.sizes).to_numpy(np.int64))
+
+    def describe(j: int) -> str:
+        return (f"row {j + 1}: {table.chrom.iat[j]}:{table.start.iat[j]}-{table.end.iat[j]}, read "
+                f"{read_start[j]}-{windows.read_end.iat[j]}")
+
+    tally = WindowTally(source, describe)
     bar = tqdm(total=len(table), desc="embed", unit="interval", disable=not progress)
     i = 0
     while i < len(order):
         same = order[i:][lengths[order[i:]] == lengths[order[i]]][:batch_size]
-        x = torch.stack([one_hot_encode(genome.fetch(table.chrom.iloc[j], int(windows.read_start.iloc[j]),
-                                                     int(windows.read_end.iloc[j]))) for j in same])
+        x = torch.stack([one_hot_encode(tally.clean(genome.fetch(table.chrom.iloc[j], int(read_start[j]),
+                                                                 int(windows.read_end.iloc[j])), int(j),
+                                                    padded=bool(padded[j]))) for j in same])
         feats = embedder.features(x.to(device))
         out[same] = _pool(feats, x.shape[-1], context, pool).cpu().numpy()
         bar.update(len(same))
         i += len(same)
     bar.close()
+    for rows in tally.rows.values():  # windows were read shortest first: name the first rows in BED order
+        rows.sort()
+    tally.warn(int(lengths[0]) if len(set(lengths.tolist())) == 1 else None)
     table = table.copy()
     table["pool_start"], table["pool_end"] = windows.pool_start.to_numpy(), windows.pool_end.to_numpy()
     return table, out

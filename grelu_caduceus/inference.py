@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint_files import (DEFAULT_HINT, CheckpointFileError, checkpoint_model_params, load_lightning_checkpoint,
-                               read_checkpoint)
+                               read_checkpoint, resolve_run_folder)
 
 CONJOIN_CHOICES = ("auto", True, False)
 # The folder layout written by ``grelu-caduceus export-kipoi`` (see grelu_caduceus.kipoi.export)
@@ -39,8 +39,9 @@ def _weights_dir(folder: Path) -> Path:
         if (candidate / SPEC_FILE).is_file():
             return candidate
     raise ExportError(
-        f"{folder} is not an exported grelu-caduceus model: no weights/{SPEC_FILE} in it. Write one with "
-        "`grelu-caduceus export-kipoi --model CKPT --out DIR`."
+        f"{folder} is neither an exported model (no weights/{SPEC_FILE}, as written by export-kipoi) nor a "
+        "training run folder (no checkpoints/best.ckpt or last.ckpt): give a .ckpt file as --model, or a "
+        "run folder such as runs/NAME (hydra.run.dir of `grelu-caduceus train`)."
     )
 
 
@@ -89,24 +90,29 @@ def load_model(model: str | os.PathLike, conjoin="auto", device: str = "cpu"):
     """A trained model, in eval mode, as a gReLU LightningModel.
 
     Args:
-        model: a gReLU checkpoint (.ckpt) of one of our models, or a folder written by
-            ``grelu-caduceus export-kipoi`` (or its ``weights/`` sub-folder).
+        model: a gReLU checkpoint (.ckpt) of one of our models, a training run folder (``RUN/`` or
+            ``RUN/checkpoints/``: its best.ckpt, else last.ckpt, with a warning naming it), or a folder
+            written by ``grelu-caduceus export-kipoi`` (or its ``weights/`` sub-folder).
         conjoin: "auto" (conjoin Caduceus-Ph, leave PS and other models as they are), True
-            (conjoin a Caduceus model) or False (no conjoining).
+            (conjoin a Caduceus model), False (no conjoining) or None (as the checkpoint stores it).
         device: torch device for the weights.
 
     Returns:
         ``grelu.lightning.LightningModel``; ``model(x)`` maps one-hot (N, 4, L) to
         post-activation predictions (N, n_tasks, L_out).
     """
-    path = Path(model).expanduser()
+    from .devices import check_device
+
+    device = check_device(device)
+    path = resolve_run_folder(model)
     if path.is_dir():
         lm = load_exported(path)
-        if conjoin != "auto":  # an export already fixed its conjoining: "auto" keeps it
+        if conjoin not in ("auto", None):  # an export already fixed its conjoining: "auto" keeps it
             set_conjoin(lm, conjoin)
     elif path.is_file():
         lm = _load_checkpoint(path)
-        set_conjoin(lm, conjoin)
+        if conjoin is not None:
+            set_conjoin(lm, conjoin)
     else:
         raise PredictError(
             f"Model {path} not found: give a gReLU checkpoint (.ckpt) trained with grelu-caduceus or a "
@@ -134,11 +140,19 @@ def load_checkpoint(path: str | os.PathLike, masked_lm: bool | None = None, *, m
     return load_lightning_checkpoint(path, lightning_class, map_location=map_location, hint=hint, **kwargs)
 
 
-NOT_A_PREDICTOR = ("is a masked-LM (pretraining) checkpoint, not a predictor: fine-tune it on a labelled task "
-                   "first (model_type CaduceusPretrainedModel with pretrained_path set to it).")
+def not_a_predictor(path, zero_shot_hint: str = "") -> str:
+    """The message for a masked-LM checkpoint given where a predictor is needed (in Python, fine-tune
+    it with model_type CaduceusPretrainedModel and pretrained_path set to it)."""
+    return (f"{path} is a masked-LM (pretraining) checkpoint, not a predictor: {zero_shot_hint}fine-tune it on a "
+            f"labelled task first, e.g. `grelu-caduceus train experiment=finetune model.pretrained_path={path}`.")
 
 
-def _load_checkpoint(path: Path):
+def load_predictor_checkpoint(path, zero_shot_hint: str = ""):
+    """A gReLU LightningModel from a predictor checkpoint (.ckpt); a masked-LM checkpoint is a
+    PredictError saying so (``zero_shot_hint``: what else to do with it, e.g. "score it zero-shot ... or ")."""
+    path = Path(path)
+    if checkpoint_model_params(path).get("model_type") == "CaduceusForMaskedLM":
+        raise PredictError(not_a_predictor(path, zero_shot_hint))
     try:
         lm = load_lightning_checkpoint(path)
     except CheckpointFileError:
@@ -146,8 +160,11 @@ def _load_checkpoint(path: Path):
     except Exception as err:
         raise PredictError(f"Cannot load {path} as a gReLU model checkpoint: {_why_not_loadable(path, err)}") from err
     if lm.model_params.get("model_type") == "CaduceusForMaskedLM" or lm.train_params.get("task") == "mlm":
-        raise PredictError(f"{path} {NOT_A_PREDICTOR}")
+        raise PredictError(not_a_predictor(path, zero_shot_hint))
     return lm
+
+
+_load_checkpoint = load_predictor_checkpoint
 
 
 def _why_not_loadable(path: Path, err: Exception) -> str:
@@ -159,8 +176,6 @@ def _why_not_loadable(path: Path, err: Exception) -> str:
     params = (raw.get("hyper_parameters") or {}) if isinstance(raw, dict) else {}
     if "model_params" not in params:
         return "it has no model_params in its hyper-parameters (was it written by a gReLU LightningModel?)."
-    if params["model_params"].get("model_type") == "CaduceusForMaskedLM":
-        return f"it {NOT_A_PREDICTOR}"
     return f"{type(err).__name__}: {err}"
 
 

@@ -90,24 +90,17 @@ class IntervalWindows(torch.utils.data.Dataset):
 
     def __init__(self, fasta: str | os.PathLike, intervals: IntervalSource, seq_len: int | None = None):
         self.genome = FastaGenome(fasta)
-        self.intervals = read_intervals(intervals, "intervals")  # an empty BED is a GenomeDataError
-        for chrom in self.intervals["chrom"].unique():
-            self.genome.check_chrom(chrom)
-        empty = self.intervals[self.intervals["end"] <= self.intervals["start"]]
-        if len(empty):
-            row = empty.iloc[0]
-            raise PredictError(
-                f"{len(empty)} intervals have end <= start, e.g. row {empty.index[0] + 1}: {row.chrom}:{row.start}-"
-                f"{row.end}: BED coordinates are 0-based and end-exclusive, so end must be larger than start."
-            )
+        self.intervals = read_intervals(intervals, "intervals", keep_name=True)  # an empty BED: GenomeDataError
         source = "intervals" if isinstance(intervals, pd.DataFrame) else f"intervals file {intervals}"
+        # the one interval rule (embed and Kipoi's dataloader follow it too): known chromosomes, end > start,
+        # wholly inside the chromosome; every kind of bad row in one GenomeDataError
         check_intervals_in_bounds(self.intervals, self.genome, source)
         if seq_len is None:
             lengths = sorted(set((self.intervals["end"] - self.intervals["start"]).tolist()))
             if len(lengths) > 1:
                 raise PredictError(
                     f"The intervals have different lengths ({lengths[0]}-{lengths[-1]} bp) and no sequence "
-                    "length was given: pass seq_len (--seq-len) to resize them around their centres."
+                    "length was given: add --seq-len N to resize them around their centres to N bp."
                 )
             seq_len = lengths[0]
         self.seq_len = int(seq_len)
@@ -169,8 +162,8 @@ def predict_intervals(
         progress: show a progress bar (intervals) when there is more than one batch.
 
     Returns:
-        DataFrame, one row per interval in BED order: chrom, start, end (the input interval),
-        window_start, window_end (the window the model saw), then one float column per output
+        DataFrame, one row per interval in BED order: chrom, start, end (the input interval), name
+        (the BED's 4th column, when it has one), window_start, window_end (the window the model saw), then one float column per output
         (:func:`output_labels`: task names, ``task/bin_i`` for per-bin models).
     """
     if int(batch_size) < 1:
@@ -191,6 +184,7 @@ def predict_intervals(
         "chrom": windows.intervals["chrom"].to_numpy(),
         "start": windows.intervals["start"].to_numpy(),
         "end": windows.intervals["end"].to_numpy(),
+        **({"name": windows.intervals["name"].to_numpy()} if "name" in windows.intervals else {}),
         "window_start": windows.windows["start"].to_numpy(),
         "window_end": windows.windows["end"].to_numpy(),
     })

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import difflib
 import logging
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -241,8 +240,40 @@ class SaveOnInterrupt(pl.Callback):
             return  # nothing trained yet: keep whatever last.ckpt there is
         trainer.save_checkpoint(self.ckpt_path, weights_only=False)
         if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
-            print(f"\nInterrupted at step {trainer.global_step}: saved {self.ckpt_path}. To resume, "
-                  f"{self.resume_hint}.", file=sys.stderr, flush=True)
+            # a log record, so that a run's train.log has it too (and the console, through its handler)
+            logging.getLogger(__name__).warning(f"Interrupted at step {trainer.global_step}: saved {self.ckpt_path}. "
+                                                f"To resume, {self.resume_hint}.")
+
+
+class _StepBoundedBar:
+    """Progress-bar behaviour for runs bounded by ``max_steps``: the bar counts the batches this epoch
+    will really run (Lightning caps them only when max_epochs is -1: a 20-step run showed "20/512"),
+    and the description drops the epoch limit that will not be reached ("Epoch 0/9")."""
+
+    @property
+    def total_train_batches(self):
+        trainer = self.trainer
+        total = trainer.num_training_batches
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            left = (trainer.max_steps - trainer.global_step) * max(1, int(trainer.accumulate_grad_batches or 1))
+            return min(total, max(left, 0))
+        return total
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = super()._get_train_description(current_epoch)
+        trainer = self.trainer
+        if trainer.max_steps is not None and trainer.max_steps > 0 and trainer.max_epochs is not None:
+            text = text.replace(f"Epoch {current_epoch}/{trainer.max_epochs - 1}", f"Epoch {current_epoch}")
+        return text
+
+
+def step_bounded_progress_bar():
+    """Lightning's own default bar (rich when installed, else tqdm) with :class:`_StepBoundedBar`."""
+    from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+    from pytorch_lightning.utilities.imports import _RICH_AVAILABLE
+
+    base = RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar
+    return type(f"StepBounded{base.__name__}", (_StepBoundedBar, base), {})()
 
 
 def run_folder_checkpoint(ckpt_dir, **kwargs) -> ModelCheckpoint:
@@ -348,6 +379,8 @@ def build_trainer(train_params: dict, **overrides) -> pl.Trainer:
     val_check_interval = p["val_check_interval"]
     step_based_validation = isinstance(val_check_interval, int) and not isinstance(val_check_interval, bool)
     callbacks = build_callbacks(p)
+    if p["enable_progress_bar"] and not any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):
+        callbacks.append(step_bounded_progress_bar())
     kwargs = dict(
         accelerator=accelerator,
         devices=devices,

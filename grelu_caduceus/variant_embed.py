@@ -76,8 +76,8 @@ def snv_table(variants, genome: FastaGenome, on_mismatch: str = "error", indels:
         examples = ", ".join(f"{r.chrom}:{r.pos} {r.ref}>{r.alt}" for r in table[~is_snv].head(3).itertuples())
         if indels == "error":
             raise EmbedError(f"{n_other} of {len(table)} variant(s) are not single-base A/C/G/T substitutions "
-                             f"(e.g. {examples}); embeddings are defined for SNVs only. Remove them or skip them "
-                             "(CLI: --indels skip).")
+                             f"(e.g. {examples}); embeddings are defined for SNVs only. Remove them, or skip them "
+                             "with --indels skip.")
         warnings.warn(f"{n_other} of {len(table)} variant(s) are not single-base A/C/G/T substitutions (indels, "
                       f"symbolic alleles or ref == alt, e.g. {examples}); they are skipped.")
         table = table[is_snv].reset_index(drop=True)

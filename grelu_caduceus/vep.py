@@ -77,8 +77,9 @@ def check_reference(variants: pd.DataFrame, genome, on_mismatch: str = "error") 
         message = (f"{len(bad)} of {len(variants)} variant(s) have a ref allele that differs from the genome "
                    f"({examples}). Check that the genome is the variants' assembly and that pos is 1-based.")
         if on_mismatch == "error":
-            raise ReferenceMismatchError(message + " Pass on_mismatch='warn' or 'drop' (CLI: --on-mismatch) to "
-                                                   "score the others anyway.")
+            # (in Python: on_mismatch="warn" or "drop")
+            raise ReferenceMismatchError(message + " To score the others anyway, add --on-mismatch warn (NaN "
+                                                   "scores for these) or --on-mismatch drop.")
         warnings.warn(message + (" They are dropped." if on_mismatch == "drop" else " Their scores are NaN."))
         if on_mismatch == "drop":
             variants = variants[variants.ref_match].reset_index(drop=True)
@@ -130,22 +131,24 @@ def _variant_dataset(table: pd.DataFrame, rows: np.ndarray, genome: FastaGenome,
 
 # --------------------------------------------------------------------------- model loading
 def load_masked_lm(model) -> CaduceusForMaskedLM:
-    """A CaduceusForMaskedLM from a model object, an MLMLightningModel, a masked-LM .ckpt or an
-    HF-format folder (config.json + weights)."""
+    """A CaduceusForMaskedLM from a model object, an MLMLightningModel, a masked-LM .ckpt, a masked-LM
+    training run folder (its best.ckpt, else last.ckpt) or an HF-format folder (config.json + weights).
+    A fine-tuned predictor's checkpoint is a ValueError: score it with :func:`score_variants_finetuned`."""
     if isinstance(model, CaduceusForMaskedLM):
         return model
     inner = getattr(model, "model", None)
     if isinstance(inner, CaduceusForMaskedLM):  # MLMLightningModel
         return inner
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
+        from .checkpoint_files import resolve_run_folder
+
+        path = resolve_run_folder(model)  # a training run folder: its best.ckpt (else last.ckpt)
         if path.is_file() and path.suffix == ".ckpt":
             model_type = checkpoint_model_params(path).get("model_type")
             if model_type != "CaduceusForMaskedLM":
                 raise ValueError(
                     f"{path} is a checkpoint of a {model_type!r} model, not a Caduceus masked LM: zero-shot "
-                    "scores need the masked-LM head. For a fine-tuned gReLU model use "
-                    "score_variants_finetuned (CLI: --finetuned)."
+                    "scores need the masked-LM head. For a fine-tuned model add --finetuned."
                 )
             from .tasks.mlm import MLMLightningModel
 
@@ -207,8 +210,11 @@ def score_variants_zero_shot(
     """
     if window < 1:
         raise ValueError(f"window must be a positive number of bases, got {window}.")
+    from .devices import check_device
+
+    device = check_device(device) if device is not None else None
     net = load_masked_lm(model)
-    device = torch.device(device) if device is not None else next(net.parameters()).device
+    device = device if device is not None else next(net.parameters()).device
     was_training = net.training
     net.eval().to(device)
     genome = _as_genome(genome)
@@ -267,6 +273,34 @@ def score_variants_zero_shot(
     return table
 
 
+@torch.no_grad()
+def _predict_variant_dataset(model, dataset, batch_size: int, devices="cpu", progress: bool = True) -> np.ndarray:
+    """What gReLU's ``model.predict_on_dataset(dataset, augment_aggfunc="mean")`` returns for a
+    VariantDataset, (n variants, 2 alleles, tasks, L_out), computed by a plain forward loop: without a
+    Lightning Trainer, which would write ``./lightning_logs/`` in the current folder, warn about
+    TensorBoard and show its own "Predicting" bar."""
+    from einops import rearrange
+    from tqdm.auto import tqdm
+
+    device = torch.device("cpu") if devices in ("cpu", None) else torch.device("cuda", int(devices))
+    was_training = model.training
+    param = next(model.parameters(), None)
+    home = param.device if param is not None else torch.device("cpu")
+    model.eval().to(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=0)
+    try:
+        preds = [model(x.to(device)).float().cpu()
+                 for x in tqdm(loader, desc=f"vep ({dataset.n_seqs} variants)", unit="batch",
+                               disable=not progress or len(loader) < 2)]
+    finally:
+        model.train(was_training).to(home)
+    preds = rearrange(torch.cat(preds), "(b n a) t l -> b n a t l", n=dataset.n_augmented,
+                      a=dataset.n_alleles).numpy()
+    if dataset.rc and preds.shape[-1] > 1:  # reverse-complement passes: their bins run the other way
+        preds[:, dataset.n_augmented // 2:] = np.flip(preds[:, dataset.n_augmented // 2:], axis=-1)
+    return preds.mean(axis=1)
+
+
 def score_variants_finetuned(
     model,
     variants,
@@ -276,12 +310,14 @@ def score_variants_finetuned(
     batch_size: int = 64,
     devices="cpu",
     on_mismatch: str = "error",
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Variant effects (alt - ref prediction per task) of a fine-tuned gReLU model, as gReLU's
     ``predict_variant_effects`` computes them (its VariantDataset: windows, alleles, strand averaging).
 
     Args:
-        model: a gReLU LightningModel (e.g. a fine-tuned CaduceusModel) or its .ckpt path.
+        model: a gReLU LightningModel (e.g. a fine-tuned CaduceusModel), its .ckpt path, a training run
+            folder (its best.ckpt, else last.ckpt) or an export-kipoi folder.
         variants: DataFrame (chrom, pos 1-based, ref, alt) or a VCF/table path.
         genome: FASTA path (plain or bgzip) or FastaGenome; windows are read by our reader: IUPAC codes
             read as N and windows past a chromosome end padded with N, each counted in a warning.
@@ -289,22 +325,30 @@ def score_variants_finetuned(
         rc_average: average over both strands.
         devices: gReLU devices ("cpu" or GPU index).
         on_mismatch: see check_reference.
+        progress: show a progress bar when there is more than one batch.
 
     Returns:
         The variants with one column ``effect_<task>`` per task (NaN for mismatched refs).
     """
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            raise FileNotFoundError(f"Fine-tuned checkpoint {path} not found.")
-        model = load_lightning_checkpoint(path)
+        from .checkpoint_files import resolve_run_folder
+        from .inference import PredictError, load_exported, load_predictor_checkpoint
+
+        path = resolve_run_folder(model)  # a training run folder: its best.ckpt (else last.ckpt)
+        if path.is_dir():
+            model = load_exported(path)
+        elif path.is_file():
+            model = load_predictor_checkpoint(path, zero_shot_hint="score it zero-shot (vep without --finetuned), or ")
+        else:
+            raise PredictError(f"Fine-tuned model {path} not found: give a fine-tuned .ckpt, a training run folder or "
+                               "an export-kipoi folder as --model.")
     genome = _as_genome(genome)
     table = check_reference(read_variants(variants), genome, on_mismatch)
     if seq_len is None:
         seq_len = model.data_params.get("train", {}).get("seq_len")
         if seq_len is None:
-            raise ValueError("The checkpoint does not record its training sequence length: pass seq_len "
-                             "(CLI: --window).")
+            raise ValueError("The checkpoint does not record its training sequence length: give it with "
+                             "--window (in Python: seq_len).")
     keep = table.ref_match.to_numpy()
     n_tasks = model.model.head.n_tasks
     effects = np.full((len(table), n_tasks), np.nan)
@@ -312,8 +356,7 @@ def score_variants_finetuned(
         # What gReLU's predict_variant_effects does (compare_func="subtract"), on a VariantDataset whose
         # windows our FASTA reader reads through the letter rule (see _variant_dataset).
         dataset = _variant_dataset(table, np.flatnonzero(keep), genome, int(seq_len), rc_average)
-        odds = model.predict_on_dataset(dataset, devices=devices, num_workers=0, batch_size=batch_size,
-                                        augment_aggfunc="mean")  # (n, 2 alleles, tasks, L_out)
+        odds = _predict_variant_dataset(model, dataset, batch_size, devices, progress)  # (n, 2, tasks, L_out)
         effects[keep] = np.asarray(odds[:, 1] - odds[:, 0]).mean(-1)
     names = model.data_params.get("tasks", {}).get("name") or [str(i) for i in range(n_tasks)]
     for i, name in enumerate(names):

@@ -125,7 +125,7 @@ def chromosome_split(table: pd.DataFrame, test_chroms) -> np.ndarray:
 def _labels(table: pd.DataFrame, column: str) -> np.ndarray:
     if column not in table.columns:
         raise ProbeError(f"The variants table has no label column {column!r} (columns: {list(table.columns)}); "
-                         "give 0/1 labels there or name the column (CLI: --label-column).")
+                         "give 0/1 labels there or name the column with --label-column.")
     values = pd.to_numeric(table[column].replace({True: 1, False: 0}), errors="coerce").to_numpy()
     if np.isnan(values).any() or not set(np.unique(values)) <= {0, 1}:
         raise ProbeError(f"Labels in column {column!r} must be 0 or 1; found {sorted(set(table[column]))[:5]}.")

@@ -316,7 +316,7 @@ def test_memory_stays_bounded_on_a_large_genome(tmp_path):
 
 # --------------------------------------------------------------------------- errors
 def test_missing_fasta_is_a_clear_error(tmp_path):
-    with pytest.raises(GenomeDataError, match="FASTA file not found.*demo_genome_fasta"):
+    with pytest.raises(GenomeDataError, match="FASTA file not found.*bundled demo genome.*demo_genome.fa.gz"):
         GenomeWindowDataset(tmp_path / "nope.fa", seq_len=10)
 
 

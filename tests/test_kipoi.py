@@ -196,7 +196,8 @@ def test_export_round_trip_kipoi_equals_our_predict(work, ps_checkpoint, kipoi_r
     assert cli("predict", ["--model", str(ps_checkpoint), "--fasta", str(fasta), "--bed", str(bed),
                         "--out", str(work / "ps_cli.tsv")]) == 0
     cli_table = pd.read_csv(work / "ps_cli.tsv", sep="\t")
-    assert list(cli_table.columns) == ["chrom", "start", "end", "window_start", "window_end", "ctcf"]
+    # the example BED names its rows: the name column is kept
+    assert list(cli_table.columns) == ["chrom", "start", "end", "name", "window_start", "window_end", "ctcf"]
     np.testing.assert_allclose(cli_table["ctcf"], kipoi_table["preds/0"], atol=TOL, rtol=0)
     from_export = predict.predict_intervals(folder, fasta, bed)
     np.testing.assert_allclose(from_export["ctcf"], ours["ctcf"], atol=TOL, rtol=0)
@@ -388,7 +389,7 @@ def test_user_mistakes_get_clear_errors(tmp_path, ps_checkpoint):
     with pytest.raises(CheckpointFileError, match="notes.ckpt is not a PyTorch checkpoint"):
         predict.predict_intervals(tmp_path / "notes.ckpt", fasta, bed)
     bed.write_text("chr1\t50\t50\n")
-    with pytest.raises(predict.PredictError, match="end <= start"):
+    with pytest.raises(GenomeDataError, match=r"x\.bed: 1 of 1 intervals have end <= start, e\.g\. row 1: chr1:50-50"):
         predict.predict_intervals(ps_checkpoint, fasta, bed)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")

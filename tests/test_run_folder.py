@@ -91,8 +91,10 @@ def test_ctrl_c_saves_last_and_says_how_to_resume(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(training, "build_callbacks", lambda params: original(params) + [CtrlC()])
     run = tmp_path / "run"
     assert train(run, "trainer.max_steps=5") != 0
-    err = capsys.readouterr().err
-    assert "Interrupted at step 2" in err and f"hydra.run.dir={run}" in err
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err  # a log line: on the console (Hydra's handler) and in train.log
+    assert "Interrupted at step 2" in shown and f"hydra.run.dir={run}" in shown
+    assert "Interrupted at step 2" in (run / "train.log").read_text()
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
     monkeypatch.setattr(training, "build_callbacks", original)
     import signal

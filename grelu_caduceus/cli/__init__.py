@@ -7,7 +7,7 @@
     grelu-caduceus embed ...                   pooled embeddings of BED intervals or variants (.npz)
     grelu-caduceus vep-probe ...               the paper's supervised VEP probe: AUROC by distance to TSS
     grelu-caduceus export-kipoi ...            write a Kipoi model folder from a checkpoint
-    grelu-caduceus bench SUITE ...             benchmarks (scaling, long_range, gpu)
+    grelu-caduceus bench SUITE ...             the suites of benchmarks/run.py (scaling, long_range, ...)
 """
 
 import contextlib
@@ -27,7 +27,7 @@ COMMANDS = {
     "embed": ("grelu_caduceus.cli.embed", "pooled embeddings of BED intervals (Caduceus, HyenaDNA, gReLU models)"),
     "vep-probe": ("grelu_caduceus.cli.vep_probe", "supervised VEP probe on embeddings: AUROC by distance to TSS"),
     "export-kipoi": ("grelu_caduceus.cli.export_kipoi", "write a Kipoi model folder from a checkpoint"),
-    "bench": ("grelu_caduceus.cli.bench", "run a benchmark suite (scaling, long_range, gpu)"),
+    "bench": ("grelu_caduceus.cli.bench", "run a benchmark suite of benchmarks/run.py"),  # + its suites, see usage()
 }
 
 
@@ -53,9 +53,49 @@ def one_line_input_warnings(command: str):
         warnings.showwarning = shown
 
 
+def add_fasta_option(parser, help_: str) -> None:
+    """The genome option of every command: ``--fasta FASTA`` (documented, required), also accepted as
+    ``--genome`` (not listed, so one name is documented)."""
+    import argparse
+
+    parser.add_argument("--fasta", default=None, help=help_ + " (required)")
+    parser.add_argument("--genome", dest="fasta", default=None, help=argparse.SUPPRESS)
+
+
+def parse_args(parser, argv):
+    """``parser.parse_args(argv)``, with the genome option of :func:`add_fasta_option` required."""
+    args = parser.parse_args(argv)
+    if getattr(args, "fasta", "") is None:
+        parser.error("the following arguments are required: --fasta")
+    return args
+
+
+def print_caught_warnings(command: str, caught) -> None:
+    """The UserWarnings a command recorded (``warnings.catch_warnings(record=True)``), each once, as
+    one line on stderr in the format of :func:`one_line_input_warnings`."""
+    seen = set()
+    for warning in caught:
+        text = str(warning.message)
+        if issubclass(warning.category, UserWarning) and text not in seen:
+            seen.add(text)
+            print(f"grelu-caduceus {command}: warning: {text}", file=sys.stderr)
+
+
+def bench_help() -> str:
+    """The bench line of the command list, with the suites of benchmarks/run.py's own parser."""
+    help_ = COMMANDS["bench"][1]
+    try:
+        from .bench import load_runner, suite_names
+
+        names = suite_names(load_runner())
+    except Exception:  # an installed package without the checkout's benchmarks/
+        return help_ + " (in a source checkout)"
+    return f"{help_}: {', '.join(names)}" if names else help_
+
+
 def usage() -> str:
     lines = ["usage: grelu-caduceus COMMAND [ARGS]", "", "commands:"]
-    lines += [f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<14}{bench_help() if name == 'bench' else help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run `grelu-caduceus COMMAND --help` for a command's options."]
     return "\n".join(lines)
 
@@ -117,7 +157,10 @@ def quiet_console():
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:  # a usage error, like argparse's: usage on stderr, status 2
+        print(usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
     command, rest = argv[0], argv[1:]

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run with tiny sizes (tests)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default=None,
-                        help="run size: quick, default (~11 min on 2 CPU cores) or full (GPU)")
+                        help="run size: quick, default (about 7.5 min on 2 CPU cores: the README's main job) or "
+                        "full (GPU)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

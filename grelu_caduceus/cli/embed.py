@@ -8,7 +8,7 @@ pool_start/pool_end: the region pooled), plus ``model`` and ``strands`` (how str
 
 Variant mode: reference and alternate embeddings of a window centred on each SNV:
 
-    grelu-caduceus embed --model M --variants calls.vcf.gz --genome hg38.fa --out variants.npz \\
+    grelu-caduceus embed --model M --variants calls.vcf.gz --fasta hg38.fa --out variants.npz \\
         [--window 1024] [--pool-window 1536] [--on-mismatch error|warn|drop] [--indels skip|error]
 
 writes ``ref_embeddings`` and ``alt_embeddings`` (N, H) plus chrom, pos, ref, alt (and the other
@@ -19,7 +19,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError, reraise_as_user_error
+from . import UserError, add_fasta_option, parse_args, print_caught_warnings, reraise_as_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pooled embeddings of genomic intervals from Caduceus (folder or hub name), HyenaDNA "
         "(released folder or hub name) or a gReLU checkpoint of our models.",
     )
-    parser.add_argument("--model", required=True, help="Caduceus/HyenaDNA folder or hub name, or a gReLU .ckpt")
-    parser.add_argument("--fasta", "--genome", dest="fasta", required=True, help="genome FASTA (plain or bgzip)")
+    parser.add_argument("--model", required=True, help="Caduceus/HyenaDNA folder or hub name, a gReLU .ckpt, "
+                        "or a training run folder (its best.ckpt, else last.ckpt)")
+    add_fasta_option(parser, "genome FASTA (plain or bgzip)")
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--bed", help="intervals (BED: chrom, start, end; 0-based)")
     inputs.add_argument("--variants", help="variant mode: VCF (.vcf/.vcf.gz) or a TSV/CSV with chrom, pos "
@@ -64,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     from ..core.hub import is_hub_name
+    from ..devices import check_device
+
+    check_device(args.device, "--device")
     from ..embed import embed_intervals, load_embedder, save_embeddings
 
     for flag, path in (("--model", args.model), ("--fasta", args.fasta), ("--bed", args.bed),
@@ -107,9 +111,7 @@ def _variants_main(args) -> int:
                                     indels=args.indels, batch_size=args.batch_size, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
         reraise_as_user_error(err)
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            print(f"warning: {warning.message}")
+    print_caught_warnings("embed", caught)
     out = save_variant_embeddings(args.out, result, model=args.model, strands=result.description, pool=args.pool)
     print(f"embedded {len(result.table)} variant(s) (ref and alt), {result.ref.shape[1]} features each "
           f"({result.description}) -> {out}")

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         "for a trained grelu-caduceus checkpoint.",
     )
     parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
-                        help="gReLU checkpoint (.ckpt) of one of our models")
+                        help="gReLU checkpoint (.ckpt) of one of our models, or a training run folder (its "
+                        "best.ckpt, else last.ckpt)")
     parser.add_argument("--out", required=True, help="output folder (new or empty, unless --overwrite)")
     parser.add_argument("--example-fasta", default=None, help="example FASTA (default: real hg19 chr20 slice)")
     parser.add_argument("--example-bed", default=None, help="example BED (with --example-fasta)")

@@ -23,6 +23,7 @@ work with one line that names the problem and the valid choices; see :mod:`.conf
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -224,7 +225,8 @@ def train(checked: ValidatedConfig, out_dir) -> TrainResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if checked.seed is not None:
-        pl.seed_everything(checked.seed, workers=True)
+        # quietly: the Trainer builder seeds again with the same seed and says so (once per run)
+        pl.seed_everything(checked.seed, workers=True, verbose=False)
     try:
         train_ds, val_ds = build_datasets(checked.data, checked.task.name)
     except (GenomeDataError, FileNotFoundError) as err:
@@ -533,8 +535,54 @@ def _run_job(cfg: DictConfig) -> TrainResult:
     from hydra.core.hydra_config import HydraConfig
 
     checked = validate(cfg)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    return train(checked, out_dir)
+    hydra_cfg = HydraConfig.get()
+    check_trainer_device(checked, hydra_cfg.runtime.choices.get("trainer"))
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    with lightning_logs_through_hydra():
+        return train(checked, out_dir)
+
+
+LIGHTNING_PACKAGES = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric")
+
+
+@contextlib.contextmanager
+def lightning_logs_through_hydra():
+    """Lightning's messages go through the handlers Hydra set up (the console and train.log) for the
+    length of a run, whatever was imported first.
+
+    pytorch_lightning and lightning_fabric, when imported while the root logger has no handler (as
+    before Hydra configures logging, e.g. by the config check of task=mlm), give their loggers a bare
+    stderr handler and stop them propagating, so their lines (validation metrics, "`Trainer.fit`
+    stopped") would miss train.log and the console format. Restored afterwards.
+    """
+    saved = []
+    if logging.getLogger().hasHandlers():
+        for name in LIGHTNING_PACKAGES:
+            logger = logging.getLogger(name)
+            bare = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+            saved.append((logger, logger.propagate, bare))
+            for handler in bare:
+                logger.removeHandler(handler)
+            logger.propagate = True
+    try:
+        yield
+    finally:
+        for logger, propagate, bare in saved:
+            logger.propagate = propagate
+            for handler in bare:
+                logger.addHandler(handler)
+
+
+def check_trainer_device(checked: ValidatedConfig, choice: str | None = None) -> None:
+    """A trainer that asks for a GPU torch does not see: one line naming the trainer option (``choice``:
+    the trainer config chosen, e.g. "gpu") and trainer=cpu, before any data is read."""
+    from ..devices import check_accelerator
+
+    accelerator = checked.trainer.accelerator
+    asked = f"trainer.accelerator={accelerator}"
+    if choice and choice != "cpu":
+        asked = f"trainer={choice} ({asked})"
+    check_accelerator(accelerator, asked, "use trainer=cpu (the default), or run on a machine with a GPU")
 
 
 if __name__ == "__main__":  # python -m grelu_caduceus.cli.train OVERRIDES (DDP re-runs it the same way)

@@ -1,7 +1,7 @@
 """`grelu-caduceus vep-probe`: the Caduceus paper's supervised VEP protocol in one command.
 
     grelu-caduceus vep-probe --model kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16 \\
-        --variants eqtl_labelled.tsv --genome hg38.fa --tss tss.bed --out probe/ \\
+        --variants eqtl_labelled.tsv --fasta hg38.fa --tss tss.bed --out probe/ \\
         [--window 16384] [--pool-window 1536] [--test-chroms chr9,chr10] [--classifier logistic]
 
 Embeds the ref and alt windows of each labelled SNV (any model `embed` takes: Caduceus, HyenaDNA,
@@ -14,7 +14,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from . import UserError, reraise_as_user_error
+from . import UserError, add_fasta_option, parse_args, print_caught_warnings, reraise_as_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Genentech/enformer-model or a local human_state_dict.h5")
     parser.add_argument("--variants", required=True, help="TSV/CSV with chrom, pos (1-based), ref, alt and a 0/1 "
                         "label column (optional: tissue, split = train/test)")
-    parser.add_argument("--genome", required=True, help="FASTA of the variants' assembly (plain or bgzip)")
+    add_fasta_option(parser, "FASTA of the variants' assembly (plain or bgzip)")
     tss = parser.add_mutually_exclusive_group(required=True)
     tss.add_argument("--tss", help="BED of TSSs (start; end - 1 on the - strand when column 6 is the strand)")
     tss.add_argument("--tss-column", help="column of the variants table holding the distance to the nearest TSS")
@@ -52,17 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     from ..core.hub import is_hub_name
+    from ..devices import check_device
+
+    check_device(args.device, "--device")
     from ..enformer import is_enformer_reference
     from ..vep_probe import run_vep_probe
 
-    for flag, path in (("--model", args.model), ("--variants", args.variants), ("--genome", args.genome),
+    for flag, path in (("--model", args.model), ("--variants", args.variants), ("--fasta", args.fasta),
                        ("--tss", args.tss)):
         if path is None or Path(path).exists() or (flag == "--model" and (is_hub_name(path)
                                                                           or is_enformer_reference(path))):
@@ -76,7 +79,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             report = run_vep_probe(
-                args.model, args.variants, args.genome, args.out, tss=args.tss, tss_column=args.tss_column,
+                args.model, args.variants, args.fasta, args.out, tss=args.tss, tss_column=args.tss_column,
                 label_column=args.label_column,
                 tissue_column=None if args.tissue_column.lower() == "none" else args.tissue_column,
                 test_chroms=[c.strip() for c in args.test_chroms.split(",") if c.strip()], window=args.window,
@@ -85,9 +88,7 @@ def main(argv=None) -> int:
                 progress=not args.no_progress, trust_pickle=args.trust_pickle, revision=args.revision)
     except (ValueError, FileNotFoundError) as err:
         reraise_as_user_error(err)
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            print(f"warning: {warning.message}")
+    print_caught_warnings("vep-probe", caught)
     for row in report.metrics.itertuples():
         auroc = f"{row.auroc:.3f}" if row.auroc == row.auroc else f"n/a ({row.note})"
         print(f"  {row.bucket:>9}: AUROC {auroc}  (train {row.n_train}, test {row.n_test})")

@@ -209,18 +209,17 @@ def check_intervals_in_bounds(frame: pd.DataFrame, genome: "FastaGenome", source
                          for i in np.flatnonzero(mask)[:3])
 
     empty = ends <= starts
+    outside = ~empty & ((starts < 0) | (ends > sizes))
+    problems = []  # every kind at once, each with its first rows
     if empty.any():
-        raise GenomeDataError(
-            f"{source}: {int(empty.sum())} of {len(frame)} intervals have end <= start, e.g. {rows_text(empty)}. "
-            "Coordinates are 0-based and end-exclusive, so end must be larger than start."
-        )
-    outside = (starts < 0) | (ends > sizes)
+        problems.append(f"{int(empty.sum())} of {len(frame)} intervals have end <= start, e.g. {rows_text(empty)}. "
+                        "Coordinates are 0-based and end-exclusive, so end must be larger than start.")
     if outside.any():
-        raise GenomeDataError(
-            f"{source}: {int(outside.sum())} of {len(frame)} intervals lie wholly or partly outside their "
-            f"chromosome, e.g. {rows_text(outside)}. Check that the BED uses the same assembly as the FASTA "
-            "(hg19 vs hg38) and 0-based, end-exclusive coordinates, or drop or clip those rows."
-        )
+        problems.append(f"{int(outside.sum())} of {len(frame)} intervals lie wholly or partly outside their "
+                        f"chromosome, e.g. {rows_text(outside)}. Check that the BED uses the same assembly as the "
+                        "FASTA (hg19 vs hg38) and 0-based, end-exclusive coordinates, or drop or clip those rows.")
+    if problems:
+        raise GenomeDataError(f"{source}: " + " Also, ".join(problems))
 
 
 def padded_windows(chroms, starts: np.ndarray, seq_len: int, sizes: Mapping[str, int]) -> np.ndarray:
@@ -232,11 +231,12 @@ def padded_windows(chroms, starts: np.ndarray, seq_len: int, sizes: Mapping[str,
 
 
 # --------------------------------------------------------------------------- interval input
-def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFrame:
-    """A BED file (plain or .gz, with or without header) or DataFrame -> chrom, start, end[, split].
+def read_intervals(source: IntervalSource, what: str = "intervals", keep_name: bool = False) -> pd.DataFrame:
+    """A BED file (plain or .gz, with or without header) or DataFrame -> chrom, start, end[, name][, split].
 
     Only the first three columns of a header-less BED are used (plus a ``split`` column when a
-    DataFrame or a headed file has one). Coordinates are 0-based, end-exclusive.
+    DataFrame or a headed file has one, and with ``keep_name`` the BED name: column 4 of a header-less
+    BED, or a ``name`` column). Coordinates are 0-based, end-exclusive.
     """
     if isinstance(source, pd.DataFrame):
         frame = source.copy()
@@ -251,13 +251,26 @@ def read_intervals(source: IntervalSource, what: str = "intervals") -> pd.DataFr
         where = "DataFrame" if isinstance(source, pd.DataFrame) else f"file {source}"
         raise GenomeDataError(f"{what} {where} is empty: it has no intervals (give at least one tab-separated "
                               "chrom, start, end line).")
-    columns = ["chrom", "start", "end"] + (["split"] if "split" in frame.columns else [])
+    columns = ["chrom", "start", "end"] + (["name"] if keep_name and "name" in frame.columns else []) + \
+        (["split"] if "split" in frame.columns else [])
     frame = frame[columns].reset_index(drop=True)
-    try:
-        frame["start"] = frame["start"].astype(np.int64)
-        frame["end"] = frame["end"].astype(np.int64)
-    except (TypeError, ValueError) as err:
-        raise GenomeDataError(f"{what}: start and end must be integers ({err}).") from err
+    if "name" in columns:
+        frame["name"] = frame["name"].fillna("").astype(str)
+    where = "DataFrame" if isinstance(source, pd.DataFrame) else f"file {source}"
+    numbers = {}
+    for column in ("start", "end"):
+        values = frame[column].astype(str).str.strip() if frame[column].dtype == object else frame[column]
+        numbers[column] = pd.to_numeric(values, errors="coerce")
+    bad = np.zeros(len(frame), bool)
+    for values in numbers.values():
+        bad |= (values.isna() | (values % 1 != 0)).to_numpy()
+    if bad.any():
+        rows = "; ".join(f"row {i + 1}: {frame.chrom.iat[i]} {frame.start.iat[i]!r} {frame.end.iat[i]!r}"
+                         for i in np.flatnonzero(bad)[:3])
+        raise GenomeDataError(f"{what} {where}: {int(bad.sum())} of {len(frame)} rows have a start or end that is "
+                              f"not a whole number, e.g. {rows}. Columns 2 and 3 are 0-based integer positions.")
+    frame["start"] = numbers["start"].astype(np.int64)
+    frame["end"] = numbers["end"].astype(np.int64)
     frame["chrom"] = frame["chrom"].astype(str)
     return frame
 
@@ -280,7 +293,7 @@ def _read_bed_file(path: Path, what: str) -> pd.DataFrame:
                 header = fields
                 n_skip += 1
                 continue
-            has_data = True
+            has_data, n_fields = True, len(fields)
             break
     if not has_data:
         raise GenomeDataError(f"{what} file {path} is empty: it has no intervals, only "
@@ -290,10 +303,11 @@ def _read_bed_file(path: Path, what: str) -> pd.DataFrame:
         names = header
     else:
         names = None
+    bed_columns = ["chrom", "start", "end", "name"][:min(n_fields, 4)]  # BED's 4th column is the name
     frame = pd.read_csv(path, sep="\t", header=None, skiprows=n_skip, dtype=str, comment="#", names=names,
-                        usecols=None if names else [0, 1, 2])
+                        usecols=None if names else list(range(len(bed_columns))))
     if names is None:
-        frame.columns = ["chrom", "start", "end"]
+        frame.columns = bed_columns
     return frame
 
 
@@ -308,6 +322,17 @@ def _is_bgzf(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(18)
     return len(head) == 18 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
+def bgzip_copy_name(path: Path) -> Path:
+    """A new name beside a plain-gzip FASTA for its bgzip copy: genome.fa.gz -> genome.bgz.fa.gz (never
+    ``path`` itself: ``gunzip -c X | bgzip > X`` empties X before reading it)."""
+    name = path.name
+    stem = name[:-3] if name.endswith(".gz") else name
+    for ext in (".fa", ".fasta", ".fna"):
+        if stem.endswith(ext):
+            return path.with_name(f"{stem[:-len(ext)]}.bgz{ext}.gz")
+    return path.with_name(f"{stem}.bgz.gz")
 
 
 def default_index_cache() -> Path:
@@ -330,16 +355,20 @@ class FastaGenome:
     def __init__(self, fasta: str | os.PathLike, index_dir: str | os.PathLike | None = None):
         self.path = Path(fasta).expanduser().absolute()
         if not self.path.is_file():
+            from .bundled import demo_genome_fasta  # in Python: grelu_caduceus.data.demo_genome_fasta()
+
             raise GenomeDataError(
-                f"FASTA file not found: {self.path}. Pass the path of an existing .fa / .fa.gz "
-                "(bgzip) file; the bundled demo genome is grelu_caduceus.data.demo_genome_fasta()."
+                f"FASTA file not found: {self.path}. Give the path of an existing .fa / .fa.gz "
+                f"(bgzip) file; the bundled demo genome (hg19 chr20:40-44 Mb) is {demo_genome_fasta()}."
             )
         self.bgzf = _is_bgzf(self.path)
         if not self.bgzf and _is_gzip(self.path):
+            # (in Python: grelu_caduceus.data.bgzf.bgzip_fasta(src, dst) writes the bgzip copy and its indexes)
             raise GenomeDataError(
                 f"{self.path} is gzip-compressed but not with bgzip, so it cannot be read by random "
-                "access. Recompress it: `gunzip -c X.fa.gz | bgzip > X.fa.gz` (htslib), or "
-                "grelu_caduceus.data.bgzf.bgzip_fasta(src, dst)."
+                f"access. Write a bgzip copy under a new name and use that: "
+                f"`gunzip -c {self.path} | bgzip > {bgzip_copy_name(self.path)}` (htslib's bgzip), or "
+                f"decompress it: `gunzip -k {self.path}` (then give {self.path.with_suffix('')})."
             )
         if self.bgzf and not self.path.name.endswith((".gz", ".bgz")):
             raise GenomeDataError(

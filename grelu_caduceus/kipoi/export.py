@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -227,43 +228,89 @@ def export_kipoi(
     if (example_fasta is None) != (example_bed is None):
         raise ExportError("Give both example_fasta and example_bed (or neither, for the bundled real example).")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} exists and is not empty: choose a new folder or pass overwrite=True (--overwrite).")
-    earlier = read_spec(checkpoint) if Path(checkpoint).expanduser().is_dir() else None
+        raise ExportError(f"{out} exists and is not empty: choose a new --out folder, or add --overwrite to replace "
+                          "the export in it.")
+    from ..checkpoint_files import resolve_run_folder
+
+    checkpoint = resolve_run_folder(checkpoint)  # a training run folder: its best.ckpt (else last.ckpt)
+    earlier = read_spec(checkpoint) if checkpoint.is_dir() else None
     if earlier and description is None:
         description = earlier.get("description")
     lm = _predict.load_model(checkpoint, conjoin=conjoin)
     seq_len = seq_len or _predict.training_seq_len(lm)
     if not seq_len:
-        raise ExportError(f"{checkpoint} does not record its training sequence length: pass seq_len (--seq-len).")
+        raise ExportError(f"{checkpoint} does not record its training sequence length: give it with --seq-len.")
     probe = _predict.predict_onehot(lm, torch.zeros(1, 4, int(seq_len)))
     n_bins = probe.shape[1] // int(lm.model.head.n_tasks)
 
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / "weights"
-    if weights.exists():
-        shutil.rmtree(weights)
+    # Everything is written into a new folder beside ``out`` and moved into place at the end, so a
+    # failed export leaves nothing behind (and a retry is not refused as "not empty").
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        _write_export(build, out.name, lm, seq_len, n_bins, Path(checkpoint), description, earlier, example_fasta,
+                      example_bed)
+        _move_into_place(build, out)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return out
+
+
+def _write_export(build: Path, name: str, lm, seq_len: int, n_bins: int, checkpoint: Path, description, earlier,
+                  example_fasta, example_bed) -> None:
+    """Write every file of an export into the empty folder ``build`` (to be renamed ``name``)."""
+    import warnings
+
+    from ..errors import InputWarning
+
+    umask = os.umask(0)
+    os.umask(umask)
+    build.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is as readable as any new folder
+    weights = build / "weights"
     weights.mkdir()
-    spec = _model_spec(lm, weights, seq_len, n_bins, Path(checkpoint), description, earlier)
+    spec = _model_spec(lm, weights, seq_len, n_bins, checkpoint, description, earlier)
     (weights / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     _write_weights(lm.model, weights / WEIGHTS_FILE)
 
-    fasta, bed = _copy_examples(out / "example_files", example_fasta, example_bed)
-    windows = _predict.IntervalWindows(fasta, bed, seq_len)
+    fasta, bed = _copy_examples(build / "example_files", example_fasta, example_bed)
+    with warnings.catch_warnings():
+        if example_fasta is None:  # the bundled example pads one window with N on purpose (its BED says so)
+            warnings.simplefilter("ignore", InputWarning)
+        windows = _predict.IntervalWindows(fasta, bed, seq_len)
     inputs = torch.stack([windows[i] for i in range(len(windows))]).numpy()
-    exported = load_exported(out)
+    exported = load_exported(build)
     preds = predict_batch(exported, inputs)
     reference = _predict.predict_onehot(lm, inputs)
     gap = float(np.abs(preds - reference).max())
     if not gap <= 1e-5:
         raise ExportError(f"The exported model differs from the checkpoint by {gap:.3g} on the examples (a bug).")
-    _write_expected(out / "example_files" / "expected.h5", inputs, preds)
+    _write_expected(build / "example_files" / "expected.h5", inputs, preds)
 
-    (out / "model.py").write_text(model_shim())
-    (out / "dataloader.py").write_text(dataloader_shim(seq_len))
-    (out / "dataloader.yaml").write_text(_dump_yaml(_dataloader_yaml(seq_len, fasta, bed, out), out.name))
-    (out / "model.yaml").write_text(_dump_yaml(_model_yaml(spec, lm, out), out.name))
-    (out / "README.md").write_text(_readme(spec, out.name))
-    return out
+    (build / "model.py").write_text(model_shim())
+    (build / "dataloader.py").write_text(dataloader_shim(seq_len))
+    (build / "dataloader.yaml").write_text(_dump_yaml(_dataloader_yaml(seq_len, fasta, bed, build), name))
+    (build / "model.yaml").write_text(_dump_yaml(_model_yaml(spec, lm, build.with_name(name)), name))
+    (build / "README.md").write_text(_readme(spec, name))
+    for path in build.rglob("*"):  # safetensors and h5py write their files private (0600)
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
+def _move_into_place(build: Path, out: Path) -> None:
+    """Rename the finished ``build`` folder to ``out``; into an existing ``out`` (overwrite), each
+    entry replaces the one of the same name (other files of ``out`` are kept)."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        build.rename(out)
+        return
+    for entry in sorted(build.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        entry.rename(target)
 
 
 # --------------------------------------------------------------------------- Kipoi files
