@@ -177,3 +177,75 @@ def test_paired_bootstrap_interval_over_windows():
     mixed = np.where(windows < 100, truth < 0.6, truth < 0.2)
     lo, hi = paired_bootstrap_ci(mixed, baseline, windows, 200)
     assert lo < 0.0 < hi
+
+
+def demo_genome_bases(start, end):
+    """Base codes of a slice of the bundled demo genome's train region (real hg19 chr20 DNA)."""
+    from grelu_caduceus.demo.baselines import ids_to_bases
+    from grelu_caduceus.demo.stages import region_ids
+
+    return ids_to_bases(region_ids("train")[start:end])
+
+
+def test_stored_counts_reproduce_a_direct_fit(tmp_path):
+    """A k = 5 count table saved and loaded is the fitted one; lower k summed out of it equal a direct
+    fit except for the centres within 5 bases of a piece edge, which only the direct fit counts."""
+    from grelu_caduceus.demo import KmerContextModel
+    from grelu_caduceus.demo.baselines import baselines_from_counts
+
+    pieces = [demo_genome_bases(0, 60_000), demo_genome_bases(500_000, 540_000)]
+    bases = np.concatenate([pieces[0], [4], pieces[1]])  # two pieces joined by N, as Chr20.train_bases()
+    fitted = KmerContextModel(5).fit(bases)
+    path = fitted.save(tmp_path / "kmer_context_k5.npz")
+    with np.load(path) as stored:
+        # the smallest dtype that holds the counts (uint8 for this slice, uint16 for chr20's 36 Mb)
+        assert stored["counts"].dtype == np.min_scalar_type(int(fitted.counts_table().max()))
+        assert stored["counts"].shape == (4,) * 11
+    loaded = KmerContextModel.load(path)
+    assert loaded.k == 5 and np.array_equal(loaded.counts_table(), fitted.counts_table())
+    assert loaded.counts_table().sum() == sum(len(p) - 10 for p in pieces)
+    assert fitted.save(tmp_path / "again.npz").read_bytes() == path.read_bytes()  # same counts, same bytes
+
+    heldout = demo_genome_bases(1_000_000, 1_020_000)[None]
+    rng = np.random.default_rng(0)
+    inputs = np.where(rng.random(heldout.shape) < 0.15, 4, heldout)
+    cols = np.flatnonzero(inputs[0] == 4)
+    rows = np.zeros_like(cols)
+    baselines = baselines_from_counts(loaded)
+    assert [b.name for b in baselines] == ["most_frequent_base"] + [f"kmer_context_k{k}" for k in range(1, 6)]
+    assert np.array_equal(baselines[-1].predict(inputs, rows, cols), fitted.predict(inputs, rows, cols))
+    for derived in baselines[1:-1]:
+        direct = KmerContextModel(derived.k).fit(bases).counts_table()
+        missing = direct - derived.counts_table()
+        assert missing.min() == 0 and missing.sum() == 2 * len(pieces) * (5 - derived.k), derived.k
+        agree = (derived.predict(inputs, rows, cols) == KmerContextModel.from_counts(direct).predict(inputs, rows, cols))
+        assert agree.mean() > 0.99, derived.k
+    assert baselines[0].best == int(np.bincount(bases[bases < 4], minlength=4).argmax())
+    with pytest.raises(ValueError, match=r"\(4,\) \* \(2k \+ 1\)"):
+        KmerContextModel.from_counts(np.zeros((4, 4)))
+
+
+def test_kmer_predictions_are_the_argmax_of_the_summed_out_counts():
+    """predict (and predict_proba) against a plain reference: for each site, the count table summed over
+    the unknown neighbours, read at the known ones; ties to the most frequent base. The sites cover
+    both ways predict sums (gathering per site, and summing the table for many sites of one pattern)."""
+    from grelu_caduceus.demo import KmerContextModel
+
+    model = KmerContextModel(3).fit(demo_genome_bases(0, 200_000))
+    table = model.counts_table()
+    centre = table.reshape(-1, 4).sum(0)
+    rng = np.random.default_rng(1)
+    truth = demo_genome_bases(1_200_000, 1_230_000)[None]
+    inputs = np.where(rng.random(truth.shape) < 0.3, 4, truth)
+    cols = np.arange(2, truth.shape[1] - 2, 3)
+    rows = np.zeros_like(cols)
+    predicted = model.predict(inputs, rows, cols)
+    probs = model.predict_proba(inputs, rows, cols, alpha=0.5)
+    for i, c in enumerate(cols[:3000]):
+        context = [inputs[0, c + off] if 0 <= c + off < truth.shape[1] else 4 for off in model.offsets]
+        unknown = tuple(j for j, base in enumerate(context) if base == 4)
+        summed = table.sum(axis=unknown, keepdims=True)
+        counts = summed[tuple(0 if j in unknown else base for j, base in enumerate(context))].reshape(4)
+        best = np.flatnonzero(counts == counts.max())
+        assert predicted[i] == best[np.argmax(centre[best])], (c, context)
+        assert np.allclose(probs[i], (counts + 0.5) / (counts + 0.5).sum(), atol=1e-6)  # + the 1e-6 tie prior
