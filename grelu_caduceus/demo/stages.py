@@ -73,11 +73,12 @@ class DemoRun:
         if path.exists():
             previous = json.loads(path.read_text())
             if previous != settings:
-                was = previous.get("budget", {}).get("name"), previous.get("seed"), previous.get("pretrained", {}).get("folder")
+                was = previous.get("pretrained") or {}
+                other_weights = was != pretrained and was.get("folder") == pretrained["folder"]
                 raise UserError(
-                    f"{self.out} holds a demo run with other settings (budget {was[0]!r}, seed {was[1]}, pretrained "
-                    f"model {was[2]!r}{', other weights' if was[2] == pretrained['folder'] else ''}); its checkpoints "
-                    "cannot be reused. Use another --out folder, or the same settings to resume it."
+                    f"{self.out} holds a demo run with other settings (budget {previous['budget']['name']!r}, seed "
+                    f"{previous['seed']}, pretrained model {was.get('folder')!r}{', other weights' if other_weights else ''})"
+                    "; its checkpoints cannot be reused. Use another --out folder, or the same settings to resume it."
                 )
         else:
             path.write_text(json.dumps(settings, indent=2))
@@ -306,8 +307,9 @@ class DemoRun:
             from ..tasks.mlm import MLMLightningModel, train_mlm
 
             b = self.budget
+            layers = f"{b.own_n_layer} layer{'s' if b.own_n_layer > 1 else ''}"
             log.info(f"{step('own_pretrain')} a short pretraining of our own: Caduceus-PS masked LM (d_model "
-                     f"{b.own_d_model}, {b.own_n_layer} layer{'s' if b.own_n_layer > 1 else ''}, {b.own_seq_len} bp windows, batch {b.own_batch_size}, "
+                     f"{b.own_d_model}, {layers}, {b.own_seq_len} bp windows, batch {b.own_batch_size}, "
                      f"{b.own_max_steps} steps) on the demo genome's train region, device {self.device}")
             train, val = self.own_mlm_datasets()
             model = MLMLightningModel(dict(d_model=b.own_d_model, n_layer=b.own_n_layer, rcps=True),
