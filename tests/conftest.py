@@ -64,9 +64,10 @@ def ph_folder(tmp_path_factory):
 
 def shipped_pretrained_lm():
     """The shipped pretrained model's folder, or None while it is not built (scripts/build_pretrained_lm.py)."""
-    from grelu_caduceus.demo.stages import shipped_folder
+    from grelu_caduceus.data.bundled import BUNDLED_DIR, PRETRAINED_LM
 
-    return shipped_folder()
+    folder = BUNDLED_DIR / PRETRAINED_LM
+    return folder if folder.is_dir() else None
 
 
 def pytest_report_header(config):

@@ -152,6 +152,15 @@ def test_a_pretrained_folder_without_its_parts_is_a_one_line_error(tmp_path, dem
     assert not (tmp_path / "out" / "stages").exists()  # refused before anything ran
 
 
+def test_an_installation_without_the_shipped_model_says_how_to_get_it(tmp_path, monkeypatch):
+    from grelu_caduceus.data import bundled
+    from grelu_caduceus.demo.stages import resolve_pretrained
+
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", tmp_path)
+    with pytest.raises(UserError, match=r"caduceus_ps_chr20 is missing.*build_pretrained_lm\.py.*--pretrained FOLDER"):
+        resolve_pretrained(None)
+
+
 def test_own_training_curve_and_its_baselines_are_scored_on_the_same_sites(quick_run):
     """The own pretraining's accuracy plot: its curve (val_mask_accuracy logged during pretraining)
     and its baseline lines come from the same windows, masks and [MASK]ed sites: rescoring the final

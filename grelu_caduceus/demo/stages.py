@@ -140,10 +140,10 @@ class DemoRun:
         """The pretrained model as the records name it: folder, architecture and, for the shipped
         model, MANIFEST.json's record of its training (None for another folder)."""
         from ..core import CaduceusConfig
-        from ..data import pretrained_lm_info
+        from ..data.bundled import BUNDLED_DIR, pretrained_lm_info
 
         config = CaduceusConfig.from_json_file(self.pretrained / "config.json")
-        info = pretrained_lm_info(self.pretrained.name) if self.pretrained == shipped_folder() else None
+        info = pretrained_lm_info(self.pretrained.name) if self.pretrained.parent == BUNDLED_DIR else None
         return {"folder": self.pretrained.name, "shipped": info is not None, "d_model": config.d_model,
                 "n_layer": config.n_layer, "rcps": config.rcps, "training": info and info["training"]}
 
@@ -410,14 +410,6 @@ def log_accuracy(result: dict) -> None:
              f"windows (difference {result['difference']:+.4f}, 95% CI {lo:+.4f} to {hi:+.4f})")
 
 
-def shipped_folder() -> Path | None:
-    """The shipped pretrained model's folder, or None if this installation lacks it."""
-    from ..data.bundled import BUNDLED_DIR, PRETRAINED_LM
-
-    folder = BUNDLED_DIR / PRETRAINED_LM
-    return folder if folder.is_dir() else None
-
-
 def pretrained_weights(folder: Path) -> Path:
     """The weight file of an HF-format folder (the first of core.checkpoint.WEIGHT_FILES present)."""
     from ..core.checkpoint import WEIGHT_FILES
@@ -429,17 +421,15 @@ def resolve_pretrained(path) -> Path:
     """The pretrained model's folder: ``path``, or the shipped one when None; a clear error unless it
     has config.json, weights and the k-mer counts of its training DNA."""
     from ..core.checkpoint import WEIGHT_FILES
-    from ..data.bundled import PRETRAINED_LM_COUNTS
+    from ..data.bundled import PRETRAINED_LM_COUNTS, pretrained_lm_folder
     from ..errors import UserError
 
     if path is None:
-        folder = shipped_folder()
-        if folder is None:
-            raise UserError("this installation lacks the shipped pretrained model (grelu_caduceus/data/bundled/"
-                            "caduceus_ps_chr20): reinstall grelu-caduceus, rebuild it with "
-                            "scripts/build_pretrained_lm.py, or give --pretrained FOLDER.")
-    else:
-        folder = Path(path).expanduser().absolute()
+        try:
+            return resolve_pretrained(pretrained_lm_folder())
+        except FileNotFoundError as err:
+            raise UserError(f"{err} Or give the demo --pretrained FOLDER.") from err
+    folder = Path(path).expanduser().absolute()
     wants = f"an HF-format Caduceus folder (config.json, {' or '.join(WEIGHT_FILES)}) with the k-mer counts of its " \
             f"training DNA ({PRETRAINED_LM_COUNTS}, see scripts/build_pretrained_lm.py)"
     if not folder.is_dir():
@@ -465,4 +455,4 @@ def resolve_device(device: str) -> str:
     return device
 
 
-__all__ = ["DEMO_HINT", "DemoRun", "region_ids", "resolve_device", "resolve_pretrained", "shipped_folder"]
+__all__ = ["DEMO_HINT", "DemoRun", "region_ids", "resolve_device", "resolve_pretrained"]
