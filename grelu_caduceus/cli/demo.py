@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     parser.add_argument("--quick", action="store_true", help="a smoke run of a minute or two with tiny sizes (tests)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default=None,
-                        help="run size: quick, default (about 5 min on 2 CPU cores) or full (GPU)")
+                        help="run size: quick, default (under 10 min on 2 CPU cores) or full (GPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrained", default=None, metavar="FOLDER",
                         help="the pretrained model: an HF-format Caduceus folder with the k-mer counts of its training "

@@ -53,7 +53,7 @@ def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int =
     Args:
         out_dir: output folder; re-running with the same folder reuses finished stages.
         device: "auto" (GPU when present), "cpu", "cuda" or "cuda:N".
-        budget: "quick" (a smoke run of a minute or two), "default" (the main job, about 5 minutes on
+        budget: "quick" (a smoke run of a minute or two), "default" (the main job, under 10 minutes on
             2 CPU cores) or "full" (longer fine-tuning and own pretraining, for a GPU), or a DemoBudget.
         seed: random seed of every stage.
         pretrained: the pretrained model's HF-format folder, with the k-mer counts of its training
