@@ -280,7 +280,8 @@ def build(work_dir: Path, out_dir: Path, downloads: Path | None = None, log=prin
             "baseline": baselines[task],
         }
 
-    for name in sorted(p.name for p in out_dir.iterdir() if p.name != "MANIFEST.json"):
+    # Folders (the pretrained model, scripts/build_pretrained_lm.py) are not built here.
+    for name in sorted(p.name for p in out_dir.iterdir() if p.is_file() and p.name != "MANIFEST.json"):
         entry = files.setdefault(name, {"derived_from": name.split(".fa.gz")[0] + ".fa.gz"})
         entry["output_sha256"] = sha256_of(out_dir / name)
         entry["bytes"] = (out_dir / name).stat().st_size
@@ -293,6 +294,9 @@ def build(work_dir: Path, out_dir: Path, downloads: Path | None = None, log=prin
         },
         "files": dict(sorted(files.items())),
     }
+    previous = out_dir / "MANIFEST.json"
+    if previous.exists() and "pretrained" in json.loads(previous.read_text()):  # scripts/build_pretrained_lm.py's
+        manifest["pretrained"] = json.loads(previous.read_text())["pretrained"]
     (out_dir / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"Wrote {out_dir}")
     return manifest

@@ -60,3 +60,27 @@ def ph_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ph")
     write_checkpoint(folder, d_model=16, n_layer=2, rcps=False, seed=1)
     return folder
+
+
+def shipped_pretrained_lm():
+    """The shipped pretrained model's folder, or None while it is not built (scripts/build_pretrained_lm.py)."""
+    from grelu_caduceus.data.bundled import BUNDLED_DIR, PRETRAINED_LM
+
+    folder = BUNDLED_DIR / PRETRAINED_LM
+    return folder if folder.is_dir() else None
+
+
+def pytest_report_header(config):
+    if shipped_pretrained_lm() is None:
+        return ("grelu_caduceus/data/bundled/caduceus_ps_chr20 is not built: the demo's tests run on an untrained "
+                "stand-in and the shipped-model tests skip (the package ships it: run scripts/build_pretrained_lm.py)")
+    return None
+
+
+@pytest.fixture(scope="session")
+def demo_pretrained_folder(tmp_path_factory):
+    """The pretrained model the demo's tests run: the shipped one, or an untrained stand-in of the same
+    layout while the shipped one is not built (see pytest_report_header)."""
+    from helpers import write_demo_pretrained
+
+    return shipped_pretrained_lm() or write_demo_pretrained(tmp_path_factory.mktemp("pretrained") / "stand_in")

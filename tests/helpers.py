@@ -77,3 +77,21 @@ def write_checkpoint(folder, fmt="safetensors", tied_once=False, seed=0, strateg
 def rel_err(a, b):
     a, b = a.double(), b.double()
     return ((a - b).norm() / b.norm()).item()
+
+
+def write_demo_pretrained(folder, d_model=32, n_layer=2, seed=12345):
+    """A stand-in for the shipped pretrained model's folder (grelu_caduceus/data/bundled/caduceus_ps_chr20):
+    an untrained Caduceus-PS masked LM written by save_pretrained, with k = 5 context counts of the demo
+    genome's train region as its kmer_context_k5.npz. (Its seed differs from the demo's, so that its
+    weights are not the from-scratch run's initialisation.)"""
+    from grelu_caduceus.core import CaduceusConfig, CaduceusForMaskedLM, save_pretrained
+    from grelu_caduceus.data.bundled import PRETRAINED_LM_COUNTS
+    from grelu_caduceus.demo.baselines import KmerContextModel, ids_to_bases
+    from grelu_caduceus.demo.stages import region_ids
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = CaduceusForMaskedLM(CaduceusConfig(d_model=d_model, n_layer=n_layer, rcps=True))
+    save_pretrained(model, folder)
+    KmerContextModel(5).fit(ids_to_bases(region_ids("train"))).save(os.path.join(folder, PRETRAINED_LM_COUNTS))
+    return folder

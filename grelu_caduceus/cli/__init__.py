@@ -20,7 +20,7 @@ import warnings
 
 # command -> (module, one-line help); each module defines main(argv: list[str]) -> int | None
 COMMANDS = {
-    "demo": ("grelu_caduceus.cli.demo", "pretrain + fine-tune + interpret on bundled real human DNA"),
+    "demo": ("grelu_caduceus.cli.demo", "shipped LM vs baselines, fine-tune vs scratch, interpret (bundled real DNA)"),
     "train": ("grelu_caduceus.cli.train", "train a model from Hydra configs: model=... task=... data=..."),
     "predict": ("grelu_caduceus.cli.predict", "predict a FASTA + BED with a trained checkpoint"),
     "vep": ("grelu_caduceus.cli.vep", "score variants (VCF or table): zero-shot MLM or fine-tuned model"),

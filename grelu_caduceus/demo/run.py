@@ -11,8 +11,8 @@ import time
 import torch
 
 from .console import log
-from .report import plot_finetune_curves, plot_mlm_curves, write_report
-from .stages import DemoRun
+from .report import plot_finetune_curves, plot_mlm_accuracy, plot_own_mlm_curves, write_report
+from .stages import N_STEPS, DemoRun
 
 
 @contextlib.contextmanager
@@ -47,22 +47,43 @@ def compute_threads(device: str):
             numba.set_num_threads(saved[1])
 
 
-def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int = 0) -> dict:
+def run_demo(out_dir, device: str = "auto", budget: str = "default", seed: int = 0, pretrained=None) -> dict:
     """Run (or resume) the demo in ``out_dir``; returns the metrics written to ``out_dir/metrics.json``.
 
     Args:
         out_dir: output folder; re-running with the same folder reuses finished stages.
         device: "auto" (GPU when present), "cpu", "cuda" or "cuda:N".
-        budget: "quick" (~1 minute smoke run), "default" (~11 minutes on 2 CPU cores) or "full"
-            (a larger model and longer training, for a GPU), or a DemoBudget.
+        budget: "quick" (a smoke run of a minute or two), "default" (the main job, under 10 minutes on
+            2 CPU cores) or "full" (longer fine-tuning and own pretraining, for a GPU), or a DemoBudget.
         seed: random seed of every stage.
+        pretrained: the pretrained model's HF-format folder, with the k-mer counts of its training
+            DNA (``kmer_context_k5.npz``); None: the shipped Caduceus-PS (``caduceus_ps_chr20``).
 
     Returns:
-        dict with at least mlm_val_accuracy, mlm_baseline_accuracy and finetune_val_auroc.
+        dict with at least mlm_val_accuracy, mlm_baseline_accuracy, mlm_difference_vs_baseline,
+        mlm_difference_ci95, finetune_val_auroc, finetune_test_auroc, finetune_scratch_val_auroc,
+        finetune_scratch_test_auroc, the own pretraining's mlm_own_* and seconds_total.
     """
-    demo = DemoRun(out_dir, device, budget, seed)
+    demo = DemoRun(out_dir, device, budget, seed, pretrained)
     with compute_threads(demo.device) as threads:
         return _run_stages(demo, threads)
+
+
+def masked_accuracy_metrics(prefix: str, result: dict) -> dict:
+    """metrics.json's keys of one masked-accuracy comparison (evaluate_masked's result), under ``prefix``."""
+    return {
+        f"{prefix}_val_accuracy": result["model_accuracy"],
+        f"{prefix}_baseline_accuracy": result["best_baseline_accuracy"],
+        f"{prefix}_difference_vs_baseline": result["difference"],
+        f"{prefix}_difference_ci95": result["difference_ci95"],
+        f"{prefix}_best_baseline": result["best_baseline"],
+        f"{prefix}_baseline_accuracies": result["baselines"],
+        f"{prefix}_val_accuracy_all_chosen": result["model_accuracy_all_chosen"],
+        f"{prefix}_baseline_accuracies_all_chosen": result["baselines_all_chosen"],
+        f"{prefix}_baseline_accuracies_clean_context": result["baselines_clean_context"],
+        f"{prefix}_val_sites": result["n_sites"],
+        f"{prefix}_val_windows": result["n_windows"],
+    }
 
 
 def _run_stages(demo: "DemoRun", threads: str) -> dict:
@@ -70,45 +91,47 @@ def _run_stages(demo: "DemoRun", threads: str) -> dict:
 
     started = time.perf_counter()
     b = demo.budget
-    log.info(f"writing to {demo.out} (budget {b.name}, device {demo.device}, {threads}, seed {demo.seed})")
-    pretrain = demo.pretrain()
-    mlm_eval = demo.evaluate_mlm(pretrain)
-    runs = {"finetune_pretrained": demo.finetune("finetune_pretrained", pretrain["checkpoint"])}
-    if b.scratch_comparison:
-        runs["finetune_scratch"] = demo.finetune("finetune_scratch", None)
+    log.info(f"writing to {demo.out} (budget {b.name}, device {demo.device}, {threads}, seed {demo.seed}, pretrained "
+             f"model {demo.pretrained.name})")
+    mlm_eval = demo.evaluate_pretrained()
+    runs = {"finetune_pretrained": demo.finetune("finetune_pretrained", from_pretrained=True),
+            "finetune_scratch": demo.finetune("finetune_scratch", from_pretrained=False)}
+    own_pretrain = demo.own_pretrain()
+    own_eval = demo.evaluate_own(own_pretrain)
     attributions = demo.attributions(runs["finetune_pretrained"])
-    log.info("[5/5] plots, metrics.json and report.md")
-    figures = {"mlm": plot_mlm_curves(demo.out, mlm_eval), "finetune": plot_finetune_curves(demo.out, list(runs), demo.task.title),
+    log.info(f"[{N_STEPS}/{N_STEPS}] plots, metrics.json and report.md")
+    figures = {"mlm": plot_mlm_accuracy(demo.out, mlm_eval),
+               "own_mlm": plot_own_mlm_curves(demo.out, own_eval),
+               "finetune": plot_finetune_curves(demo.out, list(runs), demo.task.title),
                "attributions": attributions["figures"]}
-    stage_seconds = {"pretrain": pretrain["seconds"], "mlm_eval": mlm_eval["seconds"],
-                     **{k: v["seconds"] for k, v in runs.items()}, "attributions": attributions["seconds"]}
-    tuned = runs["finetune_pretrained"]
+    stage_seconds = {"mlm_eval": mlm_eval["seconds"], **{k: v["seconds"] for k, v in runs.items()},
+                     "own_pretrain": own_pretrain["seconds"], "own_mlm_eval": own_eval["seconds"],
+                     "attributions": attributions["seconds"]}
+    tuned, scratch = runs["finetune_pretrained"], runs["finetune_scratch"]
     metrics = {
-        "mlm_val_accuracy": mlm_eval["model_accuracy"],
-        "mlm_baseline_accuracy": mlm_eval["best_baseline_accuracy"],
+        **masked_accuracy_metrics("mlm", mlm_eval),
+        "mlm_seq_len": mlm_eval["seq_len"],
+        "mlm_model": mlm_eval["model"],
         "finetune_val_auroc": tuned["val_auroc"],
         "finetune_test_auroc": tuned["test_auroc"],
-        "mlm_best_baseline": mlm_eval["best_baseline"],
-        "mlm_baseline_accuracies": mlm_eval["baselines"],
-        "mlm_val_accuracy_all_chosen": mlm_eval["model_accuracy_all_chosen"],
-        "mlm_baseline_accuracies_all_chosen": mlm_eval["baselines_all_chosen"],
-        "mlm_baseline_accuracies_clean_context": mlm_eval["baselines_clean_context"],
-        "mlm_val_sites": mlm_eval["n_sites"],
-        "mlm_val_windows": mlm_eval["n_windows"],
-        "mlm_difference_vs_baseline": mlm_eval["difference"],
-        "mlm_difference_ci95": mlm_eval["difference_ci95"],
-        "mlm_steps": pretrain["steps"],
-        "mlm_parameters": pretrain["parameters"],
-        "mlm_d_model": b.d_model,
-        "mlm_n_layer": b.n_layer,
-        "mlm_seq_len": b.seq_len,
-        "mlm_batch_size": b.batch_size,
-        "mlm_lr": b.lr,
+        "finetune_scratch_val_auroc": scratch["val_auroc"],
+        "finetune_scratch_test_auroc": scratch["test_auroc"],
         "finetune_task": demo.task.name,
         "finetune_task_title": demo.task.title,
         "finetune_task_positive": demo.task.positive,
         "finetune_task_reference": task_baseline(demo.task.name),
+        "finetune_epochs": b.finetune_epochs,
+        "finetune_batch_size": b.finetune_batch_size,
+        "finetune_lr": b.finetune_lr,
         "finetune_runs": runs,
+        **masked_accuracy_metrics("mlm_own", own_eval),
+        "mlm_own_steps": own_pretrain["steps"],
+        "mlm_own_parameters": own_pretrain["parameters"],
+        "mlm_own_d_model": b.own_d_model,
+        "mlm_own_n_layer": b.own_n_layer,
+        "mlm_own_seq_len": b.own_seq_len,
+        "mlm_own_batch_size": b.own_batch_size,
+        "mlm_own_lr": b.own_lr,
         "budget": b.name,
         "device": demo.device,
         "seed": demo.seed,
@@ -116,15 +139,13 @@ def _run_stages(demo: "DemoRun", threads: str) -> dict:
         "seconds_total": round(time.perf_counter() - started, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    if "finetune_scratch" in runs:
-        metrics["scratch_val_auroc"] = runs["finetune_scratch"]["val_auroc"]
-        metrics["scratch_test_auroc"] = runs["finetune_scratch"]["test_auroc"]
     (demo.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     report = write_report(demo.out, metrics, figures)
-    log.info(f"done in {metrics['seconds_total']:.0f} s: masked accuracy {metrics['mlm_val_accuracy']:.4f} vs best baseline "
-        f"{metrics['mlm_baseline_accuracy']:.4f}; {demo.task.name} val AUROC {metrics['finetune_val_auroc']:.4f}, test "
-        f"{metrics['finetune_test_auroc']:.4f}. Report: {report}")
+    log.info(f"done in {metrics['seconds_total']:.0f} s: masked accuracy {metrics['mlm_val_accuracy']:.4f} vs best "
+             f"baseline {metrics['mlm_baseline_accuracy']:.4f}; {demo.task.name} val AUROC "
+             f"{metrics['finetune_val_auroc']:.4f}, test {metrics['finetune_test_auroc']:.4f} (from scratch "
+             f"{metrics['finetune_scratch_test_auroc']:.4f}). Report: {report}")
     return metrics
 
 
-__all__ = ["compute_threads", "run_demo"]
+__all__ = ["compute_threads", "masked_accuracy_metrics", "run_demo"]
