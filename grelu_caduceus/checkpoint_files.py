@@ -119,9 +119,12 @@ def run_folder_checkpoint(folder: str | os.PathLike) -> Path | None:
 
     A run folder (``RUN/``, holding ``checkpoints/``) or its ``checkpoints/`` folder stands for its
     ``best.ckpt`` (lowest validation loss), else its ``last.ckpt``. A folder holding other .ckpt files
-    only is a :class:`CheckpointFileError` naming them.
+    only is a :class:`CheckpointFileError` naming them. A folder with a config.json is a model folder
+    (HF format, or a released HyenaDNA's config.json + weights.ckpt), not a run folder.
     """
     folder = Path(folder).expanduser()
+    if (folder / "config.json").is_file():  # a model folder (HF format, or a LongSafari release with weights.ckpt)
+        return None
     for ckpt_dir in (folder / "checkpoints", folder):
         if not ckpt_dir.is_dir():
             continue

@@ -7,6 +7,8 @@ genome (one 100,000 bp contig), a gReLU checkpoint saved from it, and a tiny mas
 
 import gzip
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,10 @@ from grelu_caduceus.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 KIPOI_MODEL = ROOT / "kipoi_model"
-GENOME = KIPOI_MODEL / "example_files" / "genome.fa"
+# A copy: reading a FASTA writes its .fai index beside it, and the committed kipoi_model/ must stay as
+# export-kipoi writes it (test_kipoi compares the two).
+GENOME = Path(tempfile.mkdtemp(prefix="grelu_caduceus_new_user_")) / "genome.fa"
+shutil.copyfile(KIPOI_MODEL / "example_files" / "genome.fa", GENOME)
 CONTIG, CONTIG_LEN = "chr20_43300000_43400000", 100_000
 SHOW_INPUT_WARNINGS = pytest.mark.filterwarnings("always::grelu_caduceus.errors.InputWarning")
 

@@ -278,6 +278,8 @@ def _write_export(build: Path, name: str, lm, seq_len: int, n_bins: int, checkpo
             warnings.simplefilter("ignore", InputWarning)
         windows = _predict.IntervalWindows(fasta, bed, seq_len)
     inputs = torch.stack([windows[i] for i in range(len(windows))]).numpy()
+    for index in fasta.parent.glob(fasta.name + ".[fg]ai"):  # reading the example indexed it: ship the FASTA alone
+        index.unlink()
     exported = load_exported(build)
     preds = predict_batch(exported, inputs)
     reference = _predict.predict_onehot(lm, inputs)
