@@ -47,7 +47,6 @@ row alone; on the same CPU kind and thread count it is identical.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -61,6 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.hardware import hardware_meta
+from benchmarks.long_range import _read_rows, append_rows
 
 # --- data -------------------------------------------------------------------------------------
 CHROM = "chr20"
@@ -153,7 +153,7 @@ PROTOCOLS = {
 WHY_THESE_TOKENS = {
     "ablation": "5.2M tokens a run is just above the least the study asks for (5M): the 18 runs (15 trained, "
                 "one pair being the same model) then take about an hour of 2 CPU cores",
-    "lm": "16.8M tokens (about 25 minutes of 2 cores for the d_model 64 Caduceus-PS) is where the masked LM is "
+    "lm": "16.8M tokens (each run's train_s column gives its time) is where the masked LM is "
           "clearly ahead of the k-mer models while the three LMs still fit one session",
 }
 
@@ -545,27 +545,11 @@ def baseline_rows(genome: Chr20, heldout_ids: torch.Tensor, heldout: dict, log=p
 # ----------------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _append(path: Path, columns: list[str], rows: list[dict]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerows(rows)
-
-
 def _finished_twin(csv_path: Path, experiment: str, variant: str, seed: int) -> tuple[str, str] | None:
     """A finished (experiment, variant) with the same Arm and Protocol as this one, at this seed.
     (mlm_tying/tied and mlm_rc/bimamba are one model: it is trained once.)"""
     arm, protocol = EXPERIMENTS[experiment][variant], protocol_of(experiment)
-    for r in _read(csv_path):
+    for r in _read_rows(csv_path):
         e, v = r["experiment"], r["variant"]
         if int(r["seed"]) == seed and (e, v) != (experiment, variant) and e in EXPERIMENTS and \
                 EXPERIMENTS[e].get(v) == arm and protocol_of(e) == protocol:
@@ -575,8 +559,8 @@ def _finished_twin(csv_path: Path, experiment: str, variant: str, seed: int) -> 
 
 def _copy_run(csv_path: Path, curve_path: Path, twin: tuple[str, str], name: tuple[str, str], seed: int):
     rename = dict(experiment=name[0], variant=name[1])
-    row = next(r for r in _read(csv_path) if (r["experiment"], r["variant"], int(r["seed"])) == (*twin, seed))
-    curve = [r for r in _read(curve_path) if (r["experiment"], r["variant"], int(r["seed"])) == (*twin, seed)]
+    row = next(r for r in _read_rows(csv_path) if (r["experiment"], r["variant"], int(r["seed"])) == (*twin, seed))
+    curve = [r for r in _read_rows(curve_path) if (r["experiment"], r["variant"], int(r["seed"])) == (*twin, seed)]
     return {**row, **rename, "heldout_loss": float(row["heldout_loss"]), "heldout_accuracy": float(row["heldout_accuracy"])}, \
         [{**c, **rename} for c in curve]
 
@@ -606,7 +590,7 @@ def run_pretraining(out_dir, experiments=None, seeds=None, only=None, threads: i
     out.mkdir(parents=True, exist_ok=True)
     runs = [parse_only(only)] if only else planned_runs(experiments, seeds)
     csv_path, curve_path = out / "pretraining.csv", out / "pretraining_curves.csv"
-    done = {(r["experiment"], r["variant"], int(r["seed"])) for r in _read(csv_path)}
+    done = {(r["experiment"], r["variant"], int(r["seed"])) for r in _read_rows(csv_path)}
     todo = [r for r in runs if r not in done]
     log(f"pretraining: {len(runs) - len(todo)} of {len(runs)} runs done, {len(todo)} to go")
     if not todo and (out / "pretraining_baselines.csv").exists():
@@ -621,7 +605,7 @@ def run_pretraining(out_dir, experiments=None, seeds=None, only=None, threads: i
         (out / "pretraining_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     if not (out / "pretraining_baselines.csv").exists() and not only:
         rows = baseline_rows(genome, ids, heldout, log=log)
-        _append(out / "pretraining_baselines.csv", BASELINE_COLUMNS, rows)
+        append_rows(out / "pretraining_baselines.csv", BASELINE_COLUMNS, rows)
     t0 = time.perf_counter()
     for i, (e, v, s) in enumerate(todo):
         log(f"run {i + 1}/{len(todo)}: {e}/{v}/seed {s}")
@@ -631,8 +615,8 @@ def run_pretraining(out_dir, experiments=None, seeds=None, only=None, threads: i
             row, curve = _copy_run(csv_path, curve_path, twin, (e, v), s)
         else:
             row, curve = train_one(e, v, s, genome, heldout, out, threads=threads, log=log)
-        _append(csv_path, COLUMNS, [row])
-        _append(curve_path, CURVE_COLUMNS, curve)
+        append_rows(csv_path, COLUMNS, [row])
+        append_rows(curve_path, CURVE_COLUMNS, curve)
         elapsed = time.perf_counter() - t0
         log(f"  held-out loss {row['heldout_loss']:.4f} (accuracy {row['heldout_accuracy']:.4f}); "
             f"{elapsed / 60:.1f} min so far, ETA {elapsed / (i + 1) * (len(todo) - i - 1) / 60:.0f} min")

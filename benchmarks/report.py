@@ -761,7 +761,10 @@ def build(results: Path, readme: Path, log=print, project_readme: Path | None = 
         from benchmarks.downstream import downstream_tables, plot_downstream
 
         plot_downstream(results, results / "downstream.png")
-        blocks["downstream"] = downstream_tables(results) + "\n\n![downstream](results/downstream.png)"
+        meta_path = results / "downstream_meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+        blocks["downstream"] = (hardware_text(meta) + "\n\n" if meta else "") + downstream_tables(results) \
+            + "\n\n![downstream](results/downstream.png)"
         blocks["downstream_findings"] = downstream_findings(pd.read_csv(results / "downstream.csv"))
     else:
         blocks["downstream"] = "No results yet (`benchmarks/run.py downstream`)."
